@@ -1,0 +1,15 @@
+"""The built-in actions and the default registry holding them."""
+
+from agents.actions.command import CommandParams, run_command
+from agents.actions.sleep import SleepParams, run_sleep
+from agents.registry import ActionRegistry
+
+__all__ = ["builtin_registry"]
+
+
+def builtin_registry() -> ActionRegistry:
+    """Return a new registry with every built-in action."""
+    registry = ActionRegistry()
+    registry.register("command", CommandParams, "run a program (argv, no shell)")(run_command)
+    registry.register("sleep", SleepParams, "wait a while")(run_sleep)
+    return registry

@@ -1,0 +1,54 @@
+"""What an action receives and returns.
+
+An action is an async function registered by name (see :mod:`agents.registry`). It gets an
+:class:`ActionContext` and its validated parameters and returns an :class:`ActionResult`.
+It reports an expected failure by returning ``ok=False`` or raising
+:class:`~orchestrator.errors.ActionFailed`; the scheduler turns both into a failed attempt.
+Timeouts and cancellation arrive as anyio cancellation: an action cleans up what it started
+(a subprocess, a connection) in ``finally`` and lets the cancellation through.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["ActionContext", "ActionResult"]
+
+
+@dataclass(frozen=True, slots=True)
+class ActionContext:
+    """Who runs the step, with which grants, and where.
+
+    ``fences`` maps each lock the step holds to its fencing token: an action that writes to
+    the protected resource passes it along so stale writers can be refused. ``env`` is the
+    complete environment a subprocess gets (nothing else from the daemon leaks in).
+    ``kill_grace_s`` is how long a terminated subprocess gets before it is killed.
+    """
+
+    run_id: str
+    stream: str
+    step: str
+    agent: str
+    attempt: int
+    fences: Mapping[str, int]
+    env: Mapping[str, str]
+    workdir: Path
+    kill_grace_s: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class ActionResult:
+    """What an action did: ``summary`` in one line, a bounded ``output`` excerpt, the
+    ``metrics`` it measured (name -> number or string) and extra ``details``."""
+
+    ok: bool
+    summary: str
+    exit_code: int | None = None
+    output: str = ""
+    output_sha256: str | None = None
+    output_bytes: int = 0
+    metrics: Mapping[str, float | str] = field(default_factory=dict)
+    details: Mapping[str, Any] = field(default_factory=dict)

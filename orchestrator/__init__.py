@@ -1,0 +1,7 @@
+"""The orchestrator: scheduler, coordination backends, event log, CLI and settings."""
+
+from orchestrator.errors import OrchestratorError
+
+__version__ = "0.1.0"
+
+__all__ = ["OrchestratorError", "__version__"]

@@ -1,0 +1,189 @@
+"""The ``orchestrator`` command line.
+
+Exit codes: 0 success; 1 a stream failed or was skipped (``run``), or a violation was found
+(``verify-log``); 2 an invalid plan or bad usage; 130 interrupted (Ctrl-C / SIGTERM).
+Errors print as one clear message naming the place and the fix, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import anyio
+import click
+from rich.console import Console
+
+from agents.actions import builtin_registry
+from orchestrator.errors import OrchestratorError
+from orchestrator.events import JsonlSink
+from orchestrator.logging import configure_logging
+from orchestrator.progress import LiveProgress, PlainProgress
+from orchestrator.runs import events_path_for, execute_plan, new_run_id, open_coordinator
+from orchestrator.scheduler import RunResult, RunStatus
+from orchestrator.settings import Settings
+from orchestrator.verify import verify_event_files
+from streams.loader import load_plan
+from streams.model import Plan
+
+__all__ = ["main"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _fail(error: OrchestratorError) -> None:
+    click.echo(str(error), err=True)
+    sys.exit(error.exit_code)
+
+
+def _settings(**overrides: Any) -> Settings:
+    try:
+        settings = Settings().with_overrides(**overrides)
+    except ValueError as exc:
+        click.echo(f"invalid setting: {exc}", err=True)
+        sys.exit(2)
+    configure_logging(settings.log_level, settings.log_format)
+    return settings
+
+
+def _state_dir_option(func: F) -> F:
+    return click.option(
+        "--state-dir", type=click.Path(path_type=Path), default=None,
+        help="Where runs and their event logs live (env ORCH_STATE_DIR).",
+    )(func)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="orchestrator")
+def cli() -> None:
+    """Run phase plans: parallel streams of agents' steps under caps and locks."""
+
+
+@cli.command()
+@click.argument("plan_file", type=click.Path(path_type=Path))
+def validate(plan_file: Path) -> None:
+    """Check PLAN_FILE; print every problem as file:line:column and exit 2 if any."""
+    try:
+        plan = load_plan(plan_file)
+    except OrchestratorError as exc:
+        _fail(exc)
+        return
+    click.echo(
+        f"{plan_file}: valid plan {plan.plan!r}: {len(plan.streams)} streams, "
+        f"{plan.total_steps()} steps, {len(plan.agents)} agents"
+    )
+
+
+@cli.command()
+def schema() -> None:
+    """Print the plan file's JSON Schema (for editors: plan.schema.json)."""
+    document = Plan.model_json_schema(by_alias=True)
+    document["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    document["title"] = "Orchestrator phase plan"
+    click.echo(json.dumps(document, indent=2))
+
+
+@cli.command()
+@click.argument("plan_file", type=click.Path(path_type=Path))
+@click.option("--events", "events_path", type=click.Path(path_type=Path), default=None,
+              help="Write the JSON-lines event log here (default: under the state dir).")
+@_state_dir_option
+@click.option("--redis", "redis_url", default=None,
+              help="Coordinate through Redis (env ORCH_REDIS_URL), e.g. redis://:pw@host:6379/0.")
+@click.option("--lease-s", type=float, default=None, help="Redis lease period in seconds.")
+@click.option("--plain", is_flag=True, help="Plain progress lines even on a terminal.")
+def run(plan_file: Path, events_path: Path | None, state_dir: Path | None,
+        redis_url: str | None, lease_s: float | None, plain: bool) -> None:
+    """Run PLAN_FILE in this process with live progress; the exit code is the outcome."""
+    settings = _settings(state_dir=state_dir, redis_url=redis_url, lease_s=lease_s)
+    try:
+        plan = load_plan(plan_file)
+    except OrchestratorError as exc:
+        _fail(exc)
+        return
+    run_id = new_run_id()
+    path = events_path or events_path_for(settings, run_id)
+    click.echo(f"run {run_id}: plan {plan.plan}, events in {path}", err=True)
+    console = Console(stderr=False)
+    try:
+        result = anyio.run(_run, plan, plan_file, settings, run_id, path, console, plain)
+    except OrchestratorError as exc:
+        _fail(exc)
+        return
+    if result is None:
+        click.echo(f"run {run_id}: interrupted", err=True)
+        sys.exit(130)
+    failed = {sid: o for sid, o in result.streams.items() if o.status.value != "succeeded"}
+    for sid, outcome in failed.items():
+        click.echo(f"stream {sid}: {outcome.status.value}: {outcome.reason}", err=True)
+    click.echo(f"run {run_id}: {result.status.value} (events: {path})", err=True)
+    sys.exit(result.status.exit_code)
+
+
+async def _run(plan: Plan, plan_file: Path, settings: Settings, run_id: str, path: Path,
+               console: Console, plain: bool) -> RunResult | None:
+    sink = JsonlSink(path)
+    progress: LiveProgress | PlainProgress = (
+        LiveProgress(console) if console.is_terminal and not plain else PlainProgress(sys.stdout)
+    )
+    result: RunResult | None = None
+    try:
+        async with anyio.create_task_group() as tg, open_coordinator(settings) as coordinator:
+            tg.start_soon(_cancel_on_signal, tg.cancel_scope)
+            if isinstance(progress, LiveProgress):
+                progress.__enter__()
+            try:
+                result = await execute_plan(
+                    plan, run_id=run_id, settings=settings, coordinator=coordinator,
+                    registry=builtin_registry(), sinks=[sink, progress],
+                    workdir=plan_file.resolve().parent,
+                )
+            finally:
+                if isinstance(progress, LiveProgress):
+                    progress.__exit__(None, None, None)
+            tg.cancel_scope.cancel()
+    finally:
+        sink.close()
+    if result is not None and result.status is RunStatus.CANCELLED:
+        return None
+    return result
+
+
+async def _cancel_on_signal(scope: anyio.CancelScope) -> None:
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for _ in signals:
+            scope.cancel()
+            return
+
+
+@cli.command("verify-log")
+@click.argument("event_files", nargs=-1, required=True, type=click.Path(path_type=Path,
+                                                                         exists=True))
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def verify_log(event_files: tuple[Path, ...], as_json: bool) -> None:
+    """Check EVENT_FILES: caps never exceeded, no lock held twice, fences increasing,
+    dependencies respected. Several files (several processes) are merged by time."""
+    try:
+        report = verify_event_files(list(event_files))
+    except (OSError, ValueError) as exc:
+        click.echo(f"cannot read events: {exc}", err=True)
+        sys.exit(2)
+    if as_json:
+        click.echo(json.dumps({
+            "ok": report.ok, "events": report.events, "runs": report.runs,
+            "steps": report.steps, "peak": report.peak, "caps": report.caps,
+            "lock_grants": dict(report.lock_grants), "violations": report.violations,
+            "warnings": report.warnings,
+        }, indent=2))
+    else:
+        click.echo(report.render())
+    sys.exit(0 if report.ok else 1)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="orchestrator")

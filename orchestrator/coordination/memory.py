@@ -1,0 +1,304 @@
+"""The in-process coordination backend: the embedded default.
+
+Holders and waiters live in this process. Every state change (a new waiter, a release, a
+waiter leaving) runs one dispatch pass that grants, in aged-key order, each waiter whose whole
+need is free; a granted waiter is woken through its own event, so a freed slot or lock reaches
+the next step with no polling interval.
+
+Waiters are kept per resource class, each list sorted by aged key (the key is fixed at enqueue
+time, see :mod:`orchestrator.coordination.base`). A pass merges the lists of classes that have
+free slots, so its cost grows with the grants it makes and the lock-blocked waiters it skips,
+not with the number of waiters of full classes.
+"""
+
+from __future__ import annotations
+
+import bisect
+import heapq
+import itertools
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+
+from orchestrator.coordination.base import (
+    Blocker,
+    CoordinationSnapshot,
+    Grant,
+    HolderInfo,
+    Need,
+    OnBlocked,
+    VersionedValue,
+    WaiterInfo,
+    aged_key,
+)
+from orchestrator.errors import LockWaitTimeout
+
+__all__ = ["InProcessCoordinator"]
+
+
+@dataclass(slots=True)
+class _Waiter:
+    need: Need
+    key: float
+    seq: int
+    enqueued_at: float
+    event: anyio.Event
+    grant: Grant | None = None
+
+    def sort_key(self) -> tuple[float, int]:
+        return (self.key, self.seq)
+
+
+@dataclass(slots=True)
+class _Held:
+    grant: Grant
+    granted_at: float
+
+
+@dataclass(slots=True)
+class _ClassQueue:
+    keys: list[tuple[float, int]] = field(default_factory=list)
+    waiters: list[_Waiter] = field(default_factory=list)
+
+    def insert(self, waiter: _Waiter) -> None:
+        index = bisect.bisect(self.keys, waiter.sort_key())
+        self.keys.insert(index, waiter.sort_key())
+        self.waiters.insert(index, waiter)
+
+    def remove(self, waiter: _Waiter) -> None:
+        index = bisect.bisect_left(self.keys, waiter.sort_key())
+        if index < len(self.waiters) and self.waiters[index] is waiter:
+            del self.keys[index]
+            del self.waiters[index]
+
+
+class InProcessCoordinator:
+    """Class slots, locks with fencing tokens and shared state inside one process.
+
+    ``aging_s``: waiting this long raises a waiter one priority level. ``starve_after_s``:
+    a waiter whose aged key is older than this gets what it needs reserved.
+    """
+
+    def __init__(self, *, aging_s: float = 30.0, starve_after_s: float = 120.0) -> None:
+        self._aging_s = aging_s
+        self._starve_after_s = starve_after_s
+        self._seq = itertools.count()
+        self._queues: dict[str, _ClassQueue] = {}
+        self._waiting: dict[str, _Waiter] = {}
+        self._held: dict[str, _Held] = {}
+        self._lock_owner: dict[str, str] = {}
+        self._class_count: Counter[str] = Counter()
+        self._caps: dict[str, int | None] = {}
+        self._fences: dict[str, int] = {}
+        self._state: dict[str, VersionedValue] = {}
+
+    # -- the Protocol -----------------------------------------------------------------------
+
+    async def acquire(
+        self, need: Need, *, timeout_s: float | None = None, on_blocked: OnBlocked | None = None
+    ) -> Grant:
+        if need.holder in self._held or need.holder in self._waiting:
+            raise ValueError(f"holder {need.holder!r} already holds or waits")
+        now = anyio.current_time()
+        waiter = _Waiter(
+            need=need,
+            key=aged_key(now, need.priority, need.age_credit_s, self._aging_s),
+            seq=next(self._seq),
+            enqueued_at=now,
+            event=anyio.Event(),
+        )
+        self._caps[need.resource_class] = need.cap
+        self._waiting[need.holder] = waiter
+        self._queues.setdefault(need.resource_class, _ClassQueue()).insert(waiter)
+        self._dispatch()
+        if waiter.grant is not None:
+            return waiter.grant
+        if on_blocked is not None:
+            on_blocked(self.blockers(need))
+        try:
+            with anyio.fail_after(timeout_s):
+                await waiter.event.wait()
+        except TimeoutError:
+            if waiter.grant is not None:  # granted in the same instant the deadline hit
+                return waiter.grant
+            self._leave(waiter)
+            raise LockWaitTimeout(
+                need.holder,
+                [f"class:{need.resource_class}", *need.locks],
+                anyio.current_time() - now,
+            ) from None
+        except BaseException:
+            # Cancelled: leave nothing queued or held behind.
+            if waiter.grant is not None:
+                self._release_now(waiter.grant)
+            else:
+                self._leave(waiter)
+            raise
+        assert waiter.grant is not None
+        return waiter.grant
+
+    async def release(self, grant: Grant) -> None:
+        self._release_now(grant)
+
+    async def snapshot(self) -> CoordinationSnapshot:
+        now = anyio.current_time()
+        holders = tuple(
+            HolderInfo(
+                holder=held.grant.need.holder,
+                resource_class=held.grant.need.resource_class,
+                locks=held.grant.need.locks,
+                fences=dict(held.grant.fences),
+                held_s=now - held.granted_at,
+                labels=dict(held.grant.need.labels),
+            )
+            for held in self._held.values()
+        )
+        waiters = tuple(
+            WaiterInfo(
+                holder=w.need.holder,
+                resource_class=w.need.resource_class,
+                locks=w.need.locks,
+                priority=w.need.priority,
+                waited_s=now - w.enqueued_at + w.need.age_credit_s,
+                labels=dict(w.need.labels),
+            )
+            for w in sorted(self._waiting.values(), key=_Waiter.sort_key)
+        )
+        return CoordinationSnapshot(
+            holders=holders,
+            waiters=waiters,
+            class_usage=dict(self._class_count),
+            fences=dict(self._fences),
+        )
+
+    async def state_get(self, key: str) -> VersionedValue | None:
+        return self._state.get(key)
+
+    async def state_cas(self, key: str, value: Any, *, expected_version: int) -> int | None:
+        current = self._state.get(key)
+        version = current.version if current is not None else 0
+        if version != expected_version:
+            return None
+        self._state[key] = VersionedValue(value=value, version=version + 1)
+        return version + 1
+
+    # -- introspection ----------------------------------------------------------------------
+
+    def blockers(self, need: Need) -> tuple[Blocker, ...]:
+        """Say what stands between ``need`` and a grant right now."""
+        found: list[Blocker] = []
+        cap = need.cap
+        if cap is not None and self._class_count[need.resource_class] >= cap:
+            holders = tuple(
+                h.grant.need.holder
+                for h in self._held.values()
+                if h.grant.need.resource_class == need.resource_class
+            )
+            found.append(Blocker(f"class:{need.resource_class}", holders, f"at cap {cap}"))
+        for lock in need.locks:
+            owner = self._lock_owner.get(lock)
+            if owner is not None:
+                found.append(Blocker(lock, (owner,), "locked"))
+        if not found:
+            found.append(Blocker("queue", (), "older or higher-priority waiters go first"))
+        return tuple(found)
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _free_slots(self, resource_class: str) -> float:
+        cap = self._caps.get(resource_class)
+        if cap is None:
+            return float("inf")
+        return cap - self._class_count[resource_class]
+
+    def _leave(self, waiter: _Waiter) -> None:
+        if self._waiting.pop(waiter.need.holder, None) is waiter:
+            self._queues[waiter.need.resource_class].remove(waiter)
+            # A starving waiter may have reserved what others wait for.
+            self._dispatch()
+
+    def _release_now(self, grant: Grant) -> None:
+        held = self._held.get(grant.need.holder)
+        if held is None or held.grant is not grant:
+            return  # released twice: harmless
+        del self._held[grant.need.holder]
+        self._class_count[grant.need.resource_class] -= 1
+        for lock in grant.need.locks:
+            if self._lock_owner.get(lock) == grant.need.holder:
+                del self._lock_owner[lock]
+        self._dispatch()
+
+    def _grant(self, waiter: _Waiter, now: float) -> None:
+        need = waiter.need
+        fences: dict[str, int] = {}
+        for lock in need.locks:
+            fences[lock] = self._fences.get(lock, 0) + 1
+            self._fences[lock] = fences[lock]
+            self._lock_owner[lock] = need.holder
+        self._class_count[need.resource_class] += 1
+        waiter.grant = Grant(need=need, fences=fences, lost=anyio.Event())
+        self._held[need.holder] = _Held(waiter.grant, now)
+        del self._waiting[need.holder]
+        self._queues[need.resource_class].remove(waiter)
+        waiter.event.set()
+
+    def _locks_free(self, need: Need, reserved: set[str]) -> bool:
+        return all(lock not in self._lock_owner and lock not in reserved for lock in need.locks)
+
+    def _starving(self, now: float) -> list[_Waiter]:
+        threshold = now - self._starve_after_s
+        found: list[_Waiter] = []
+        for queue in self._queues.values():
+            for waiter in queue.waiters:
+                if waiter.key > threshold:
+                    break
+                found.append(waiter)
+        found.sort(key=_Waiter.sort_key)
+        return found
+
+    def _dispatch(self) -> None:
+        now = anyio.current_time()
+        reserved_locks: set[str] = set()
+        reserved_slots: Counter[str] = Counter()
+        # Starving waiters first: served if they can be, else what they need is reserved.
+        for waiter in self._starving(now):
+            free = self._free_slots(waiter.need.resource_class) - reserved_slots[
+                waiter.need.resource_class
+            ]
+            if free >= 1 and self._locks_free(waiter.need, reserved_locks):
+                self._grant(waiter, now)
+            else:
+                reserved_locks.update(waiter.need.locks)
+                reserved_slots[waiter.need.resource_class] += 1
+        for waiter in self._merged_candidates(reserved_slots):
+            cls = waiter.need.resource_class
+            if self._free_slots(cls) - reserved_slots[cls] < 1:
+                continue
+            if self._locks_free(waiter.need, reserved_locks):
+                self._grant(waiter, now)
+
+    def _merged_candidates(self, reserved_slots: Counter[str]) -> Iterator[_Waiter]:
+        """Yield waiters of classes with free slots in global key order.
+
+        A class that fills up stops contributing at once, so a pass never walks the
+        waiters of a full class.
+        """
+        heap: list[tuple[tuple[float, int], str, int]] = []
+        snapshots: dict[str, list[_Waiter]] = {}
+        for cls, queue in self._queues.items():
+            if queue.waiters and self._free_slots(cls) - reserved_slots[cls] >= 1:
+                snapshots[cls] = list(queue.waiters)
+                heap.append((queue.waiters[0].sort_key(), cls, 0))
+        heapq.heapify(heap)
+        while heap:
+            _, cls, index = heapq.heappop(heap)
+            waiter = snapshots[cls][index]
+            if waiter.grant is None and waiter.need.holder in self._waiting:
+                yield waiter
+            if self._free_slots(cls) - reserved_slots[cls] < 1:
+                continue  # the class filled up: drop the rest of its list
+            if index + 1 < len(snapshots[cls]):
+                heapq.heappush(heap, (snapshots[cls][index + 1].sort_key(), cls, index + 1))

@@ -1,0 +1,171 @@
+"""The run's event log: the progress contract that users, tools and tests read.
+
+Events are built by a structlog logger of their own (not the diagnostic log) whose chain adds
+``ts`` (UTC ISO-8601 with microseconds), ``seq`` (per run, increasing) and removes secrets,
+then hands the event dict to every :class:`EventSink`: the JSON-lines file, the terminal
+progress view, the daemon's store and subscribers. Context (``run_id``, ``stream``, ``step``,
+``agent``, ``resource_class``, ``locks``) is bound once and carried by every event.
+
+Event names (past tense): ``run_started``, ``stream_started``, ``step_queued``,
+``step_waiting``, ``step_started``, ``step_finished``, ``step_retrying``, ``step_skipped``,
+``stream_finished``, ``run_finished``.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Mapping, MutableMapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any, Protocol
+
+import orjson
+import structlog
+
+__all__ = [
+    "EventLog",
+    "EventSink",
+    "JsonlSink",
+    "MemorySink",
+    "Redactor",
+    "read_events",
+    "utc_timestamp",
+]
+
+Event = dict[str, Any]
+
+
+def utc_timestamp() -> str:
+    """Now as ``2026-11-21T16:15:00.123456Z``."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class EventSink(Protocol):
+    """Receives each event once, in order; must be quick and must not raise."""
+
+    def emit(self, event: Mapping[str, Any]) -> None: ...
+
+
+class JsonlSink:
+    """Appends one JSON object per line to a file, flushed per event so watchers see it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._file: IO[bytes] = path.open("ab")
+
+    def emit(self, event: Mapping[str, Any]) -> None:
+        self._file.write(orjson.dumps(event, default=str) + b"\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class MemorySink:
+    """Keeps events in a list: for tests and for in-process consumers."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+
+    def emit(self, event: Mapping[str, Any]) -> None:
+        self.events.append(dict(event))
+
+
+class Redactor:
+    """Replaces every known secret value inside strings with ``***``."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        self._secrets = sorted({s for s in secrets if s and len(s) >= 3}, key=len, reverse=True)
+
+    def __bool__(self) -> bool:
+        return bool(self._secrets)
+
+    def text(self, value: str) -> str:
+        for secret in self._secrets:
+            if secret in value:
+                value = value.replace(secret, "***")
+        return value
+
+    def value(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, Mapping):
+            return {k: self.value(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self.value(v) for v in value]
+        return value
+
+
+class _FanOut:
+    """The structlog "logger" at the end of the chain: passes the dict to every sink."""
+
+    def __init__(self, sinks: Sequence[EventSink]) -> None:
+        self.sinks = list(sinks)
+
+    def msg(self, **event: Any) -> None:
+        for sink in self.sinks:
+            sink.emit(event)
+
+
+class EventLog:
+    """Emits a run's events; :meth:`bind` returns a child carrying more context."""
+
+    def __init__(
+        self,
+        run_id: str,
+        sinks: Sequence[EventSink],
+        *,
+        redactor: Redactor | None = None,
+        _logger: Any = None,
+    ) -> None:
+        self.run_id = run_id
+        if _logger is None:
+            self._fanout = _FanOut(sinks)
+            seq = itertools.count(1)
+            redact = redactor or Redactor()
+
+            def stamp(_: Any, __: str, event: MutableMapping[str, Any]) -> Event:
+                ordered: Event = {
+                    "ts": utc_timestamp(),
+                    "seq": next(seq),
+                    "event": event.pop("event"),
+                    "run_id": event.pop("run_id"),
+                }
+                ordered.update(event)
+                return redact.value(ordered) if redact else ordered
+
+            _logger = structlog.wrap_logger(
+                self._fanout,
+                processors=[stamp],
+                wrapper_class=structlog.BoundLogger,
+                context_class=dict,
+                cache_logger_on_first_use=True,
+            ).bind(run_id=run_id)
+        self._logger = _logger
+
+    def add_sink(self, sink: EventSink) -> None:
+        self._fanout.sinks.append(sink)
+
+    def bind(self, **context: Any) -> EventLog:
+        child = EventLog(self.run_id, (), _logger=self._logger.bind(**context))
+        child._fanout = self._fanout
+        return child
+
+    def emit(self, event: str, **fields: Any) -> None:
+        self._logger.msg(event, **fields)
+
+
+def read_events(path: Path) -> list[Event]:
+    """Read a JSON-lines event file; a torn last line (a crash mid-write) is ignored."""
+    events: list[Event] = []
+    with path.open("rb") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                events.append(orjson.loads(line))
+            except orjson.JSONDecodeError:
+                if handle.read(1):  # not the last line: the file is damaged
+                    raise ValueError(f"{path}:{number}: not a JSON object") from None
+    return events

@@ -1,0 +1,221 @@
+"""Live progress for people: a view of a run built from its events, and two renderings.
+
+:class:`RunView` folds events into per-stream state (steps done / total, what runs now and
+who runs it, what it waits for and who holds that, elapsed against the timeline). On a
+terminal, :class:`LiveProgress` shows one rich row per stream, refreshed several times a
+second; elsewhere it prints one plain line per notable event. Both are event sinks, so the
+same code serves ``orchestrator run`` and ``orchestrator watch``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, TextIO
+
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+
+from streams.durations import format_duration
+
+__all__ = ["LiveProgress", "PlainProgress", "RunView", "StreamView", "progress_sink"]
+
+_STATUS_STYLE = {
+    "succeeded": "green",
+    "failed": "red",
+    "skipped": "yellow",
+    "cancelled": "magenta",
+    "running": "cyan",
+    "pending": "dim",
+}
+
+
+def _parse_ts(ts: str) -> float:
+    return datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
+
+
+@dataclass(slots=True)
+class StreamView:
+    id: str
+    status: str = "pending"
+    total: int = 0
+    done: int = 0
+    started_at: float | None = None
+    finished_at: float | None = None
+    expected_s: float | None = None
+    limit_s: float | None = None
+    running: dict[str, str] = field(default_factory=dict)  # step -> agent
+    waiting: dict[str, str] = field(default_factory=dict)  # step -> what it waits for
+    reason: str = ""
+
+    def elapsed(self, now: float) -> float:
+        if self.started_at is None:
+            return 0.0
+        return (self.finished_at or now) - self.started_at
+
+
+@dataclass(slots=True)
+class RunView:
+    """Everything a progress display needs, folded from events."""
+
+    run_id: str = ""
+    plan: str = ""
+    status: str = "running"
+    streams: dict[str, StreamView] = field(default_factory=dict)
+    last_ts: float = 0.0
+
+    def apply(self, event: Mapping[str, Any]) -> None:
+        name = event.get("event")
+        if "ts" in event:
+            self.last_ts = _parse_ts(str(event["ts"]))
+        if name == "run_started":
+            self.run_id = str(event.get("run_id", ""))
+            self.plan = str(event.get("plan", ""))
+            for sid in event.get("streams", []):
+                self.streams.setdefault(sid, StreamView(sid))
+            return
+        if name == "run_finished":
+            self.status = str(event.get("status"))
+            return
+        sid = event.get("stream")
+        if sid is None:
+            return
+        view = self.streams.setdefault(str(sid), StreamView(str(sid)))
+        step = str(event.get("step", ""))
+        if name == "stream_started":
+            view.status = "running"
+            view.total = int(event.get("steps", 0))
+            view.started_at = self.last_ts
+            timeline = event.get("timeline") or {}
+            view.expected_s = timeline.get("expected_s")
+            view.limit_s = timeline.get("limit_s")
+        elif name == "step_waiting":
+            view.waiting[step] = "; ".join(event.get("waiting_for", []))
+        elif name == "step_started":
+            view.waiting.pop(step, None)
+            view.running[step] = str(event.get("agent", ""))
+        elif name == "step_finished":
+            view.running.pop(step, None)
+            if event.get("status") == "succeeded":
+                view.done += 1
+        elif name == "stream_finished":
+            view.status = str(event.get("status"))
+            view.reason = str(event.get("reason") or "")
+            view.finished_at = self.last_ts
+            view.running.clear()
+            view.waiting.clear()
+
+
+def _timeline(view: StreamView, now: float) -> str:
+    text = format_duration(view.elapsed(now))
+    if view.limit_s is not None:
+        text += f" / {format_duration(view.expected_s or view.limit_s)}"
+        if view.limit_s != view.expected_s:
+            text += f" (limit {format_duration(view.limit_s)})"
+    return text
+
+
+def render_view(view: RunView, now: float) -> RenderableType:
+    """A table with one row per stream."""
+    table = Table(box=None, expand=False, pad_edge=False, title=f"run {view.run_id} "
+                  f"[{view.plan}]: {view.status}", title_justify="left")
+    table.add_column("stream", no_wrap=True)
+    table.add_column("status")
+    table.add_column("progress", no_wrap=True)
+    table.add_column("now")
+    table.add_column("elapsed / timeline", no_wrap=True)
+    for sv in view.streams.values():
+        bar = ProgressBar(total=max(sv.total, 1), completed=sv.done, width=20)
+        doing = ", ".join(f"{step} ({agent})" for step, agent in sv.running.items())
+        waits = "; ".join(f"{step} waits for {what}" for step, what in sv.waiting.items())
+        now_text = Text(doing or waits or sv.reason or "")
+        if waits and doing:
+            now_text.append(f"  |  {waits}", style="yellow")
+        table.add_row(
+            sv.id,
+            Text(sv.status, style=_STATUS_STYLE.get(sv.status, "")),
+            Group(bar, Text(f"{sv.done}/{sv.total}")),
+            now_text,
+            _timeline(sv, now),
+        )
+    return table
+
+
+class LiveProgress:
+    """A rich live table on a terminal; use as a context manager around the run."""
+
+    def __init__(self, console: Console) -> None:
+        self.view = RunView()
+        self._console = console
+        self._live = Live(console=console, refresh_per_second=8, transient=False,
+                          get_renderable=self._render)
+
+    def _render(self) -> RenderableType:
+        return render_view(self.view, self.view.last_ts if self.view.status != "running"
+                           else datetime.now().timestamp())
+
+    def emit(self, event: Mapping[str, Any]) -> None:
+        self.view.apply(event)
+
+    def __enter__(self) -> LiveProgress:
+        self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._live.refresh()
+        self._live.__exit__(None, None, None)
+
+
+class PlainProgress:
+    """One plain line per notable event, for logs and pipes."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.view = RunView()
+        self._out = out
+
+    def emit(self, event: Mapping[str, Any]) -> None:
+        self.view.apply(event)
+        line = self._line(event)
+        if line:
+            self._out.write(line + "\n")
+            self._out.flush()
+
+    def _line(self, e: Mapping[str, Any]) -> str | None:
+        name = e.get("event")
+        ts = str(e.get("ts", ""))[11:23]
+        stream = e.get("stream")
+        step = e.get("step")
+        if name == "run_started":
+            return f"{ts} run {e.get('run_id')} started: plan {e.get('plan')}, " \
+                   f"{len(e.get('streams', []))} streams, {e.get('steps')} steps"
+        if name == "stream_started":
+            return f"{ts} [{stream}] started ({e.get('steps')} steps)"
+        if name == "step_waiting":
+            return f"{ts} [{stream}] {step} ({e.get('agent')}) waits for " \
+                   + "; ".join(e.get("waiting_for", []))
+        if name == "step_started":
+            return f"{ts} [{stream}] {step} ({e.get('agent')}) started, attempt {e.get('attempt')}"
+        if name == "step_finished":
+            sv = self.view.streams.get(str(stream))
+            count = f" [{sv.done}/{sv.total}]" if sv else ""
+            text = f"{ts} [{stream}] {step} {e.get('status')} in {e.get('duration_s')}s{count}"
+            if e.get("status") != "succeeded":
+                text += f": {e.get('reason')}"
+            return text
+        if name == "step_retrying":
+            return f"{ts} [{stream}] {step} retrying: {e.get('message')}"
+        if name == "stream_finished":
+            reason = f": {e.get('reason')}" if e.get("reason") else ""
+            return f"{ts} [{stream}] {e.get('status')}{reason}"
+        if name == "run_finished":
+            return f"{ts} run {e.get('run_id')} {e.get('status')}"
+        return None
+
+
+def progress_sink(console: Console, out: TextIO) -> LiveProgress | PlainProgress:
+    """A live table on a terminal, plain lines otherwise."""
+    return LiveProgress(console) if console.is_terminal else PlainProgress(out)

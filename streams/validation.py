@@ -1,0 +1,221 @@
+"""Cross-reference checks of a parsed plan, each problem at its file position.
+
+Checked before anything runs: unknown agents, resources and classes; agents outside their
+stream's team; actions outside an agent's ``can`` list (its scope) or unknown to the
+registry; each step's ``with:`` against its action's parameters; duplicate ids; ``needs``
+and ``depends_on`` that name nothing or form a cycle (the cycle is printed).
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Mapping, Sequence
+
+from pydantic import ValidationError
+
+from agents.registry import ActionRegistry
+from orchestrator.errors import PlanProblem
+from streams._positions import Loc, Positions, describe_error
+from streams.model import Plan, StepSpec, StreamSpec
+
+__all__ = ["check_plan", "effective_needs", "find_cycle"]
+
+
+def effective_needs(steps: Sequence[StepSpec]) -> dict[str, tuple[str, ...]]:
+    """Each step's ``needs``, with the default (the previous step) filled in."""
+    needs: dict[str, tuple[str, ...]] = {}
+    previous: str | None = None
+    for step in steps:
+        if step.needs is not None:
+            needs[step.id] = tuple(step.needs)
+        else:
+            needs[step.id] = (previous,) if previous is not None else ()
+        previous = step.id
+    return needs
+
+
+def find_cycle(edges: Mapping[str, Iterable[str]]) -> list[str] | None:
+    """Return one cycle as ``[a, b, ..., a]`` if the graph ``node -> deps`` has one."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    for root in edges:
+        if state.get(root):
+            continue
+        path: list[str] = []
+        stack: list[tuple[str, Iterable[str]]] = [(root, iter(edges.get(root, ())))]
+        state[root] = 1
+        path.append(root)
+        while stack:
+            node, children = stack[-1]
+            for child in children:
+                if child not in edges:
+                    continue
+                if state.get(child) == 1:
+                    return [*path[path.index(child):], child]
+                if not state.get(child):
+                    state[child] = 1
+                    path.append(child)
+                    stack.append((child, iter(edges.get(child, ()))))
+                    break
+            else:
+                state[node] = 2
+                path.pop()
+                stack.pop()
+    return None
+
+
+def _suggest(name: str, known: Iterable[str]) -> str:
+    known = sorted(known)
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return hint + f"known: {', '.join(known) if known else '(none)'}"
+
+
+class _Checker:
+    def __init__(self, plan: Plan, pos: Positions, label: str, registry: ActionRegistry) -> None:
+        self.plan = plan
+        self.pos = pos
+        self.label = label
+        self.registry = registry
+        self.problems: list[PlanProblem] = []
+
+    def add(self, loc: Loc, reason: str, fix: str = "", *, key: bool = False) -> None:
+        line, column = self.pos.at(loc, key=key)
+        self.problems.append(PlanProblem(self.label, line, column, reason, fix))
+
+    def run(self) -> list[PlanProblem]:
+        plan = self.plan
+        for name, agent in plan.agents.items():
+            if agent.resource_class not in plan.caps:
+                self.add(("agents", name, "class"),
+                         f"agent {name!r}: unknown resource class {agent.resource_class!r}",
+                         _suggest(agent.resource_class, plan.caps))
+            for index, action in enumerate(agent.can):
+                if action not in self.registry:
+                    self.add(("agents", name, "can", index), f"agent {name!r}: unknown action "
+                             f"{action!r}", _suggest(action, self.registry))
+        seen_resources: set[str] = set()
+        for index, resource in enumerate(plan.resources):
+            if resource in seen_resources:
+                self.add(("resources", index), f"duplicate resource {resource!r}",
+                         "list each resource once")
+            seen_resources.add(resource)
+        stream_ids: dict[str, int] = {}
+        for index, stream in enumerate(plan.streams):
+            if stream.id in stream_ids:
+                self.add(("streams", index, "id"), f"duplicate stream id {stream.id!r} "
+                         f"(first at streams[{stream_ids[stream.id]}])", "give it another id")
+            else:
+                stream_ids[stream.id] = index
+        for index, stream in enumerate(plan.streams):
+            self._stream(index, stream, stream_ids)
+        cycle = find_cycle({s.id: s.depends_on for s in plan.streams})
+        if cycle is not None:
+            where = stream_ids[cycle[0]]
+            self.add(("streams", where, "depends_on"),
+                     "dependency cycle between streams: " + " -> ".join(cycle),
+                     "remove one of these depends_on entries")
+        return self.problems
+
+    def _stream(self, index: int, stream: StreamSpec, stream_ids: Mapping[str, int]) -> None:
+        base: Loc = ("streams", index)
+        for i, member in enumerate(stream.team):
+            if member not in self.plan.agents:
+                self.add((*base, "team", i), f"stream {stream.id!r}: unknown agent {member!r}",
+                         _suggest(member, self.plan.agents))
+        for i, dep in enumerate(stream.depends_on):
+            if dep == stream.id:
+                self.add((*base, "depends_on", i), f"stream {stream.id!r} depends on itself",
+                         "remove it")
+            elif dep not in stream_ids:
+                self.add((*base, "depends_on", i), f"stream {stream.id!r}: depends on unknown "
+                         f"stream {dep!r}", _suggest(dep, stream_ids))
+        evidence_ids = {e.id for e in stream.evidence}
+        step_ids: set[str] = set()
+        self._steps(stream, (*base, "steps"), stream.steps, step_ids, evidence_ids)
+        if stream.rollback is not None:
+            self._steps(stream, (*base, "rollback", "steps"), stream.rollback.steps, step_ids,
+                        evidence_ids)
+        for i, criterion in enumerate(stream.gate.criteria if stream.gate else []):
+            text = criterion if isinstance(criterion, str) else criterion.expr
+            if not text.strip():
+                self.add((*base, "gate", "criteria", i), "empty gate criterion",
+                         "write an expression such as 'db.response_ms.p50 < 100'")
+
+    def _steps(self, stream: StreamSpec, base: Loc, steps: Sequence[StepSpec],
+               step_ids: set[str], evidence_ids: set[str]) -> None:
+        local: dict[str, int] = {}
+        for i, step in enumerate(steps):
+            loc: Loc = (*base, i)
+            if step.id in step_ids:
+                self.add((*loc, "id"), f"stream {stream.id!r}: duplicate step id {step.id!r}",
+                         "step ids must be unique within a stream, rollback included")
+            step_ids.add(step.id)
+            local[step.id] = i
+            self._step(stream, loc, step, evidence_ids)
+        needs = effective_needs(steps)
+        for i, step in enumerate(steps):
+            for j, need in enumerate(step.needs or ()):
+                if need == step.id:
+                    self.add((*base, i, "needs", j), f"step {step.id!r} needs itself",
+                             "remove it")
+                elif need not in local:
+                    self.add((*base, i, "needs", j), f"step {step.id!r} needs unknown step "
+                             f"{need!r}", _suggest(need, local))
+        cycle = find_cycle(needs)
+        if cycle is not None:
+            self.add((*base, local[cycle[0]], "needs"),
+                     f"stream {stream.id!r}: cycle in needs: " + " -> ".join(cycle),
+                     "remove one of these needs")
+
+    def _step(self, stream: StreamSpec, loc: Loc, step: StepSpec, evidence: set[str]) -> None:
+        agent = self.plan.agents.get(step.agent)
+        if agent is None:
+            self.add((*loc, "agent"), f"step {step.id!r}: unknown agent {step.agent!r}",
+                     _suggest(step.agent, self.plan.agents))
+        elif step.agent not in stream.team:
+            self.add((*loc, "agent"), f"step {step.id!r}: agent {step.agent!r} is not in "
+                     f"stream {stream.id!r}'s team", f"add it to the team "
+                     f"({', '.join(stream.team)}) or pick a team member")
+        self._action(loc, step.id, step.agent, step.action, step.with_)
+        if step.undo is not None:
+            self._action((*loc, "undo"), step.id, step.agent, step.undo.action, step.undo.with_)
+        seen: set[str] = set()
+        for i, lock in enumerate(step.locks):
+            if lock not in self.plan.resources:
+                self.add((*loc, "locks", i), f"step {step.id!r}: unknown resource {lock!r}",
+                         "add it to the plan's resources or fix the name; "
+                         + _suggest(lock, self.plan.resources))
+            elif lock in seen:
+                self.add((*loc, "locks", i), f"step {step.id!r}: lock {lock!r} listed twice",
+                         "list it once")
+            seen.add(lock)
+        for i, ev in enumerate(step.evidence):
+            if ev not in evidence:
+                self.add((*loc, "evidence", i), f"step {step.id!r}: unknown evidence {ev!r}",
+                         "declare it in the stream's evidence list; " + _suggest(ev, evidence))
+
+    def _action(self, loc: Loc, step_id: str, agent_name: str, action: str,
+                params: Mapping[str, object]) -> None:
+        agent = self.plan.agents.get(agent_name)
+        if agent is not None and action not in agent.can:
+            self.add((*loc, "action"), f"step {step_id!r}: action {action!r} is outside agent "
+                     f"{agent_name!r}'s scope (can: {', '.join(agent.can)})",
+                     "use an allowed action or add it to the agent's can list")
+            return
+        definition = self.registry.get(action)
+        if definition is None:
+            self.add((*loc, "action"), f"step {step_id!r}: unknown action {action!r}",
+                     _suggest(action, self.registry))
+            return
+        try:
+            definition.params.model_validate(params)
+        except ValidationError as exc:
+            for error in exc.errors():
+                problem = describe_error(error, self.label, self.pos, (*loc, "with"))
+                self.problems.append(problem)
+
+
+def check_plan(plan: Plan, pos: Positions, label: str,
+               registry: ActionRegistry) -> list[PlanProblem]:
+    """Return every cross-reference problem of ``plan`` (empty when it is valid)."""
+    return _Checker(plan, pos, label, registry).run()
