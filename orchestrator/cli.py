@@ -52,7 +52,9 @@ def _settings(**overrides: Any) -> Settings:
 
 def _state_dir_option(func: F) -> F:
     return click.option(
-        "--state-dir", type=click.Path(path_type=Path), default=None,
+        "--state-dir",
+        type=click.Path(path_type=Path),
+        default=None,
         help="Where runs and their event logs live (env ORCH_STATE_DIR).",
     )(func)
 
@@ -89,15 +91,30 @@ def schema() -> None:
 
 @cli.command()
 @click.argument("plan_file", type=click.Path(path_type=Path))
-@click.option("--events", "events_path", type=click.Path(path_type=Path), default=None,
-              help="Write the JSON-lines event log here (default: under the state dir).")
+@click.option(
+    "--events",
+    "events_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Write the JSON-lines event log here (default: under the state dir).",
+)
 @_state_dir_option
-@click.option("--redis", "redis_url", default=None,
-              help="Coordinate through Redis (env ORCH_REDIS_URL), e.g. redis://:pw@host:6379/0.")
+@click.option(
+    "--redis",
+    "redis_url",
+    default=None,
+    help="Coordinate through Redis (env ORCH_REDIS_URL), e.g. redis://:pw@host:6379/0.",
+)
 @click.option("--lease-s", type=float, default=None, help="Redis lease period in seconds.")
 @click.option("--plain", is_flag=True, help="Plain progress lines even on a terminal.")
-def run(plan_file: Path, events_path: Path | None, state_dir: Path | None,
-        redis_url: str | None, lease_s: float | None, plain: bool) -> None:
+def run(
+    plan_file: Path,
+    events_path: Path | None,
+    state_dir: Path | None,
+    redis_url: str | None,
+    lease_s: float | None,
+    plain: bool,
+) -> None:
     """Run PLAN_FILE in this process with live progress; the exit code is the outcome."""
     settings = _settings(state_dir=state_dir, redis_url=redis_url, lease_s=lease_s)
     try:
@@ -110,7 +127,9 @@ def run(plan_file: Path, events_path: Path | None, state_dir: Path | None,
     click.echo(f"run {run_id}: plan {plan.plan}, events in {path}", err=True)
     console = Console(stderr=False)
     try:
-        result = anyio.run(_run, plan, plan_file, settings, run_id, path, console, plain)
+        result = anyio.run(
+            _run, plan, plan_file.resolve().parent, settings, run_id, path, console, plain
+        )
     except OrchestratorError as exc:
         _fail(exc)
         return
@@ -124,8 +143,15 @@ def run(plan_file: Path, events_path: Path | None, state_dir: Path | None,
     sys.exit(result.status.exit_code)
 
 
-async def _run(plan: Plan, plan_file: Path, settings: Settings, run_id: str, path: Path,
-               console: Console, plain: bool) -> RunResult | None:
+async def _run(
+    plan: Plan,
+    workdir: Path,
+    settings: Settings,
+    run_id: str,
+    path: Path,
+    console: Console,
+    plain: bool,
+) -> RunResult | None:
     sink = JsonlSink(path)
     progress: LiveProgress | PlainProgress = (
         LiveProgress(console) if console.is_terminal and not plain else PlainProgress(sys.stdout)
@@ -138,9 +164,13 @@ async def _run(plan: Plan, plan_file: Path, settings: Settings, run_id: str, pat
                 progress.__enter__()
             try:
                 result = await execute_plan(
-                    plan, run_id=run_id, settings=settings, coordinator=coordinator,
-                    registry=builtin_registry(), sinks=[sink, progress],
-                    workdir=plan_file.resolve().parent,
+                    plan,
+                    run_id=run_id,
+                    settings=settings,
+                    coordinator=coordinator,
+                    registry=builtin_registry(),
+                    sinks=[sink, progress],
+                    workdir=workdir,
                 )
             finally:
                 if isinstance(progress, LiveProgress):
@@ -161,8 +191,9 @@ async def _cancel_on_signal(scope: anyio.CancelScope) -> None:
 
 
 @cli.command("verify-log")
-@click.argument("event_files", nargs=-1, required=True, type=click.Path(path_type=Path,
-                                                                         exists=True))
+@click.argument(
+    "event_files", nargs=-1, required=True, type=click.Path(path_type=Path, exists=True)
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def verify_log(event_files: tuple[Path, ...], as_json: bool) -> None:
     """Check EVENT_FILES: caps never exceeded, no lock held twice, fences increasing,
@@ -173,12 +204,22 @@ def verify_log(event_files: tuple[Path, ...], as_json: bool) -> None:
         click.echo(f"cannot read events: {exc}", err=True)
         sys.exit(2)
     if as_json:
-        click.echo(json.dumps({
-            "ok": report.ok, "events": report.events, "runs": report.runs,
-            "steps": report.steps, "peak": report.peak, "caps": report.caps,
-            "lock_grants": dict(report.lock_grants), "violations": report.violations,
-            "warnings": report.warnings,
-        }, indent=2))
+        click.echo(
+            json.dumps(
+                {
+                    "ok": report.ok,
+                    "events": report.events,
+                    "runs": report.runs,
+                    "steps": report.steps,
+                    "peak": report.peak,
+                    "caps": report.caps,
+                    "lock_grants": dict(report.lock_grants),
+                    "violations": report.violations,
+                    "warnings": report.warnings,
+                },
+                indent=2,
+            )
+        )
     else:
         click.echo(report.render())
     sys.exit(0 if report.ok else 1)

@@ -121,8 +121,13 @@ def _timeline(view: StreamView, now: float) -> str:
 
 def render_view(view: RunView, now: float) -> RenderableType:
     """A table with one row per stream."""
-    table = Table(box=None, expand=False, pad_edge=False, title=f"run {view.run_id} "
-                  f"[{view.plan}]: {view.status}", title_justify="left")
+    table = Table(
+        box=None,
+        expand=False,
+        pad_edge=False,
+        title=f"run {view.run_id} [{view.plan}]: {view.status}",
+        title_justify="left",
+    )
     table.add_column("stream", no_wrap=True)
     table.add_column("status")
     table.add_column("progress", no_wrap=True)
@@ -151,12 +156,15 @@ class LiveProgress:
     def __init__(self, console: Console) -> None:
         self.view = RunView()
         self._console = console
-        self._live = Live(console=console, refresh_per_second=8, transient=False,
-                          get_renderable=self._render)
+        self._live = Live(
+            console=console, refresh_per_second=8, transient=False, get_renderable=self._render
+        )
 
     def _render(self) -> RenderableType:
-        return render_view(self.view, self.view.last_ts if self.view.status != "running"
-                           else datetime.now().timestamp())
+        return render_view(
+            self.view,
+            self.view.last_ts if self.view.status != "running" else datetime.now().timestamp(),
+        )
 
     def emit(self, event: Mapping[str, Any]) -> None:
         self.view.apply(event)
@@ -190,13 +198,16 @@ class PlainProgress:
         stream = e.get("stream")
         step = e.get("step")
         if name == "run_started":
-            return f"{ts} run {e.get('run_id')} started: plan {e.get('plan')}, " \
-                   f"{len(e.get('streams', []))} streams, {e.get('steps')} steps"
+            return (
+                f"{ts} run {e.get('run_id')} started: plan {e.get('plan')}, "
+                f"{len(e.get('streams', []))} streams, {e.get('steps')} steps"
+            )
         if name == "stream_started":
             return f"{ts} [{stream}] started ({e.get('steps')} steps)"
         if name == "step_waiting":
-            return f"{ts} [{stream}] {step} ({e.get('agent')}) waits for " \
-                   + "; ".join(e.get("waiting_for", []))
+            return f"{ts} [{stream}] {step} ({e.get('agent')}) waits for " + "; ".join(
+                e.get("waiting_for", [])
+            )
         if name == "step_started":
             return f"{ts} [{stream}] {step} ({e.get('agent')}) started, attempt {e.get('attempt')}"
         if name == "step_finished":

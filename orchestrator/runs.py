@@ -36,7 +36,7 @@ def events_path_for(settings: Settings, run_id: str) -> Path:
 async def open_coordinator(settings: Settings) -> AsyncIterator[Coordinator]:
     """The coordination backend the settings ask for (in-process unless a Redis URL is set)."""
     if settings.redis_url is not None:
-        from orchestrator.coordination.redis import RedisCoordinator  # noqa: PLC0415
+        from orchestrator.coordination.redis import RedisCoordinator
 
         async with RedisCoordinator(
             settings.redis_url.get_secret_value(),
@@ -68,7 +68,8 @@ async def execute_plan(
         coordinator=coordinator,
         registry=registry,
         events=events,
-        config=SchedulerConfig(workdir=workdir, env=settings.step_env(),
-                               kill_grace_s=settings.kill_grace_s),
+        config=SchedulerConfig(
+            workdir=workdir, env=settings.step_env(), kill_grace_s=settings.kill_grace_s
+        ),
     )
     return await scheduler.run()

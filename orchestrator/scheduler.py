@@ -172,16 +172,16 @@ class Scheduler:
         try:
             for dep in stream.depends_on:
                 await self._done[dep].wait()
-            blocked = [d for d in stream.depends_on
-                       if self._outcomes[d].status is not StreamStatus.SUCCEEDED]
+            blocked = [
+                d
+                for d in stream.depends_on
+                if self._outcomes[d].status is not StreamStatus.SUCCEEDED
+            ]
             if blocked:
                 outcome.status = StreamStatus.SKIPPED
                 outcome.reason = "dependency did not succeed: " + ", ".join(
                     f"{d} ({self._outcomes[d].status.value})" for d in blocked
                 )
-                for step in stream.steps:
-                    log.emit("step_skipped", step=step.id, agent=step.agent,
-                             reason=outcome.reason)
                 return
             log.emit(
                 "stream_started",
@@ -199,8 +199,20 @@ class Scheduler:
                 outcome.status = StreamStatus.FAILED
                 outcome.reason = f"timeline limit of {limit_s:g}s exceeded"
         finally:
-            log.emit("stream_finished", status=outcome.status.value, reason=outcome.reason,
-                     steps={k: v.value for k, v in outcome.steps.items()})
+            for step in stream.steps:
+                if step.id not in outcome.steps:
+                    log.emit(
+                        "step_skipped",
+                        step=step.id,
+                        agent=step.agent,
+                        reason=f"stream {outcome.status.value}: {outcome.reason}",
+                    )
+            log.emit(
+                "stream_finished",
+                status=outcome.status.value,
+                reason=outcome.reason,
+                steps={k: v.value for k, v in outcome.steps.items()},
+            )
             self._done[stream.id].set()
 
     async def _run_steps(self, stream: StreamSpec, outcome: StreamOutcome, log: EventLog) -> None:
@@ -214,8 +226,11 @@ class Scheduler:
         failed: list[str] = []
 
         async def run_one(step: StepSpec, tg: anyio.abc.TaskGroup) -> None:
-            status = await self._run_step(stream, step, log)
-            outcome.steps[step.id] = status
+            status = StepStatus.CANCELLED
+            try:
+                status = await self._run_step(stream, step, log)
+            finally:
+                outcome.steps[step.id] = status
             if status is not StepStatus.SUCCEEDED:
                 failed.append(step.id)
                 return
@@ -235,10 +250,6 @@ class Scheduler:
             outcome.reason = "step failed: " + ", ".join(
                 f"{s} ({outcome.steps[s].value})" for s in failed
             )
-            for step in stream.steps:
-                if step.id not in outcome.steps:
-                    log.emit("step_skipped", step=step.id, agent=step.agent,
-                             reason=f"stream failed at {', '.join(failed)}")
         else:
             outcome.status = StreamStatus.SUCCEEDED
             outcome.reason = ""
@@ -247,14 +258,17 @@ class Scheduler:
 
     def _backoff_s(self, attempt: int) -> float:
         defaults = self.plan.defaults
-        base = min(defaults.backoff_max, defaults.backoff * 2 ** (attempt - 1))
+        base: float = min(defaults.backoff_max, defaults.backoff * 2.0 ** (attempt - 1))
         return base * (0.5 + self._random.random() / 2)  # "equal jitter"
 
-    async def _run_step(self, stream: StreamSpec, step: StepSpec, stream_log: EventLog) -> StepStatus:
+    async def _run_step(
+        self, stream: StreamSpec, step: StepSpec, stream_log: EventLog
+    ) -> StepStatus:
         plan = self.plan
         resource_class = plan.agent_class(step.agent)
-        log = stream_log.bind(step=step.id, agent=step.agent, resource_class=resource_class,
-                              locks=sorted(step.locks))
+        log = stream_log.bind(
+            step=step.id, agent=step.agent, resource_class=resource_class, locks=sorted(step.locks)
+        )
         retries = step.retries if step.retries is not None else plan.defaults.retries
         lock_timeout = step.lock_timeout or plan.defaults.lock_timeout
         attempt = 1
@@ -268,46 +282,69 @@ class Scheduler:
                 locks=tuple(step.locks),
                 priority=PRIORITY_LEVELS[stream.priority],
                 age_credit_s=age_credit_s,
-                labels={"run_id": self.run_id, "stream": stream.id, "step": step.id,
-                        "agent": step.agent},
+                labels={
+                    "run_id": self.run_id,
+                    "stream": stream.id,
+                    "step": step.id,
+                    "agent": step.agent,
+                },
             )
             log.emit("step_queued", attempt=attempt, priority=stream.priority)
             queued_at = anyio.current_time()
 
             def blocked(blockers: tuple[Blocker, ...], attempt: int = attempt) -> None:
-                log.emit("step_waiting", attempt=attempt,
-                         waiting_for=[b.describe() for b in blockers],
-                         blocked_on=[{"resource": b.resource, "holders": list(b.holders)}
-                                     for b in blockers])
+                log.emit(
+                    "step_waiting",
+                    attempt=attempt,
+                    waiting_for=[b.describe() for b in blockers],
+                    blocked_on=[
+                        {"resource": b.resource, "holders": list(b.holders)} for b in blockers
+                    ],
+                )
 
             try:
-                grant = await self.coordinator.acquire(need, timeout_s=lock_timeout,
-                                                       on_blocked=blocked)
+                grant = await self.coordinator.acquire(
+                    need, timeout_s=lock_timeout, on_blocked=blocked
+                )
             except LockWaitTimeout as exc:
                 lock_waits += 1
                 age_credit_s += exc.waited_s
                 delay = self._backoff_s(lock_waits)
-                log.emit("step_retrying", attempt=attempt, reason="lock_timeout",
-                         waited_s=round(exc.waited_s, 6), delay_s=round(delay, 6),
-                         message=f"waited {exc.waited_s:.3g}s for {', '.join(exc.resources)}; "
-                         f"queueing again in {delay:.3g}s")
+                log.emit(
+                    "step_retrying",
+                    attempt=attempt,
+                    reason="lock_timeout",
+                    waited_s=round(exc.waited_s, 6),
+                    delay_s=round(delay, 6),
+                    message=f"waited {exc.waited_s:.3g}s for {', '.join(exc.resources)}; "
+                    f"queueing again in {delay:.3g}s",
+                )
                 await anyio.sleep(delay)
                 continue
             waited_s = anyio.current_time() - queued_at
-            status, result, reason = await self._attempt(stream, step, grant, attempt, waited_s,
-                                                         log)
+            status, _, reason = await self._attempt(stream, step, grant, attempt, waited_s, log)
             if status is StepStatus.SUCCEEDED or status is StepStatus.CANCELLED:
                 return status
             if attempt > retries:
                 return status
             delay = self._backoff_s(attempt)
-            log.emit("step_retrying", attempt=attempt, reason=status.value, delay_s=round(delay, 6),
-                     message=f"{reason}; attempt {attempt + 1} of {retries + 1} in {delay:.3g}s")
+            log.emit(
+                "step_retrying",
+                attempt=attempt,
+                reason=status.value,
+                delay_s=round(delay, 6),
+                message=f"{reason}; attempt {attempt + 1} of {retries + 1} in {delay:.3g}s",
+            )
             await anyio.sleep(delay)
             attempt += 1
 
     async def _attempt(
-        self, stream: StreamSpec, step: StepSpec, grant: Grant, attempt: int, waited_s: float,
+        self,
+        stream: StreamSpec,
+        step: StepSpec,
+        grant: Grant,
+        attempt: int,
+        waited_s: float,
         log: EventLog,
     ) -> tuple[StepStatus, ActionResult | None, str]:
         """Run the action once while holding ``grant``; always release it and record the end."""
@@ -325,23 +362,26 @@ class Scheduler:
             kill_grace_s=self.config.kill_grace_s,
         )
         started = anyio.current_time()
-        log.emit("step_started", attempt=attempt, fences=dict(grant.fences),
-                 waited_s=round(waited_s, 6), timeout_s=timeout_s)
+        log.emit(
+            "step_started",
+            attempt=attempt,
+            fences=dict(grant.fences),
+            waited_s=round(waited_s, 6),
+            timeout_s=timeout_s,
+        )
         status = StepStatus.CANCELLED
         reason = "cancelled"
         result: ActionResult | None = None
         try:
-            with anyio.CancelScope() as lost_scope:
-                async with anyio.create_task_group() as watch:
-                    watch.start_soon(_cancel_when_lost, grant, lost_scope)
-                    with anyio.move_on_after(timeout_s) as timer:
-                        status, result, reason = await self._call(definition.run, ctx, stream,
-                                                                  step)
-                    watch.cancel_scope.cancel()
-                if timer.cancelled_caught:
-                    status, reason = StepStatus.TIMED_OUT, f"timed out after {timeout_s:g}s"
-            if lost_scope.cancelled_caught:
-                status, reason = StepStatus.CANCELLED, "lease on its locks was lost"
+            with anyio.move_on_after(timeout_s) as timer:
+                if grant.leased:
+                    status, result, reason = await self._call_watching(
+                        grant, definition.run, ctx, stream, step
+                    )
+                else:
+                    status, result, reason = await self._call(definition.run, ctx, stream, step)
+            if timer.cancelled_caught:
+                status, reason = StepStatus.TIMED_OUT, f"timed out after {timeout_s:g}s"
         finally:
             fields: dict[str, Any] = {
                 "attempt": attempt,
@@ -350,8 +390,12 @@ class Scheduler:
                 "reason": reason,
             }
             if result is not None:
-                fields.update(exit_code=result.exit_code, metrics=dict(result.metrics),
-                              output_sha256=result.output_sha256, output_bytes=result.output_bytes)
+                fields.update(
+                    exit_code=result.exit_code,
+                    metrics=dict(result.metrics),
+                    output_sha256=result.output_sha256,
+                    output_bytes=result.output_bytes,
+                )
                 if status is not StepStatus.SUCCEEDED and result.output:
                     fields["output_tail"] = result.output[-2000:]
             log.emit("step_finished", **fields)
@@ -374,8 +418,29 @@ class Scheduler:
             return StepStatus.FAILED, None, f"action raised {type(exc).__name__}: {exc}"
         return (StepStatus.SUCCEEDED if result.ok else StepStatus.FAILED), result, result.summary
 
-    def _step_env(self, stream: StreamSpec, step: StepSpec, attempt: int,
-                  grant: Grant) -> dict[str, str]:
+    async def _call_watching(
+        self,
+        grant: Grant,
+        run: ActionFunc,
+        ctx: ActionContext,
+        stream: StreamSpec,
+        step: StepSpec,
+    ) -> tuple[StepStatus, ActionResult | None, str]:
+        """:meth:`_call`, cancelled at once if the grant's lease is lost meanwhile."""
+        outcome: tuple[StepStatus, ActionResult | None, str] = (
+            StepStatus.CANCELLED,
+            None,
+            "lease on its locks was lost",
+        )
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_cancel_when_lost, grant, tg.cancel_scope)
+            outcome = await self._call(run, ctx, stream, step)
+            tg.cancel_scope.cancel()
+        return outcome
+
+    def _step_env(
+        self, stream: StreamSpec, step: StepSpec, attempt: int, grant: Grant
+    ) -> dict[str, str]:
         env = dict(self.config.env)
         env.update(
             ORCH_RUN_ID=self.run_id,

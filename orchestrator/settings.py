@@ -18,8 +18,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 __all__ = ["Settings", "default_state_dir", "redact_url"]
 
 #: Variables a step's subprocess inherits from the daemon; nothing else leaks in.
-DEFAULT_PASS_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "USER",
-                    "LOGNAME")
+DEFAULT_PASS_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "USER", "LOGNAME")
 
 
 def default_state_dir() -> Path:

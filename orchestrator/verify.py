@@ -18,7 +18,7 @@ prove a real violation.
 from __future__ import annotations
 
 import heapq
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,18 +53,25 @@ class VerifyReport:
         ]
         for cls in sorted(self.peak):
             cap = self.caps.get(cls)
-            lines.append(f"  class {cls}: peak {self.peak[cls]} / cap "
-                         f"{'unlimited' if cap is None else cap}")
-        for lock in sorted(self.lock_grants):
-            lines.append(f"  lock {lock}: {self.lock_grants[lock]} grants, never shared")
-        lines += [f"  warning: {w}" for w in self.warnings]
-        lines += [f"  violation: {v}" for v in self.violations]
+            lines.append(
+                f"  class {cls}: peak {self.peak[cls]} / cap {'unlimited' if cap is None else cap}"
+            )
+        lines.extend(
+            f"  lock {lock}: {self.lock_grants[lock]} grants, never shared"
+            for lock in sorted(self.lock_grants)
+        )
+        lines.extend(f"  warning: {w}" for w in self.warnings)
+        lines.extend(f"  violation: {v}" for v in self.violations)
         return "\n".join(lines)
 
 
 def _key(event: dict[str, Any]) -> tuple[str, str, str, int]:
-    return (event.get("run_id", ""), event.get("stream", ""), event.get("step", ""),
-            int(event.get("attempt", 0)))
+    return (
+        event.get("run_id", ""),
+        event.get("stream", ""),
+        event.get("step", ""),
+        int(event.get("attempt", 0)),
+    )
 
 
 def verify_events(logs: Sequence[Sequence[dict[str, Any]]]) -> VerifyReport:
@@ -100,7 +107,8 @@ def verify_events(logs: Sequence[Sequence[dict[str, Any]]]) -> VerifyReport:
             for dep in depends.get(run, {}).get(stream, []):
                 if stream_status.get((run, dep)) != "succeeded":
                     report.violations.append(
-                        f"{where}: stream started before its dependency {dep!r} succeeded")
+                        f"{where}: stream started before its dependency {dep!r} succeeded"
+                    )
         elif name == "stream_finished":
             stream_status[(run, event["stream"])] = str(event.get("status"))
         elif name == "step_started":
@@ -112,7 +120,8 @@ def verify_events(logs: Sequence[Sequence[dict[str, Any]]]) -> VerifyReport:
             report.peak[cls] = max(report.peak.get(cls, 0), class_count[cls])
             if cap is not None and class_count[cls] > cap:
                 report.violations.append(
-                    f"{where}: class {cls!r} ran {class_count[cls]} steps at once, cap {cap}")
+                    f"{where}: class {cls!r} ran {class_count[cls]} steps at once, cap {cap}"
+                )
             for lock in event.get("locks", []):
                 if lock in lock_holder:
                     other = "/".join(str(p) for p in lock_holder[lock][:3])
@@ -123,12 +132,12 @@ def verify_events(logs: Sequence[Sequence[dict[str, Any]]]) -> VerifyReport:
                 if lock in last_fence and fence <= last_fence[lock]:
                     report.violations.append(
                         f"{where}: fencing token {fence} for {lock!r} does not exceed "
-                        f"{last_fence[lock]}")
+                        f"{last_fence[lock]}"
+                    )
                 last_fence[lock] = max(fence, last_fence.get(lock, fence))
             for need in needs.get((run, str(event.get("stream"))), {}).get(key[2], []):
                 if (run, key[1], need) not in step_ok:
-                    report.violations.append(f"{where}: started before its need {need!r} "
-                                             "succeeded")
+                    report.violations.append(f"{where}: started before its need {need!r} succeeded")
             active[key] = event
         elif name == "step_finished":
             key = _key(event)

@@ -41,9 +41,10 @@ class Positions:
         return self.values.get(found, (1, 1))
 
 
-def _model_at(loc: Loc) -> type[BaseModel] | None:
-    """The pydantic model that the mapping at ``loc`` is validated against, if any."""
-    current: Any = Plan
+def _model_at(loc: Loc, root: type[BaseModel] = Plan) -> type[BaseModel] | None:
+    """The pydantic model that the mapping at ``loc`` (under ``root``) is validated
+    against, if any."""
+    current: Any = root
     for part in loc:
         if isinstance(current, type) and issubclass(current, BaseModel):
             if not isinstance(part, str):
@@ -84,18 +85,24 @@ def _unwrap(annotation: Any, part: str | int | None) -> Any:
     return None
 
 
-def describe_error(error: Any, label: str, pos: Positions, prefix: Loc = ()) -> PlanProblem:
+def describe_error(error: Any, label: str, pos: Positions, prefix: Loc = (),
+                   model: type[BaseModel] = Plan) -> PlanProblem:
+    """Turn one pydantic error into a PlanProblem at its place in the file.
+
+    ``error["loc"]`` is relative to ``prefix`` in the file and to ``model`` (for example an
+    action's parameters model validating a step's ``with:``).
+    """
     loc: Loc = (*prefix, *error["loc"])
     kind = error["type"]
     if kind == "extra_forbidden":
         line, column = pos.at(loc, key=True)
         key = str(loc[-1])
-        model = _model_at(loc[:-1])
+        parent = _model_at(tuple(error["loc"])[:-1], model)
         allowed = (
-            sorted(f.alias or n for n, f in model.model_fields.items()) if model else []
+            sorted(f.alias or n for n, f in parent.model_fields.items()) if parent else []
         )
         close = difflib.get_close_matches(key, allowed, n=1)
-        fix = f"did you mean {close[0]!r}?" if close else "remove it"
+        fix = f"did you mean {close[0]!r}?" if close else "remove it."
         if allowed:
             fix += f" Allowed keys here: {', '.join(allowed)}"
         return PlanProblem(label, line, column, f"unknown key {key!r}", fix)

@@ -6,6 +6,7 @@ expected..hard limit) parse them at the boundary; inside, everything is seconds 
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated, Any
 
@@ -37,6 +38,8 @@ def parse_duration(value: Any) -> float:
         raise ValueError(f"not a duration: {value!r}; {_HINT}")
     if seconds < 0:
         raise ValueError(f"a duration cannot be negative: {value!r}")
+    if not math.isfinite(seconds):  # .nan / .inf in YAML, NaN / Infinity in JSON
+        raise ValueError(f"not a duration: {value!r}; {_HINT}")
     return seconds
 
 
@@ -44,7 +47,7 @@ def format_duration(seconds: float) -> str:
     """Render seconds compactly for humans: ``1.5s``, ``2m05s``, ``1h02m``."""
     if seconds < 60:
         return f"{seconds:.1f}s" if seconds < 10 else f"{seconds:.0f}s"
-    minutes, secs = divmod(int(round(seconds)), 60)
+    minutes, secs = divmod(round(seconds), 60)
     if minutes < 60:
         return f"{minutes}m{secs:02d}s"
     hours, minutes = divmod(minutes, 60)
@@ -87,7 +90,15 @@ class Timeline(BaseModel):
             value = {"expected_s": expected, "limit_s": limit}
         elif isinstance(value, dict) and set(value) <= {"expected", "limit"}:
             expected = parse_duration(value.get("expected", value.get("limit")))
-            value = {"expected_s": expected, "limit_s": parse_duration(value.get("limit", expected))}
+            limit = parse_duration(value.get("limit", expected))
+            value = {"expected_s": expected, "limit_s": limit}
+        elif isinstance(value, dict) and not set(value) <= {"expected_s", "limit_s"}:
+            unknown = ", ".join(sorted(repr(k) for k in set(value) - {"expected", "limit"}))
+            raise ValueError(f"unknown timeline key {unknown}; write {{expected: 15m, "
+                             "limit: 30m}, expected..limit such as 15m..30m, or one duration")
+        elif not isinstance(value, dict | cls):
+            raise ValueError(f"not a timeline: {value!r}; write expected..limit such as "
+                             "15m..30m, or one duration")
         if isinstance(value, dict) and "limit_s" in value and "expected_s" in value:
             if value["limit_s"] < value["expected_s"]:
                 raise ValueError(

@@ -11,6 +11,7 @@ so a 10,000-step plan loads in a fraction of a second.
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -26,34 +27,69 @@ from streams.validation import check_plan
 
 __all__ = ["Positions", "load_plan", "load_plan_text"]
 
-try:
-    _Loader: type[yaml.SafeLoader] = yaml.CSafeLoader
-except AttributeError:  # pragma: no cover - libyaml missing: slower, same results
-    _Loader = yaml.SafeLoader
+_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # C when libyaml is there
 
 
-def _walk(node: yaml.Node, path: Loc, pos: Positions, problems: list[tuple[Loc, str, str]]) -> None:
-    pos.values[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
-    if isinstance(node, yaml.MappingNode):
-        seen: set[Any] = set()
-        for key_node, value_node in node.value:
-            key: Any = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
-            child = (*path, key)
-            if key in seen:
-                pos.keys[child + ("#dup",)] = (
-                    key_node.start_mark.line + 1,
-                    key_node.start_mark.column + 1,
-                )
-                problems.append(
-                    (child + ("#dup",), f"duplicate key {key!r}", "keep only one of them")
-                )
-                continue
-            seen.add(key)
-            pos.keys[child] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
-            _walk(value_node, child, pos, problems)
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            _walk(item, (*path, index), pos, problems)
+_resolver = yaml.resolver.Resolver()
+
+
+@functools.lru_cache(maxsize=65536)
+def _resolve(kind: type, value: Any, implicit: Any) -> str:
+    return str(_resolver.resolve(kind, value, implicit))  # type: ignore[no-untyped-call]
+
+
+class _CachingLoader(_Loader):  # type: ignore[misc]
+    """libyaml's loader with scalar tag resolution memoised in C (functools.lru_cache):
+    plan files repeat the same keys and values thousands of times, and resolution is the
+    slow, Python part of composing. Path resolvers are not used by safe loading, so the
+    tag depends on (kind, value, implicit) alone."""
+
+    resolve = staticmethod(_resolve)
+
+
+_STR = "tag:yaml.org,2002:str"
+_MAP = "tag:yaml.org,2002:map"
+_SEQ = "tag:yaml.org,2002:seq"
+
+
+class _Builder:
+    """Builds plain data from a composed node tree, recording every position and
+    reporting duplicate keys (which PyYAML would silently collapse)."""
+
+    def __init__(self, loader: yaml.SafeLoader, label: str) -> None:
+        self.loader = loader
+        self.label = label
+        self.pos = Positions()
+        self.problems: list[PlanProblem] = []
+
+    def build(self, node: yaml.Node, path: Loc) -> Any:
+        self.pos.values[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
+        if isinstance(node, yaml.ScalarNode):
+            if node.tag == _STR:
+                return node.value
+            return self.loader.construct_object(node)
+        if isinstance(node, yaml.SequenceNode) and node.tag == _SEQ:
+            return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
+        if isinstance(node, yaml.MappingNode) and node.tag == _MAP:
+            result: dict[Any, Any] = {}
+            for key_node, value_node in node.value:
+                key_pos = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+                if not isinstance(key_node, yaml.ScalarNode):
+                    self.problems.append(PlanProblem(self.label, *key_pos,
+                                                     "a key must be a plain value", ""))
+                    continue
+                key = key_node.value if key_node.tag == _STR else \
+                    self.loader.construct_object(key_node)
+                if key in result:
+                    self.problems.append(PlanProblem(self.label, *key_pos,
+                                                     f"duplicate key {key!r}",
+                                                     "keep only one of them"))
+                    continue
+                child = (*path, key)
+                self.pos.keys[child] = key_pos
+                result[key] = self.build(value_node, child)
+            return result
+        return self.loader.construct_object(node, deep=True)  # anchors, merges, custom tags
 
 
 def _yaml_problem(label: str, exc: yaml.YAMLError) -> PlanProblem:
@@ -66,8 +102,6 @@ def _yaml_problem(label: str, exc: yaml.YAMLError) -> PlanProblem:
 
 
 def _parse(text: str, label: str) -> tuple[Any, Positions, list[PlanProblem]]:
-    problems: list[PlanProblem] = []
-    pos = Positions()
     if label.endswith(".json"):
         try:
             data = json.loads(text)
@@ -75,22 +109,18 @@ def _parse(text: str, label: str) -> tuple[Any, Positions, list[PlanProblem]]:
             raise PlanInvalid.one(
                 label, exc.lineno, exc.colno, f"malformed JSON: {exc.msg}", "fix the JSON syntax"
             ) from None
-    else:
-        try:
-            data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
-        except yaml.YAMLError as exc:
-            raise PlanInvalid([_yaml_problem(label, exc)]) from None
+    loader = _CachingLoader(text)
     try:
-        node = yaml.compose(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.YAMLError:
-        node = None  # valid JSON that YAML 1.1 cannot compose: positions fall back to 1:1
-    if node is not None:
-        dupes: list[tuple[Loc, str, str]] = []
-        _walk(node, (), pos, dupes)
-        for loc, reason, fix in dupes:
-            line, column = pos.keys[loc]
-            problems.append(PlanProblem(label, line, column, reason, fix))
-    return data, pos, problems
+        node = loader.get_single_node()
+        builder = _Builder(loader, label)
+        built = builder.build(node, ()) if node is not None else None
+    except yaml.YAMLError as exc:
+        if label.endswith(".json"):  # valid JSON that YAML 1.1 cannot read: no positions
+            return data, Positions(), []
+        raise PlanInvalid([_yaml_problem(label, exc)]) from None
+    finally:
+        loader.dispose()
+    return (data if label.endswith(".json") else built), builder.pos, builder.problems
 
 
 def load_plan_text(
@@ -103,7 +133,7 @@ def load_plan_text(
     """
     if registry is None:
         # Imported here: the built-in actions use streams' duration types themselves.
-        from agents.actions import builtin_registry  # noqa: PLC0415
+        from agents.actions import builtin_registry
 
         registry = builtin_registry()
     data, pos, problems = _parse(text, label)

@@ -9,6 +9,7 @@ and ``depends_on`` that name nothing or form a cycle (the cycle is printed).
 from __future__ import annotations
 
 import difflib
+import itertools
 from collections.abc import Iterable, Mapping, Sequence
 
 from pydantic import ValidationError
@@ -70,6 +71,17 @@ def _suggest(name: str, known: Iterable[str]) -> str:
     return hint + f"known: {', '.join(known) if known else '(none)'}"
 
 
+def _cycle_entry(cycle: Sequence[str],
+                 written: Mapping[str, Sequence[tuple[Loc, Sequence[str] | None]]]) -> Loc:
+    """Where the file spells out an edge of ``cycle``: the first ``needs``/``depends_on``
+    entry naming the next node (a default need, the previous step, is not written)."""
+    for node, after in itertools.pairwise(cycle):
+        for base, entries in written.get(node, ()):
+            if entries is not None and after in entries:
+                return (*base, list(entries).index(after))
+    return written[cycle[0]][0][0]
+
+
 class _Checker:
     def __init__(self, plan: Plan, pos: Positions, label: str, registry: ActionRegistry) -> None:
         self.plan = plan
@@ -108,10 +120,14 @@ class _Checker:
                 stream_ids[stream.id] = index
         for index, stream in enumerate(plan.streams):
             self._stream(index, stream, stream_ids)
-        cycle = find_cycle({s.id: s.depends_on for s in plan.streams})
+        # Self-dependencies are reported on their own above, not again as a cycle.
+        cycle = find_cycle({s.id: [d for d in s.depends_on if d != s.id] for s in plan.streams})
         if cycle is not None:
-            where = stream_ids[cycle[0]]
-            self.add(("streams", where, "depends_on"),
+            written: dict[str, list[tuple[Loc, Sequence[str] | None]]] = {}
+            for index, stream in enumerate(plan.streams):
+                written.setdefault(stream.id, []).append(
+                    (("streams", index, "depends_on"), stream.depends_on))
+            self.add(_cycle_entry(cycle, written),
                      "dependency cycle between streams: " + " -> ".join(cycle),
                      "remove one of these depends_on entries")
         return self.problems
@@ -129,7 +145,12 @@ class _Checker:
             elif dep not in stream_ids:
                 self.add((*base, "depends_on", i), f"stream {stream.id!r}: depends on unknown "
                          f"stream {dep!r}", _suggest(dep, stream_ids))
-        evidence_ids = {e.id for e in stream.evidence}
+        evidence_ids: set[str] = set()
+        for i, requirement in enumerate(stream.evidence):
+            if requirement.id in evidence_ids:
+                self.add((*base, "evidence", i, "id"), f"stream {stream.id!r}: duplicate "
+                         f"evidence id {requirement.id!r}", "give each piece of evidence its own id")
+            evidence_ids.add(requirement.id)
         step_ids: set[str] = set()
         self._steps(stream, (*base, "steps"), stream.steps, step_ids, evidence_ids)
         if stream.rollback is not None:
@@ -161,9 +182,13 @@ class _Checker:
                 elif need not in local:
                     self.add((*base, i, "needs", j), f"step {step.id!r} needs unknown step "
                              f"{need!r}", _suggest(need, local))
-        cycle = find_cycle(needs)
+        # Self-needs are reported on their own above, not again as a cycle.
+        cycle = find_cycle({k: [d for d in v if d != k] for k, v in needs.items()})
         if cycle is not None:
-            self.add((*base, local[cycle[0]], "needs"),
+            written: dict[str, list[tuple[Loc, Sequence[str] | None]]] = {}
+            for i, step in enumerate(steps):
+                written.setdefault(step.id, []).append(((*base, i, "needs"), step.needs))
+            self.add(_cycle_entry(cycle, written),
                      f"stream {stream.id!r}: cycle in needs: " + " -> ".join(cycle),
                      "remove one of these needs")
 
@@ -211,7 +236,8 @@ class _Checker:
             definition.params.model_validate(params)
         except ValidationError as exc:
             for error in exc.errors():
-                problem = describe_error(error, self.label, self.pos, (*loc, "with"))
+                problem = describe_error(error, self.label, self.pos, (*loc, "with"),
+                                         model=definition.params)
                 self.problems.append(problem)
 
 

@@ -146,6 +146,9 @@ async def run_command(ctx: ActionContext, params: CommandParams) -> ActionResult
         output_sha256=digest,
         output_bytes=stdout.total + stderr.total,
         metrics={"exit_code": float(code) if code is not None else -1.0},
-        details={"argv": params.argv, "stdout_sha256": stdout.sha256,
-                 "stderr_sha256": stderr.sha256},
+        details={
+            "argv": params.argv,
+            "stdout_sha256": stdout.sha256,
+            "stderr_sha256": stderr.sha256,
+        },
     )

@@ -78,11 +78,13 @@ class Need:
 class Grant:
     """A granted need. ``fences`` maps each lock to its fencing token (strictly increasing
     per resource); ``lost`` is set by the backend if the grant's lease is lost, after which
-    the holder must stop touching the resources at once."""
+    the holder must stop touching the resources at once. ``leased`` says whether that can
+    happen at all (an in-process grant cannot be lost), so holders watch only when it can."""
 
     need: Need
     fences: Mapping[str, int]
     lost: anyio.Event
+    leased: bool = False
 
 
 @dataclass(frozen=True, slots=True)

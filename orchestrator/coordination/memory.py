@@ -91,6 +91,7 @@ class InProcessCoordinator:
         self._held: dict[str, _Held] = {}
         self._lock_owner: dict[str, str] = {}
         self._class_count: Counter[str] = Counter()
+        self._class_holders: dict[str, dict[str, None]] = {}  # insertion-ordered sets
         self._caps: dict[str, int | None] = {}
         self._fences: dict[str, int] = {}
         self._state: dict[str, VersionedValue] = {}
@@ -192,11 +193,7 @@ class InProcessCoordinator:
         found: list[Blocker] = []
         cap = need.cap
         if cap is not None and self._class_count[need.resource_class] >= cap:
-            holders = tuple(
-                h.grant.need.holder
-                for h in self._held.values()
-                if h.grant.need.resource_class == need.resource_class
-            )
+            holders = tuple(itertools.islice(self._class_holders[need.resource_class], cap))
             found.append(Blocker(f"class:{need.resource_class}", holders, f"at cap {cap}"))
         for lock in need.locks:
             owner = self._lock_owner.get(lock)
@@ -226,6 +223,7 @@ class InProcessCoordinator:
             return  # released twice: harmless
         del self._held[grant.need.holder]
         self._class_count[grant.need.resource_class] -= 1
+        self._class_holders[grant.need.resource_class].pop(grant.need.holder, None)
         for lock in grant.need.locks:
             if self._lock_owner.get(lock) == grant.need.holder:
                 del self._lock_owner[lock]
@@ -239,10 +237,11 @@ class InProcessCoordinator:
             self._fences[lock] = fences[lock]
             self._lock_owner[lock] = need.holder
         self._class_count[need.resource_class] += 1
+        self._class_holders.setdefault(need.resource_class, {})[need.holder] = None
         waiter.grant = Grant(need=need, fences=fences, lost=anyio.Event())
         self._held[need.holder] = _Held(waiter.grant, now)
         del self._waiting[need.holder]
-        self._queues[need.resource_class].remove(waiter)
+        # Left in its class queue until the pass ends, so the pass can index queues in place.
         waiter.event.set()
 
     def _locks_free(self, need: Need, reserved: set[str]) -> bool:
@@ -260,16 +259,26 @@ class InProcessCoordinator:
         return found
 
     def _dispatch(self) -> None:
+        granted: list[_Waiter] = []
+        try:
+            self._dispatch_pass(granted)
+        finally:
+            for waiter in granted:
+                self._queues[waiter.need.resource_class].remove(waiter)
+
+    def _dispatch_pass(self, granted: list[_Waiter]) -> None:
         now = anyio.current_time()
         reserved_locks: set[str] = set()
         reserved_slots: Counter[str] = Counter()
         # Starving waiters first: served if they can be, else what they need is reserved.
         for waiter in self._starving(now):
-            free = self._free_slots(waiter.need.resource_class) - reserved_slots[
-                waiter.need.resource_class
-            ]
+            free = (
+                self._free_slots(waiter.need.resource_class)
+                - reserved_slots[waiter.need.resource_class]
+            )
             if free >= 1 and self._locks_free(waiter.need, reserved_locks):
                 self._grant(waiter, now)
+                granted.append(waiter)
             else:
                 reserved_locks.update(waiter.need.locks)
                 reserved_slots[waiter.need.resource_class] += 1
@@ -279,6 +288,7 @@ class InProcessCoordinator:
                 continue
             if self._locks_free(waiter.need, reserved_locks):
                 self._grant(waiter, now)
+                granted.append(waiter)
 
     def _merged_candidates(self, reserved_slots: Counter[str]) -> Iterator[_Waiter]:
         """Yield waiters of classes with free slots in global key order.
@@ -287,18 +297,18 @@ class InProcessCoordinator:
         waiters of a full class.
         """
         heap: list[tuple[tuple[float, int], str, int]] = []
-        snapshots: dict[str, list[_Waiter]] = {}
+        lists: dict[str, list[_Waiter]] = {}
         for cls, queue in self._queues.items():
             if queue.waiters and self._free_slots(cls) - reserved_slots[cls] >= 1:
-                snapshots[cls] = list(queue.waiters)
+                lists[cls] = queue.waiters  # not copied: grants leave it only after the pass
                 heap.append((queue.waiters[0].sort_key(), cls, 0))
         heapq.heapify(heap)
         while heap:
             _, cls, index = heapq.heappop(heap)
-            waiter = snapshots[cls][index]
-            if waiter.grant is None and waiter.need.holder in self._waiting:
+            waiter = lists[cls][index]
+            if waiter.grant is None:
                 yield waiter
             if self._free_slots(cls) - reserved_slots[cls] < 1:
                 continue  # the class filled up: drop the rest of its list
-            if index + 1 < len(snapshots[cls]):
-                heapq.heappush(heap, (snapshots[cls][index + 1].sort_key(), cls, index + 1))
+            if index + 1 < len(lists[cls]):
+                heapq.heappush(heap, (lists[cls][index + 1].sort_key(), cls, index + 1))

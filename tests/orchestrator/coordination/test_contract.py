@@ -19,8 +19,13 @@ async def coordinator(request: pytest.FixtureRequest) -> AsyncIterator[Coordinat
         raise AssertionError(request.param)
 
 
-def need(holder: str, cls: str = "cpu", cap: int | None = 2, locks: tuple[str, ...] = (),
-         priority: int = 2) -> Need:
+def need(
+    holder: str,
+    cls: str = "cpu",
+    cap: int | None = 2,
+    locks: tuple[str, ...] = (),
+    priority: int = 2,
+) -> Need:
     return Need(holder=holder, resource_class=cls, cap=cap, locks=locks, priority=priority)
 
 
@@ -67,8 +72,9 @@ async def test_all_or_nothing(coordinator: Coordinator) -> None:
     order: list[str] = []
 
     async def both() -> None:
-        grant = await coordinator.acquire(need("both", cap=None, locks=("redis", "database")),
-                                          timeout_s=5)
+        grant = await coordinator.acquire(
+            need("both", cap=None, locks=("redis", "database")), timeout_s=5
+        )
         order.append("both")
         await coordinator.release(grant)
 

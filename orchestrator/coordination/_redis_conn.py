@@ -1,0 +1,154 @@
+"""Connections of the Redis backend: clients, URL redaction and error translation.
+
+The URL carries the credentials (``redis://:PASSWORD@host:6379/0`` or
+``redis://USER:PASSWORD@...`` for an ACL user) and the transport (``rediss://`` for TLS,
+with redis-py's ``ssl_*`` query parameters). Only :func:`redact_url`'s form of it ever
+appears in a log line or an error.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import redis
+import redis.asyncio
+from redis.backoff import NoBackoff
+
+from orchestrator.errors import CoordinatorUnavailable
+
+__all__ = [
+    "TRANSIENT",
+    "async_client",
+    "password_of",
+    "redact_url",
+    "sync_client",
+    "unavailable",
+]
+
+#: Failures that may pass once Redis is back: worth a retry within the outage grace.
+TRANSIENT: tuple[type[BaseException], ...] = (
+    redis.ConnectionError,
+    redis.TimeoutError,
+    redis.exceptions.BusyLoadingError,
+    redis.exceptions.ReadOnlyError,
+    TimeoutError,
+    OSError,
+)
+
+_SECRET_QUERY_KEYS = frozenset({"password", "pass", "pwd", "auth", "token", "secret"})
+
+
+def redact_url(url: str) -> str:
+    """Return ``url`` with its password (in the userinfo or the query) replaced by ``***``.
+
+    ``redis://user:secret@host:6379/0?password=x`` -> ``redis://user:***@host:6379/0?password=***``.
+    A URL that cannot be parsed comes back as ``<unparseable URL>``, never as itself.
+    """
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return "<unparseable URL>"
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"  # an IPv6 address
+    if port is not None:
+        host = f"{host}:{port}"
+    if parts.password is not None:
+        netloc = f"{parts.username or ''}:***@{host}"
+    elif parts.username:
+        netloc = f"{parts.username}@{host}"
+    else:
+        netloc = host
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        query = urlencode(
+            [(k, "***" if k.lower() in _SECRET_QUERY_KEYS else v) for k, v in pairs], safe="*/"
+        )
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def password_of(url: str) -> str | None:
+    """The password in ``url`` (userinfo or query), to scrub it from any message."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    if parts.password:
+        return parts.password
+    for key, value in parse_qsl(parts.query):
+        if key.lower() in _SECRET_QUERY_KEYS and value:
+            return value
+    return None
+
+
+def unavailable(
+    where: str, exc: BaseException, *, url: str, timeout_s: float
+) -> CoordinatorUnavailable:
+    """Translate a redis-py failure into a CoordinatorUnavailable naming ``where`` and a fix."""
+    text = str(exc)
+    secret = password_of(url)
+    if secret:
+        text = text.replace(secret, "***")
+    if isinstance(exc, redis.AuthenticationError) or "NOAUTH" in text or "WRONGPASS" in text:
+        if password_of(url) is None:
+            return CoordinatorUnavailable(
+                where,
+                "the server requires a password and the URL has none",
+                "put it in the URL: redis://:PASSWORD@host:port/0, or "
+                "redis://USER:PASSWORD@host:port/0 for an ACL user",
+            )
+        return CoordinatorUnavailable(
+            where,
+            "authentication failed: wrong password, or unknown or disabled user",
+            "check the user and password in the URL against the server's requirepass or ACL",
+        )
+    if isinstance(exc, (redis.TimeoutError, TimeoutError)):
+        return CoordinatorUnavailable(
+            where,
+            f"no answer within {timeout_s:g}s",
+            "check that the host and port are right and reachable, and that rediss:// (TLS) "
+            "is used exactly when the server expects TLS",
+        )
+    if isinstance(exc, (redis.ConnectionError, OSError)):
+        return CoordinatorUnavailable(
+            where,
+            f"cannot connect: {text}",
+            "check that redis-server runs at this host and port",
+        )
+    return CoordinatorUnavailable(
+        where,
+        f"unexpected answer: {text}",
+        "check that the URL points at a Redis server (6.2 or newer)",
+    )
+
+
+def async_client(
+    url: str, *, connect_timeout_s: float, reply_timeout_s: float | None
+) -> redis.asyncio.Redis:
+    """An asyncio client; it does not retry by itself, the caller owns retries and deadlines.
+
+    ``reply_timeout_s=None`` is for blocking reads (BLPOP, XREAD BLOCK), whose callers put
+    their own deadline around each call.
+    """
+    return redis.asyncio.Redis.from_url(
+        url,
+        decode_responses=True,
+        socket_connect_timeout=connect_timeout_s,
+        socket_timeout=reply_timeout_s,
+        retry=redis.asyncio.retry.Retry(NoBackoff(), 0),
+        client_name="orchestrator",
+    )
+
+
+def sync_client(url: str, *, io_timeout_s: float) -> redis.Redis:
+    """The renewal thread's own client: every connect and reply bounded by ``io_timeout_s``."""
+    return redis.Redis.from_url(
+        url,
+        decode_responses=True,
+        socket_connect_timeout=io_timeout_s,
+        socket_timeout=io_timeout_s,
+        retry=redis.retry.Retry(NoBackoff(), 0),
+        client_name="orchestrator-renewer",
+    )

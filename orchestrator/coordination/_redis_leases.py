@@ -1,0 +1,320 @@
+"""Leases of one process on the Redis backend: its holders, its waiters and their renewal.
+
+One daemon thread per process renews every lease this process holds, and heartbeats every
+waiter, in one script call each ``lease_s / 3``. A thread keeps renewing while the event
+loop is merely busy; but a loop that is *stalled* (blocked in a synchronous call) must lose
+its leases, because the steps it runs cannot react either. So the loop ticks
+:attr:`LeaseTable.beat` and the thread renews only while that tick is fresher than
+``lease_s / 2``.
+
+The thread also decides when a holder has lost its lease: every lease ends at the time of
+its last successful renewal (measured *before* the request was sent) plus ``lease_s``. When a
+renewal could no longer complete before that, the holder is marked lost, ``lock_lost`` is
+logged and ``grant.lost`` is set through the event loop, all before the lease ends in Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import orjson
+import redis
+import structlog
+from redis.commands.core import Script
+
+from orchestrator.coordination.base import Grant, Need
+
+__all__ = ["GONE", "Granted", "Held", "LeaseTable", "LoopCaller", "Renewer", "ServerClock"]
+
+#: A waiter's outcome when its entry vanished from Redis (pruned, or Redis lost its data).
+GONE = "gone"
+
+
+@dataclass(frozen=True, slots=True)
+class Granted:
+    """A grant made for a waiter: its fencing tokens and when its lease surely ends."""
+
+    fences: dict[str, int]
+    deadline: float
+
+
+@dataclass(slots=True)
+class Waiting:
+    need: Need
+    gid: str
+    event: anyio.Event = field(default_factory=anyio.Event)
+    outcome: Granted | str | None = None
+
+
+@dataclass(slots=True)
+class Held:
+    grant: Grant
+    gid: str
+    deadline: float
+    lost: bool = False
+
+
+class ServerClock:
+    """Maps Redis ``TIME`` (microseconds) to this process's monotonic clock, erring early.
+
+    The reference pairs a server time with the local time *before* the request that read
+    it, so every mapped deadline is no later than the true one.
+    """
+
+    def __init__(self) -> None:
+        self._ref: tuple[float, float] | None = None
+
+    def note(self, sent: float, server_us: int) -> None:
+        self._ref = (sent, server_us / 1e6)
+
+    def deadline(self, granted_us: int, lease_s: float) -> float:
+        ref = self._ref
+        if ref is None:  # no call answered yet: cannot happen after connecting
+            return time.monotonic()
+        sent, server_s = ref
+        return sent + (granted_us / 1e6 - server_s) + lease_s
+
+
+class LoopCaller:
+    """Runs a callback on the event loop from another thread without waiting for it.
+
+    ``anyio.from_thread.run_sync`` waits for the loop, and a stalled loop must not hold up
+    the thread that tells it its leases are lost.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+
+    def call(self, func: Callable[..., object], *args: Any) -> None:
+        # A closed loop raises RuntimeError: nobody is left to tell.
+        with contextlib.suppress(RuntimeError):
+            self._loop.call_soon_threadsafe(func, *args)
+
+
+class LeaseTable:
+    """This process's waiters and holders, shared by the event loop and the renewer."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.waiting: dict[str, Waiting] = {}
+        self.held: dict[str, Held] = {}
+        self.beat = time.monotonic()
+        self.kick = threading.Event()
+
+    def add_waiter(self, need: Need, gid: str) -> Waiting:
+        """Register a new waiter; raise ValueError if ``need.holder`` already waits or holds."""
+        with self.lock:
+            if need.holder in self.waiting or need.holder in self.held:
+                raise ValueError(f"holder {need.holder!r} already holds or waits")
+            waiter = Waiting(need=need, gid=gid)
+            self.waiting[need.holder] = waiter
+            idle = len(self.waiting) + len(self.held) == 1
+        if idle:
+            self.kick.set()
+        return waiter
+
+    def remove_waiter(self, waiter: Waiting) -> None:
+        with self.lock:
+            if self.waiting.get(waiter.need.holder) is waiter:
+                del self.waiting[waiter.need.holder]
+
+    def hold(self, waiter: Waiting, grant: Grant, deadline: float) -> Held:
+        held = Held(grant=grant, gid=waiter.gid, deadline=deadline)
+        with self.lock:
+            if self.waiting.get(waiter.need.holder) is waiter:
+                del self.waiting[waiter.need.holder]
+            self.held[waiter.need.holder] = held
+        return held
+
+    def pop_held(self, grant: Grant) -> Held | None:
+        with self.lock:
+            held = self.held.get(grant.need.holder)
+            if held is None or held.grant is not grant:
+                return None
+            del self.held[grant.need.holder]
+            return held
+
+    def batch(self) -> tuple[list[Held], list[tuple[str, str]]]:
+        """The holders still to renew and the (holder, grant id) of waiters to heartbeat."""
+        with self.lock:
+            holds = [h for h in self.held.values() if not h.lost]
+            waits = [(w.need.holder, w.gid) for w in self.waiting.values() if w.outcome is None]
+        return holds, waits
+
+    def drain(self) -> tuple[list[Held], list[Waiting]]:
+        """Forget everything (on shutdown) and return what was there."""
+        with self.lock:
+            holds, waits = list(self.held.values()), list(self.waiting.values())
+            self.held.clear()
+            self.waiting.clear()
+        return holds, waits
+
+
+class Renewer:
+    """The one renewal thread of a process (see the module docstring).
+
+    ``io_timeout_s`` bounds connecting and each reply of ``client``; a renewal is abandoned,
+    and its holders marked lost, when it could not finish ``margin_s`` before their leases
+    end.
+    """
+
+    def __init__(
+        self,
+        *,
+        table: LeaseTable,
+        client: redis.Redis,
+        script: Script,
+        route: str,
+        args: Sequence[str],
+        lease_s: float,
+        io_timeout_s: float,
+        clock: ServerClock,
+        caller: LoopCaller,
+        deliver: Callable[[str, str, dict[str, int], int], None],
+        gone: Callable[[str, str], None],
+        where: str,
+    ) -> None:
+        self._table = table
+        self._client = client
+        self._script = script
+        self._route = route
+        self._args = list(args)
+        self._lease_s = lease_s
+        self._period_s = lease_s / 3
+        self._retry_s = lease_s / 20
+        self._stale_s = lease_s / 2
+        self._margin_s = lease_s / 10
+        self._budget_s = 2 * io_timeout_s  # connect plus one reply
+        self._clock = clock
+        self._caller = caller
+        self._deliver = deliver
+        self._gone = gone
+        self._where = where
+        self._stop = threading.Event()
+        self._failing = False
+        self._log = structlog.get_logger()
+        self._thread = threading.Thread(target=self._run, name="orch-lease-renewer", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout_s: float) -> None:
+        self._stop.set()
+        self._table.kick.set()
+        self._thread.join(timeout_s)
+
+    def _last_chance(self, held: Held) -> float:
+        return held.deadline - self._margin_s - self._budget_s
+
+    def _run(self) -> None:
+        next_renew = time.monotonic() + self._period_s
+        while not self._stop.is_set():
+            try:
+                next_renew = self._step(next_renew)
+            except Exception:
+                # A bug here must not end lease-loss detection for the rest of the process.
+                self._log.exception("lease_renewer_failed", coordinator=self._where)
+                self._stop.wait(self._retry_s)
+
+    def _step(self, next_renew: float) -> float:
+        """Renew if due, mark lapsed holders lost, sleep until the next thing to do."""
+        now = time.monotonic()
+        holds, waits = self._table.batch()
+        urgent = any(self._last_chance(h) <= now for h in holds)
+        if (holds or waits) and (now >= next_renew or urgent):
+            if now - self._table.beat < self._stale_s:
+                ok = self._renew(holds, waits)
+                next_renew = now + (self._period_s if ok else self._retry_s)
+            else:
+                next_renew = now + self._retry_s  # stalled loop: let its leases lapse
+        now = time.monotonic()
+        for held in holds:
+            if not held.lost and self._last_chance(held) <= now:
+                self._lose(held, "lease could not be renewed in time")
+        holds, waits = self._table.batch()
+        if not holds and not waits:
+            # Idle until a waiter registers; its first renewal is due a period later.
+            self._table.kick.wait()
+            self._table.kick.clear()
+            return time.monotonic() + self._period_s
+        wake = min([next_renew, *(self._last_chance(h) for h in holds)])
+        self._table.kick.wait(max(0.0, wake - time.monotonic()))
+        self._table.kick.clear()
+        return next_renew
+
+    def _renew(self, holds: list[Held], waits: list[tuple[str, str]]) -> bool:
+        args = [*self._args, str(len(holds))]
+        for held in holds:
+            args += [held.grant.need.holder, held.gid]
+        for holder, gid in waits:
+            args += [holder, gid]
+        sent = time.monotonic()
+        try:
+            reply = self._script(keys=[self._route], args=args, client=self._client)
+        except (redis.RedisError, OSError) as exc:
+            if not self._failing:
+                self._failing = True
+                self._log.warning(
+                    "lease_renewal_failed", coordinator=self._where, error=type(exc).__name__
+                )
+            return False
+        if self._failing:
+            self._failing = False
+            self._log.info("lease_renewal_resumed", coordinator=self._where)
+        self._clock.note(sent, int(reply[0]))
+        lost = set(_json_list(reply[1]))
+        for held in holds:
+            if held.grant.need.holder in lost:
+                self._lose(held, "lease expired in Redis")
+            else:
+                with self._table.lock:
+                    held.deadline = sent + self._lease_s
+        for status in _json_list(reply[2]):
+            if status["s"] == "g":
+                fences = {k: int(v) for k, v in _json_dict(status["f"]).items()}
+                self._caller.call(self._deliver, status["h"], status["g"], fences, int(status["t"]))
+            elif status["s"] == "x":
+                self._caller.call(self._gone, status["h"], status["g"])
+        for note in _json_list(reply[3]):
+            fences = {k: int(v) for k, v in _json_dict(note["f"]).items()}
+            self._caller.call(self._deliver, note["h"], note["g"], fences, int(note["t"]))
+        return True
+
+    def _lose(self, held: Held, reason: str) -> None:
+        with self._table.lock:
+            if held.lost:
+                return
+            held.lost = True
+        need = held.grant.need
+        labels = {k: v for k, v in need.labels.items() if k in ("run_id", "stream", "step")}
+        resources = [(lock, held.grant.fences.get(lock)) for lock in need.locks] or [
+            (f"class:{need.resource_class}", None)
+        ]
+        for resource, fence in resources:
+            self._log.warning(
+                "lock_lost",
+                resource=resource,
+                fence=fence,
+                holder=need.holder,
+                reason=reason,
+                coordinator=self._where,
+                **labels,
+            )
+        self._caller.call(held.grant.lost.set)
+
+
+def _json_list(raw: str) -> list[Any]:
+    # cjson writes an empty Lua table as {}: that is an empty list here.
+    value = orjson.loads(raw)
+    return value if isinstance(value, list) else []
+
+
+def _json_dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}

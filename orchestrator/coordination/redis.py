@@ -1,0 +1,487 @@
+"""The Redis coordination backend: class caps, locks and shared state across machines.
+
+Several orchestrator processes that use the same Redis and ``namespace`` share class caps
+and locks with the semantics of :mod:`orchestrator.coordination.base`, exactly as
+:class:`~orchestrator.coordination.memory.InProcessCoordinator` implements them in one
+process: a step's whole need is granted atomically or not at all, waiters are served in
+aged-key order with backfilling and starvation reservation, and every lock grant carries a
+fencing token that increases per lock.
+
+How (details in :mod:`._redis_scripts` and :mod:`._redis_leases`):
+
+- Each acquire, release and renewal is one Lua script, one round trip; time is Redis's.
+- Waiters queue in Redis. A grant made for another process's waiter is pushed to that
+  process's inbox list, which it reads with a blocking pop: a release reaches the next
+  waiter at once. The renewal heartbeat and a re-check when a blocking lease would run out
+  are the slow safety net for a lost wake-up.
+- Every grant is a lease of ``lease_s``, renewed by one thread per process while the event
+  loop is alive. A holder whose lease lapses is told through ``grant.lost`` and a
+  ``lock_lost`` log line before the lease ends in Redis. A killed process's grants expire
+  within one lease; its dead waiters are pruned within one lease.
+- Fencing tokens never fall below Redis's clock in microseconds, so they keep increasing
+  after Redis restarts empty; after such a restart no grant is made for one lease period,
+  so holders from before the restart have lost their leases first.
+
+While Redis is unreachable nothing is granted: ``acquire`` keeps retrying, with backoff,
+for up to ``outage_grace_s`` (default three leases) in a row and then raises
+:class:`~orchestrator.errors.CoordinatorUnavailable`; its ``timeout_s`` applies throughout.
+Holders whose leases cannot be renewed meanwhile get ``lost`` set.
+
+This backend runs on anyio's asyncio backend (redis-py's client is asyncio-only). Shared
+state, run state and events are JSON, and are lost if Redis loses its data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import os
+import secrets
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+import anyio
+import orjson
+import redis
+
+from orchestrator.coordination._redis_conn import (
+    async_client,
+    redact_url,
+    sync_client,
+    unavailable,
+)
+from orchestrator.coordination._redis_leases import (
+    GONE,
+    Granted,
+    LeaseTable,
+    LoopCaller,
+    Renewer,
+    ServerClock,
+    Waiting,
+)
+from orchestrator.coordination._redis_scripts import ACQUIRE, DROP, RENEW, SNAPSHOT, STATE_CAS
+from orchestrator.coordination._redis_state import RedisSharedState
+from orchestrator.coordination.base import (
+    Blocker,
+    CoordinationSnapshot,
+    Grant,
+    HolderInfo,
+    Need,
+    OnBlocked,
+    WaiterInfo,
+)
+from orchestrator.errors import CoordinatorUnavailable, LockWaitTimeout
+
+__all__ = ["RedisCoordinator", "redact_url"]
+
+T = TypeVar("T")
+
+
+class RedisCoordinator(RedisSharedState):
+    """The :class:`~orchestrator.coordination.base.Coordinator` on Redis (module docstring).
+
+    Use it as an async context manager: entering connects (raising CoordinatorUnavailable
+    for a wrong or missing password or an unreachable server) and starts the helpers;
+    leaving gives back everything this process holds or waits for.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        namespace: str = "orch",
+        lease_s: float = 10.0,
+        aging_s: float = 30.0,
+        starve_after_s: float = 120.0,
+        connect_timeout_s: float = 5.0,
+        op_timeout_s: float | None = None,
+        outage_grace_s: float | None = None,
+        events_maxlen: int = 10_000,
+        retention_s: float = 7 * 86_400.0,
+    ) -> None:
+        if lease_s <= 0:
+            raise ValueError("lease_s must be > 0")
+        super().__init__(
+            url,
+            namespace=namespace,
+            op_timeout_s=op_timeout_s or min(5.0, max(0.5, lease_s / 2)),
+            block_s=min(5.0, max(0.1, lease_s / 2)),
+            events_maxlen=events_maxlen,
+            retention_s=retention_s,
+        )
+        self._namespace = namespace
+        self._lease_s = lease_s
+        self._aging_s = aging_s
+        self._connect_timeout_s = connect_timeout_s
+        self._outage_grace_s = outage_grace_s if outage_grace_s is not None else 3 * lease_s
+        self._recheck_s = lease_s / 2
+        self._proc = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self._args = [self._prefix, self._proc, _us(lease_s), _us(starve_after_s)]
+        self._table = LeaseTable()
+        self._clock = ServerClock()
+        self._stack: contextlib.AsyncExitStack | None = None
+        self._closing = False
+        self._scripts: dict[str, Any] = {}
+
+    # -- life cycle -------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            raise CoordinatorUnavailable(
+                self.where,
+                "the Redis backend needs the asyncio event loop",
+                "run the orchestrator on anyio's asyncio backend",
+            ) from None
+        stack = contextlib.AsyncExitStack()
+        try:
+            client = async_client(
+                self._url,
+                connect_timeout_s=self._connect_timeout_s,
+                reply_timeout_s=self._op_timeout_s,
+            )
+            stack.push_async_callback(_shielded, client.aclose, self._op_timeout_s)
+            blocking = async_client(
+                self._url, connect_timeout_s=self._connect_timeout_s, reply_timeout_s=None
+            )
+            stack.push_async_callback(_shielded, blocking.aclose, self._op_timeout_s)
+            io_timeout_s = max(0.05, self._lease_s / 8)
+            renew_client = sync_client(self._url, io_timeout_s=io_timeout_s)
+            stack.callback(renew_client.close)
+            await self._check(client.ping())
+            for name, source in (
+                ("acquire", ACQUIRE),
+                ("drop", DROP),
+                ("renew", RENEW),
+                ("snapshot", SNAPSHOT),
+                ("state_cas", STATE_CAS),
+            ):
+                self._scripts[name] = client.register_script(source)
+                await self._check(client.script_load(source))
+            self._client, self._blocking = client, blocking
+            self._cas_script = self._scripts["state_cas"]
+            renewer = Renewer(
+                table=self._table,
+                client=renew_client,
+                script=renew_client.register_script(RENEW),
+                route=self._route,
+                args=self._args,
+                lease_s=self._lease_s,
+                io_timeout_s=io_timeout_s,
+                clock=self._clock,
+                caller=LoopCaller(loop),
+                deliver=self._deliver,
+                gone=self._gone,
+                where=self.where,
+            )
+            tasks = await stack.enter_async_context(anyio.create_task_group())
+            stack.callback(tasks.cancel_scope.cancel)
+            await tasks.start(self._beat)
+            await tasks.start(self._listen, blocking)
+            renewer.start()
+            stop_s = 2 * io_timeout_s + 1.0
+            stack.push_async_callback(
+                _shielded, functools.partial(anyio.to_thread.run_sync, renewer.stop, stop_s), stop_s
+            )
+            stack.push_async_callback(_shielded, self._release_all, self._op_timeout_s)
+        except BaseException:
+            # Every callback shields itself: the task group must exit in no scope of ours.
+            await stack.aclose()
+            raise
+        self._stack = stack
+        self._log.info("coordinator_connected", namespace=self._namespace, lease_s=self._lease_s)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        stack, self._stack = self._stack, None
+        self._closing = True
+        if stack is not None:
+            await stack.aclose()
+        self._client = self._blocking = None
+
+    async def _check(self, call: Awaitable[T]) -> T:
+        """Await a connection-time call, turning every failure into CoordinatorUnavailable."""
+        try:
+            with anyio.fail_after(self._connect_timeout_s + self._op_timeout_s):
+                return await call
+        except (redis.RedisError, OSError, TimeoutError) as exc:
+            raise unavailable(
+                self.where, exc, url=self._url, timeout_s=self._connect_timeout_s
+            ) from None
+
+    async def _release_all(self) -> None:
+        holds, waits = self._table.drain()
+        for waiter in waits:  # an acquire still running sees the coordinator closing
+            waiter.outcome = GONE
+            waiter.event.set()
+        pairs = [(h.grant.need.holder, h.gid) for h in holds]
+        pairs += [(w.need.holder, w.gid) for w in waits]
+        if not pairs:
+            return
+        try:
+            await self._drop("release", pairs, grace_s=0.0)
+        except CoordinatorUnavailable as exc:
+            self._log.warning(
+                "coordinator_release_failed", reason=exc.reason, holders=[p[0] for p in pairs]
+            )
+
+    async def _beat(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
+        """Tick the heartbeat that lets the renewal thread renew (see _redis_leases)."""
+        task_status.started()
+        while True:
+            self._table.beat = time.monotonic()
+            await anyio.sleep(self._lease_s / 8)
+
+    async def _listen(
+        self, blocking: redis.asyncio.Redis, *, task_status: anyio.abc.TaskStatus[None]
+    ) -> None:
+        """Read this process's inbox: grants made for its waiters by other processes."""
+        inbox = self._prefix + "in:" + self._proc
+        task_status.started()
+        delay = 0.05
+        while True:
+            try:
+                with anyio.fail_after(self._block_s + self._op_timeout_s):
+                    item = await blocking.blpop([inbox], timeout=self._block_s)
+            except (redis.RedisError, OSError, TimeoutError):
+                # The renewal thread reports grants made meanwhile; just come back.
+                await anyio.sleep(delay)
+                delay = min(2 * delay, 1.0)
+                continue
+            delay = 0.05
+            if item:
+                note = orjson.loads(item[1])
+                self._deliver(note["h"], note["g"], _fences(note["f"]), int(note["t"]))
+
+    # -- the Protocol -----------------------------------------------------------------------
+
+    async def acquire(
+        self, need: Need, *, timeout_s: float | None = None, on_blocked: OnBlocked | None = None
+    ) -> Grant:
+        self._require_open()
+        waiter = self._table.add_waiter(need, secrets.token_hex(8))
+        started = anyio.current_time()
+        reported = False
+        try:
+            with anyio.fail_after(timeout_s):
+                while True:
+                    if waiter.outcome == GONE:  # pruned, or Redis lost it: queue again
+                        self._require_open()
+                        waiter.outcome, waiter.event = None, anyio.Event()
+                    if isinstance(waiter.outcome, Granted):
+                        return self._hold(waiter, waiter.outcome)
+                    credit_s = need.age_credit_s + anyio.current_time() - started
+                    sent, reply = await self._call(
+                        functools.partial(
+                            self._scripts["acquire"],
+                            keys=[self._route],
+                            args=self._acquire_args(need, waiter.gid, credit_s),
+                        ),
+                        grace_s=self._outage_grace_s,
+                    )
+                    self._clock.note(sent, int(reply[1]))
+                    self._deliver_notes(reply[-1])
+                    if reply[0] == "dup":
+                        raise ValueError(f"holder {need.holder!r} already holds or waits")
+                    if reply[0] == "granted":
+                        deadline = sent + self._lease_s
+                        return self._hold(waiter, Granted(_fences(reply[2]), deadline))
+                    if on_blocked is not None and not reported:
+                        reported = True
+                        on_blocked(_blockers(reply[2]))
+                    wait_s = self._recheck_s
+                    if int(reply[3]) >= 0:  # re-check just after a blocking lease ends
+                        wait_s = min(wait_s, max(0.01, int(reply[3]) / 1e6 + 0.005))
+                    if waiter.outcome is None:
+                        with anyio.move_on_after(wait_s):
+                            await waiter.event.wait()
+        except TimeoutError:
+            if isinstance(waiter.outcome, Granted):
+                return self._hold(waiter, waiter.outcome)
+            with anyio.CancelScope(shield=True):
+                taken = await self._leave(waiter, "take")
+            if taken is not None:
+                return self._hold(waiter, taken)
+            raise LockWaitTimeout(
+                need.holder,
+                [f"class:{need.resource_class}", *need.locks],
+                anyio.current_time() - started,
+            ) from None
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self._leave(waiter, "release")
+            raise
+        finally:
+            self._table.remove_waiter(waiter)
+
+    async def release(self, grant: Grant) -> None:
+        held = self._table.pop_held(grant)
+        if held is None:
+            return  # released twice, or after the coordinator closed: harmless
+        try:
+            await self._drop("release", [(grant.need.holder, held.gid)], grace_s=self._lease_s)
+        except CoordinatorUnavailable as exc:
+            # No longer renewed, the lease runs out in Redis within lease_s.
+            self._log.warning("lock_release_failed", holder=grant.need.holder, reason=exc.reason)
+
+    async def snapshot(self) -> CoordinationSnapshot:
+        self._require_open()
+        script = functools.partial(self._scripts["snapshot"], keys=[self._route], args=self._args)
+        _, reply = await self._call(script, grace_s=self._op_timeout_s)
+        now_us = int(reply[0])
+        holders = []
+        for holder, raw in _pairs(reply[1]):
+            rec = orjson.loads(raw)
+            holders.append(
+                HolderInfo(
+                    holder=holder,
+                    resource_class=rec["c"],
+                    locks=tuple(_list(rec["l"])),
+                    fences=_fences(rec["f"]),
+                    held_s=(now_us - int(rec["t"])) / 1e6,
+                    labels=_dict(rec["lab"]),
+                )
+            )
+        holders.sort(key=lambda h: (-h.held_s, h.holder))
+        waiters = []
+        for holder, raw in _pairs(reply[2]):
+            rec = orjson.loads(raw)
+            waiters.append(
+                WaiterInfo(
+                    holder=holder,
+                    resource_class=rec["c"],
+                    locks=tuple(_list(rec["l"])),
+                    priority=int(rec["pr"]),
+                    waited_s=(now_us - int(rec["e"]) + int(rec["cr"])) / 1e6,
+                    labels=_dict(rec["lab"]),
+                )
+            )
+        self._deliver_notes(reply[5])
+        return CoordinationSnapshot(
+            holders=tuple(holders),
+            waiters=tuple(waiters),
+            class_usage={cls: int(n) for cls, n in _pairs(reply[3])},
+            fences={lock: int(token) for lock, token in _pairs(reply[4])},
+        )
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _require_open(self) -> redis.asyncio.Redis:
+        if self._closing:
+            raise CoordinatorUnavailable(
+                self.where, "the coordinator is closing", "acquire before leaving its `async with`"
+            )
+        return super()._require_open()
+
+    async def _drop(
+        self, mode: str, pairs: list[tuple[str, str]], *, grace_s: float
+    ) -> list[dict[str, Any]]:
+        args = [*self._args, mode, *(x for pair in pairs for x in pair)]
+        script = functools.partial(self._scripts["drop"], keys=[self._route], args=args)
+        _, reply = await self._call(script, grace_s=grace_s)
+        self._deliver_notes(reply[2])
+        return _list(orjson.loads(reply[1]))
+
+    async def _leave(self, waiter: Waiting, mode: str) -> Granted | None:
+        """Take ``waiter`` out of the queue; with mode "take" keep (and return) a grant made
+        meanwhile, with "release" give it back. Best effort: a waiter that cannot be removed
+        is pruned within a lease, as its heartbeat stops."""
+        try:
+            with anyio.move_on_after(self._op_timeout_s):
+                results = await self._drop(mode, [(waiter.need.holder, waiter.gid)], grace_s=0)
+                if results and results[0].get("k") == "held":
+                    held = results[0]
+                    return Granted(
+                        _fences(held["f"]), self._clock.deadline(int(held["t"]), self._lease_s)
+                    )
+        except CoordinatorUnavailable as exc:
+            self._log.warning(
+                "coordinator_leave_failed", holder=waiter.need.holder, reason=exc.reason
+            )
+        return None
+
+    def _acquire_args(self, need: Need, gid: str, credit_s: float) -> list[str]:
+        return [
+            *self._args,
+            need.holder,
+            gid,
+            need.resource_class,
+            str(-1 if need.cap is None else need.cap),
+            orjson.dumps(list(need.locks)).decode(),
+            str(need.priority),
+            _us(credit_s),
+            _us(self._aging_s),
+            orjson.dumps(dict(need.labels)).decode(),
+        ]
+
+    def _hold(self, waiter: Waiting, granted: Granted) -> Grant:
+        grant = Grant(need=waiter.need, fences=granted.fences, lost=anyio.Event())
+        self._table.hold(waiter, grant, granted.deadline)
+        if granted.deadline - time.monotonic() < self._lease_s / 2:
+            self._table.kick.set()  # renew soon rather than on the thread's schedule
+        return grant
+
+    def _deliver(self, holder: str, gid: str, fences: dict[str, int], granted_us: int) -> None:
+        """On the event loop: hand a grant made elsewhere to the waiting acquire."""
+        waiter = self._table.waiting.get(holder)
+        if waiter is None or waiter.gid != gid or waiter.outcome is not None:
+            return  # it left (its leave call gives the grant back) or already knows
+        waiter.outcome = Granted(fences, self._clock.deadline(granted_us, self._lease_s))
+        waiter.event.set()
+
+    def _gone(self, holder: str, gid: str) -> None:
+        """On the event loop: the waiter's entry vanished from Redis; it queues again."""
+        waiter = self._table.waiting.get(holder)
+        if waiter is not None and waiter.gid == gid and waiter.outcome is None:
+            waiter.outcome = GONE
+            waiter.event.set()
+
+    def _deliver_notes(self, raw: str) -> None:
+        for note in _list(orjson.loads(raw)):
+            self._deliver(note["h"], note["g"], _fences(note["f"]), int(note["t"]))
+
+
+async def _shielded(call: Callable[[], Awaitable[object]], timeout_s: float) -> None:
+    """Clean-up step of the exit stack: runs even while cancelled, but not for ever."""
+    with anyio.move_on_after(timeout_s, shield=True):
+        await call()
+
+
+def _us(seconds: float) -> str:
+    return str(round(seconds * 1e6))
+
+
+def _list(value: Any) -> list[Any]:
+    # cjson writes an empty Lua table as {}: an empty list here.
+    return value if isinstance(value, list) else []
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _fences(value: Any) -> dict[str, int]:
+    if isinstance(value, str):
+        value = orjson.loads(value)
+    return {lock: int(token) for lock, token in _dict(value).items()}
+
+
+def _pairs(flat: list[Any]) -> list[tuple[str, Any]]:
+    return list(zip(flat[::2], flat[1::2], strict=True))
+
+
+def _blockers(raw: str) -> tuple[Blocker, ...]:
+    return tuple(
+        Blocker(resource=b["r"], holders=tuple(_list(b["h"])), reason=b["why"])
+        for b in _list(orjson.loads(raw))
+    )

@@ -1,0 +1,89 @@
+"""Helpers shared by tests: building plans and running them on a virtual clock."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+import anyio
+import trio.testing
+
+from agents import builtin_registry
+from orchestrator.coordination import Coordinator, InProcessCoordinator
+from orchestrator.events import EventLog, MemorySink
+from orchestrator.scheduler import RunResult, Scheduler, SchedulerConfig
+from streams.model import Plan
+
+T = TypeVar("T")
+
+AGENTS = {
+    "cpu-agent": {"class": "cpu", "can": ["sleep", "command"]},
+    "io-agent": {"class": "io", "can": ["sleep", "command"]},
+    "net-agent": {"class": "network", "can": ["sleep", "command"]},
+    "light-agent": {"class": "light", "can": ["sleep", "command"]},
+}
+CAPS = {"cpu": 2, "io": 3, "network": 2, "light": None}
+
+
+def plan_from(streams: list[dict[str, Any]], **extra: Any) -> Plan:
+    """A valid plan with the standard agents and caps around ``streams``."""
+    data: dict[str, Any] = {
+        "version": 1,
+        "plan": "test",
+        "caps": extra.pop("caps", CAPS),
+        "resources": extra.pop("resources", ["redis", "database", "api-gateway"]),
+        "agents": extra.pop("agents", AGENTS),
+        "streams": streams,
+    }
+    data.update(extra)
+    return Plan.model_validate(data)
+
+
+def stream(sid: str, steps: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+    team = sorted({s["agent"] for s in steps} | set(extra.pop("team", [])))
+    return {"id": sid, "team": team, "steps": steps, **extra}
+
+
+def sleep_step(
+    sid: str, agent: str = "light-agent", seconds: float = 0.0, **extra: Any
+) -> dict[str, Any]:
+    return {"id": sid, "agent": agent, "action": "sleep", "with": {"seconds": seconds}, **extra}
+
+
+async def run_plan(
+    plan: Plan,
+    *,
+    coordinator: Coordinator | None = None,
+    workdir: Path | None = None,
+    seed: int = 1,
+) -> tuple[RunResult, list[dict[str, Any]]]:
+    """Run ``plan`` to the end; return the result and its events."""
+    sink = MemorySink()
+    scheduler = Scheduler(
+        plan,
+        run_id="run-test",
+        coordinator=coordinator or InProcessCoordinator(),
+        registry=builtin_registry(),
+        events=EventLog("run-test", [sink]),
+        config=SchedulerConfig(
+            workdir=workdir or Path.cwd(),
+            seed=seed,
+            env={"PATH": "/usr/bin:/bin"},
+            kill_grace_s=1.0,
+        ),
+    )
+    result = await scheduler.run()
+    return result, sink.events
+
+
+def on_virtual_clock(func: Callable[..., Coroutine[Any, Any, T]], *args: Any) -> T:
+    """Run ``func`` on trio with an auto-jumping mock clock: sleeps take no real time."""
+    clock = trio.testing.MockClock(autojump_threshold=0)
+    return anyio.run(func, *args, backend="trio", backend_options={"clock": clock})
+
+
+def events_named(events: list[dict[str, Any]], name: str, **match: Any) -> list[dict[str, Any]]:
+    return [
+        e for e in events if e["event"] == name and all(e.get(k) == v for k, v in match.items())
+    ]
