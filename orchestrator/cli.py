@@ -122,6 +122,11 @@ def run(
     except OrchestratorError as exc:
         _fail(exc)
         return
+    pending = _not_enforced(plan)
+    if pending:
+        click.echo(
+            f"note: this version records but does not enforce: {', '.join(pending)}", err=True
+        )
     run_id = new_run_id()
     path = events_path or events_path_for(settings, run_id)
     click.echo(f"run {run_id}: plan {plan.plan}, events in {path}", err=True)
@@ -181,6 +186,21 @@ async def _run(
     if result is not None and result.status is RunStatus.CANCELLED:
         return None
     return result
+
+
+def _not_enforced(plan: Plan) -> list[str]:
+    """Plan features that validate but that the scheduler does not act on yet."""
+    found: list[str] = []
+    streams = plan.streams
+    if any(s.gate for s in streams):
+        found.append("success gates")
+    if any(s.evidence for s in streams):
+        found.append("mandatory evidence")
+    if any(s.rollback for s in streams) or any(t.undo for s in streams for t in s.steps):
+        found.append("rollback and undo steps")
+    if plan.min_confidence is not None:
+        found.append("min_confidence")
+    return found
 
 
 async def _cancel_on_signal(scope: anyio.CancelScope) -> None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TextIO
 
-from rich.console import Console, Group, RenderableType
+from rich.console import Console, RenderableType
 from rich.live import Live
 from rich.progress_bar import ProgressBar
 from rich.table import Table
@@ -121,20 +121,16 @@ def _timeline(view: StreamView, now: float) -> str:
 
 def render_view(view: RunView, now: float) -> RenderableType:
     """A table with one row per stream."""
-    table = Table(
-        box=None,
-        expand=False,
-        pad_edge=False,
-        title=f"run {view.run_id} [{view.plan}]: {view.status}",
-        title_justify="left",
-    )
+    title = Text(f"run {view.run_id} ({view.plan}): ")
+    title.append(view.status, style=_STATUS_STYLE.get(view.status, ""))
+    table = Table(box=None, pad_edge=False, title=title, title_justify="left")
     table.add_column("stream", no_wrap=True)
     table.add_column("status")
     table.add_column("progress", no_wrap=True)
+    table.add_column("steps", justify="right")
     table.add_column("now")
     table.add_column("elapsed / timeline", no_wrap=True)
     for sv in view.streams.values():
-        bar = ProgressBar(total=max(sv.total, 1), completed=sv.done, width=20)
         doing = ", ".join(f"{step} ({agent})" for step, agent in sv.running.items())
         waits = "; ".join(f"{step} waits for {what}" for step, what in sv.waiting.items())
         now_text = Text(doing or waits or sv.reason or "")
@@ -143,7 +139,8 @@ def render_view(view: RunView, now: float) -> RenderableType:
         table.add_row(
             sv.id,
             Text(sv.status, style=_STATUS_STYLE.get(sv.status, "")),
-            Group(bar, Text(f"{sv.done}/{sv.total}")),
+            ProgressBar(total=max(sv.total, 1), completed=sv.done, width=20),
+            f"{sv.done}/{sv.total}",
             now_text,
             _timeline(sv, now),
         )

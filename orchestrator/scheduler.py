@@ -296,7 +296,8 @@ class Scheduler:
                 log.emit(
                     "step_waiting",
                     attempt=attempt,
-                    waiting_for=[b.describe() for b in blockers],
+                    # Holders of this run are named without the run id, for reading.
+                    waiting_for=[b.describe().replace(f"{self.run_id}/", "") for b in blockers],
                     blocked_on=[
                         {"resource": b.resource, "holders": list(b.holders)} for b in blockers
                     ],

@@ -50,6 +50,7 @@ class _CachingLoader(_Loader):  # type: ignore[misc]
 _STR = "tag:yaml.org,2002:str"
 _MAP = "tag:yaml.org,2002:map"
 _SEQ = "tag:yaml.org,2002:seq"
+_MERGE = "tag:yaml.org,2002:merge"
 
 
 class _Builder:
@@ -71,7 +72,12 @@ class _Builder:
         if isinstance(node, yaml.SequenceNode) and node.tag == _SEQ:
             return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
         if isinstance(node, yaml.MappingNode) and node.tag == _MAP:
+            written = {id(key_node) for key_node, _ in node.value}
+            if any(key_node.tag == _MERGE for key_node, _ in node.value):
+                # `<<: *base`: the merged pairs come first; later pairs override them.
+                self.loader.flatten_mapping(node)
             result: dict[Any, Any] = {}
+            merged: set[Any] = set()
             for key_node, value_node in node.value:
                 key_pos = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
                 if not isinstance(key_node, yaml.ScalarNode):
@@ -80,11 +86,15 @@ class _Builder:
                     continue
                 key = key_node.value if key_node.tag == _STR else \
                     self.loader.construct_object(key_node)
-                if key in result:
+                if key in result and key not in merged:
                     self.problems.append(PlanProblem(self.label, *key_pos,
                                                      f"duplicate key {key!r}",
                                                      "keep only one of them"))
                     continue
+                if id(key_node) in written:
+                    merged.discard(key)
+                else:
+                    merged.add(key)
                 child = (*path, key)
                 self.pos.keys[child] = key_pos
                 result[key] = self.build(value_node, child)
@@ -92,10 +102,17 @@ class _Builder:
         return self.loader.construct_object(node, deep=True)  # anchors, merges, custom tags
 
 
-def _yaml_problem(label: str, exc: yaml.YAMLError) -> PlanProblem:
+def _yaml_problem(label: str, exc: yaml.YAMLError, text: str) -> PlanProblem:
     mark = getattr(exc, "problem_mark", None)
     line, column = (mark.line + 1, mark.column + 1) if mark is not None else (0, 0)
     problem = getattr(exc, "problem", None) or str(exc)
+    if isinstance(exc, yaml.reader.ReaderError) and isinstance(exc.character, int):
+        # A character YAML forbids anywhere: the reader stops at its first occurrence
+        # (and libyaml counts its position in bytes), so find it in the text.
+        index = max(text.find(chr(exc.character)), 0)
+        line = text.count("\n", 0, index) + 1
+        column = index - text.rfind("\n", 0, index)
+        problem = f"{exc.reason}: character #x{exc.character:04x}"
     context = getattr(exc, "context", None)
     reason = f"malformed YAML: {problem}" + (f" ({context})" if context else "")
     return PlanProblem(label, line, column, reason, "fix the YAML syntax at this place")
@@ -117,7 +134,7 @@ def _parse(text: str, label: str) -> tuple[Any, Positions, list[PlanProblem]]:
     except yaml.YAMLError as exc:
         if label.endswith(".json"):  # valid JSON that YAML 1.1 cannot read: no positions
             return data, Positions(), []
-        raise PlanInvalid([_yaml_problem(label, exc)]) from None
+        raise PlanInvalid([_yaml_problem(label, exc, text)]) from None
     finally:
         loader.dispose()
     return (data if label.endswith(".json") else built), builder.pos, builder.problems

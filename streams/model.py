@@ -74,6 +74,9 @@ class PlanDefaults(_Model):
         description="How long a step waits for its slot and locks before it re-queues "
         "with backoff (logged); None waits as long as it takes.",
     )
+    token_limit: int = Field(
+        default=4000, ge=64, description="Token limit of each agent's context package."
+    )
 
 
 class AgentSpec(_Model):
@@ -82,6 +85,9 @@ class AgentSpec(_Model):
     resource_class: str = Field(alias="class", description="A key of the plan's caps.")
     can: list[str] = Field(min_length=1, description="Actions this agent may run.")
     role: str | None = Field(default=None, description="What the specialist is for.")
+    token_limit: int | None = Field(
+        default=None, ge=64, description="This agent's context-package limit (default: plan's)."
+    )
 
 
 class UndoSpec(_Model):

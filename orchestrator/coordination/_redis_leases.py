@@ -3,9 +3,9 @@
 One daemon thread per process renews every lease this process holds, and heartbeats every
 waiter, in one script call each ``lease_s / 3``. A thread keeps renewing while the event
 loop is merely busy; but a loop that is *stalled* (blocked in a synchronous call) must lose
-its leases, because the steps it runs cannot react either. So the loop ticks
-:attr:`LeaseTable.beat` and the thread renews only while that tick is fresher than
-``lease_s / 2``.
+its leases, because the steps it runs cannot react either. So the thread asks the loop to
+tick :attr:`LeaseTable.beat` every ``lease_s / 8`` (a callback the loop runs between two
+steps of its tasks) and renews only while that tick is fresher than ``lease_s / 2``.
 
 The thread also decides when a holder has lost its lease: every lease ends at the time of
 its last successful renewal (measured *before* the request was sent) plus ``lease_s``. When a
@@ -108,8 +108,13 @@ class LeaseTable:
         self.beat = time.monotonic()
         self.kick = threading.Event()
 
+    def touch(self) -> None:
+        """On the event loop: it is alive."""
+        self.beat = time.monotonic()
+
     def add_waiter(self, need: Need, gid: str) -> Waiting:
         """Register a new waiter; raise ValueError if ``need.holder`` already waits or holds."""
+        self.touch()  # called on the loop, so it is alive, even after the renewer was idle
         with self.lock:
             if need.holder in self.waiting or need.holder in self.held:
                 raise ValueError(f"holder {need.holder!r} already holds or waits")
@@ -188,6 +193,7 @@ class Renewer:
         self._args = list(args)
         self._lease_s = lease_s
         self._period_s = lease_s / 3
+        self._tick_s = lease_s / 8
         self._retry_s = lease_s / 20
         self._stale_s = lease_s / 2
         self._margin_s = lease_s / 10
@@ -205,9 +211,11 @@ class Renewer:
     def start(self) -> None:
         self._thread.start()
 
-    def stop(self, timeout_s: float) -> None:
+    def signal_stop(self) -> None:
         self._stop.set()
         self._table.kick.set()
+
+    def join(self, timeout_s: float) -> None:
         self._thread.join(timeout_s)
 
     def _last_chance(self, held: Held) -> float:
@@ -244,7 +252,8 @@ class Renewer:
             self._table.kick.wait()
             self._table.kick.clear()
             return time.monotonic() + self._period_s
-        wake = min([next_renew, *(self._last_chance(h) for h in holds)])
+        self._caller.call(self._table.touch)
+        wake = min([next_renew, now + self._tick_s, *(self._last_chance(h) for h in holds)])
         self._table.kick.wait(max(0.0, wake - time.monotonic()))
         self._table.kick.clear()
         return next_renew

@@ -54,6 +54,7 @@ from orchestrator.coordination._redis_conn import (
     sync_client,
     unavailable,
 )
+from orchestrator.coordination._redis_inbox import STOP_NOTE, Inbox
 from orchestrator.coordination._redis_leases import (
     GONE,
     Granted,
@@ -79,6 +80,14 @@ from orchestrator.errors import CoordinatorUnavailable, LockWaitTimeout
 __all__ = ["RedisCoordinator", "redact_url"]
 
 T = TypeVar("T")
+
+_SCRIPTS = {
+    "acquire": ACQUIRE,
+    "drop": DROP,
+    "renew": RENEW,
+    "snapshot": SNAPSHOT,
+    "state_cas": STATE_CAS,
+}
 
 
 class RedisCoordinator(RedisSharedState):
@@ -120,6 +129,7 @@ class RedisCoordinator(RedisSharedState):
         self._outage_grace_s = outage_grace_s if outage_grace_s is not None else 3 * lease_s
         self._recheck_s = lease_s / 2
         self._proc = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self._inbox_key = self._prefix + "in:" + self._proc
         self._args = [self._prefix, self._proc, _us(lease_s), _us(starve_after_s)]
         self._table = LeaseTable()
         self._clock = ServerClock()
@@ -131,13 +141,14 @@ class RedisCoordinator(RedisSharedState):
 
     async def __aenter__(self) -> Self:
         try:
-            loop = asyncio.get_running_loop()
+            caller = LoopCaller(asyncio.get_running_loop())
         except RuntimeError:
             raise CoordinatorUnavailable(
                 self.where,
                 "the Redis backend needs the asyncio event loop",
                 "run the orchestrator on anyio's asyncio backend",
             ) from None
+        # Helpers are threads, not tasks: entering and leaving may happen in different tasks.
         stack = contextlib.AsyncExitStack()
         try:
             client = async_client(
@@ -150,21 +161,18 @@ class RedisCoordinator(RedisSharedState):
                 self._url, connect_timeout_s=self._connect_timeout_s, reply_timeout_s=None
             )
             stack.push_async_callback(_shielded, blocking.aclose, self._op_timeout_s)
-            io_timeout_s = max(0.05, self._lease_s / 8)
-            renew_client = sync_client(self._url, io_timeout_s=io_timeout_s)
-            stack.callback(renew_client.close)
             await self._check(client.ping())
-            for name, source in (
-                ("acquire", ACQUIRE),
-                ("drop", DROP),
-                ("renew", RENEW),
-                ("snapshot", SNAPSHOT),
-                ("state_cas", STATE_CAS),
-            ):
+            for name, source in _SCRIPTS.items():
                 self._scripts[name] = client.register_script(source)
                 await self._check(client.script_load(source))
             self._client, self._blocking = client, blocking
             self._cas_script = self._scripts["state_cas"]
+            io_timeout_s = max(0.05, self._lease_s / 8)
+            renew_client = sync_client(self._url, io_timeout_s=io_timeout_s)
+            stack.callback(renew_client.close)
+            await self._check(anyio.to_thread.run_sync(renew_client.ping))
+            inbox_client = sync_client(self._url, io_timeout_s=self._block_s + io_timeout_s)
+            stack.callback(inbox_client.close)
             renewer = Renewer(
                 table=self._table,
                 client=renew_client,
@@ -174,23 +182,26 @@ class RedisCoordinator(RedisSharedState):
                 lease_s=self._lease_s,
                 io_timeout_s=io_timeout_s,
                 clock=self._clock,
-                caller=LoopCaller(loop),
+                caller=caller,
                 deliver=self._deliver,
                 gone=self._gone,
                 where=self.where,
             )
-            tasks = await stack.enter_async_context(anyio.create_task_group())
-            stack.callback(tasks.cancel_scope.cancel)
-            await tasks.start(self._beat)
-            await tasks.start(self._listen, blocking)
+            inbox = Inbox(
+                client=inbox_client,
+                key=self._inbox_key,
+                block_s=self._block_s,
+                caller=caller,
+                deliver=self._deliver,
+            )
             renewer.start()
-            stop_s = 2 * io_timeout_s + 1.0
+            inbox.start()
+            stop_s = self._block_s + 2 * io_timeout_s + 1.0
             stack.push_async_callback(
-                _shielded, functools.partial(anyio.to_thread.run_sync, renewer.stop, stop_s), stop_s
+                _shielded, functools.partial(self._stop_helpers, renewer, inbox, stop_s), stop_s
             )
             stack.push_async_callback(_shielded, self._release_all, self._op_timeout_s)
         except BaseException:
-            # Every callback shields itself: the task group must exit in no scope of ours.
             await stack.aclose()
             raise
         self._stack = stack
@@ -235,33 +246,18 @@ class RedisCoordinator(RedisSharedState):
                 "coordinator_release_failed", reason=exc.reason, holders=[p[0] for p in pairs]
             )
 
-    async def _beat(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
-        """Tick the heartbeat that lets the renewal thread renew (see _redis_leases)."""
-        task_status.started()
-        while True:
-            self._table.beat = time.monotonic()
-            await anyio.sleep(self._lease_s / 8)
-
-    async def _listen(
-        self, blocking: redis.asyncio.Redis, *, task_status: anyio.abc.TaskStatus[None]
-    ) -> None:
-        """Read this process's inbox: grants made for its waiters by other processes."""
-        inbox = self._prefix + "in:" + self._proc
-        task_status.started()
-        delay = 0.05
-        while True:
-            try:
-                with anyio.fail_after(self._block_s + self._op_timeout_s):
-                    item = await blocking.blpop([inbox], timeout=self._block_s)
-            except (redis.RedisError, OSError, TimeoutError):
-                # The renewal thread reports grants made meanwhile; just come back.
-                await anyio.sleep(delay)
-                delay = min(2 * delay, 1.0)
-                continue
-            delay = 0.05
-            if item:
-                note = orjson.loads(item[1])
-                self._deliver(note["h"], note["g"], _fences(note["f"]), int(note["t"]))
+    async def _stop_helpers(self, renewer: Renewer, inbox: Inbox, join_s: float) -> None:
+        renewer.signal_stop()
+        inbox.signal_stop()
+        client = self._client
+        assert client is not None
+        # Best effort: without Redis the inbox's pop ends by its own timeout instead.
+        with contextlib.suppress(redis.RedisError, OSError), anyio.move_on_after(1.0):
+            await client.rpush(self._inbox_key, STOP_NOTE)
+        await anyio.to_thread.run_sync(renewer.join, join_s)
+        await anyio.to_thread.run_sync(inbox.join, join_s)
+        with contextlib.suppress(redis.RedisError, OSError), anyio.move_on_after(1.0):
+            await client.delete(self._inbox_key)
 
     # -- the Protocol -----------------------------------------------------------------------
 

@@ -230,7 +230,7 @@ def test_lock_timeout_requeues_with_backoff_and_never_fails_the_run() -> None:
     retries = events_named(events, "step_retrying", step="w")
     assert retries and all(e["reason"] == "lock_timeout" for e in retries)
     waits = events_named(events, "step_waiting", step="w")
-    assert "held by run-test/holder/hold" in waits[0]["waiting_for"][0]
+    assert "held by holder/hold" in waits[0]["waiting_for"][0]
     assert verify_events([events]).ok
 
 
