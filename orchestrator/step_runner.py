@@ -1,0 +1,340 @@
+"""Running one step: queue for its need, run its action, retry, release.
+
+A :class:`StepJob` says what to run and under which need (class slot plus locks); the
+:class:`StepRunner` queues it at the coordinator, runs the action under its timeout while
+holding the grant (cancelled at once if a leased grant is lost), records every attempt as
+events, retries failures with exponential backoff and jitter, and re-queues (without using up
+a retry) when the lock wait passes ``lock_timeout``. While a :class:`Drain` is on, no new
+attempt starts: the job raises :class:`Suspended` instead.
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+import structlog
+from pydantic import BaseModel
+
+from agents.base import ActionContext, ActionResult
+from agents.registry import ActionFunc, ActionRegistry
+from orchestrator.coordination.base import Blocker, Coordinator, Grant, Need
+from orchestrator.errors import ActionFailed, CoordinationError, LockWaitTimeout
+from orchestrator.events import EventLog
+
+__all__ = [
+    "Drain",
+    "StepJob",
+    "StepOutcome",
+    "StepRunner",
+    "StepRunnerConfig",
+    "StepStatus",
+    "Suspended",
+]
+
+_diag = structlog.get_logger("orchestrator.steps")
+
+
+class StepStatus(enum.StrEnum):
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"  # was running when the daemon stopped; not safe to re-run
+
+
+class Suspended(Exception):
+    """Control flow: the run is draining, so this job starts no new attempt."""
+
+
+class Drain:
+    """Once started, stops every job from starting a new attempt and wakes every job that
+    is queueing or backing off, so a draining run only waits for running actions."""
+
+    def __init__(self) -> None:
+        self.started = False
+        self._scopes: set[anyio.CancelScope] = set()
+
+    def start(self) -> None:
+        self.started = True
+        for scope in list(self._scopes):
+            scope.cancel()
+
+    @contextmanager
+    def interruptible(self) -> Iterator[None]:
+        """Run the body unless draining; raise Suspended if draining starts meanwhile."""
+        if self.started:
+            raise Suspended
+        with anyio.CancelScope() as scope:
+            self._scopes.add(scope)
+            try:
+                yield
+            finally:
+                self._scopes.discard(scope)
+        if scope.cancelled_caught and self.started:
+            raise Suspended
+
+
+@dataclass(frozen=True, slots=True)
+class StepJob:
+    """One step to run: who runs which action with what, holding which need."""
+
+    stream: str
+    step: str
+    agent: str
+    action: str
+    params: BaseModel
+    resource_class: str
+    cap: int | None
+    locks: tuple[str, ...]
+    priority: int
+    timeout_s: float
+    retries: int
+    lock_timeout_s: float | None
+    first_attempt: int = 1
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class StepOutcome:
+    status: StepStatus
+    reason: str
+    attempts: int
+    result: ActionResult | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StepRunnerConfig:
+    workdir: Path
+    env: Mapping[str, str]
+    kill_grace_s: float
+    release_timeout_s: float
+    backoff_s: float
+    backoff_max_s: float
+
+
+class StepRunner:
+    """Runs :class:`StepJob`s of one run against one coordinator."""
+
+    def __init__(
+        self,
+        *,
+        run_id: str,
+        plan_name: str,
+        coordinator: Coordinator,
+        registry: ActionRegistry,
+        config: StepRunnerConfig,
+        drain: Drain,
+        rng: random.Random,
+    ) -> None:
+        self.run_id = run_id
+        self.plan_name = plan_name
+        self.coordinator = coordinator
+        self.registry = registry
+        self.config = config
+        self.drain = drain
+        self._random = rng
+
+    def backoff_s(self, attempt: int) -> float:
+        """Delay before retry ``attempt`` (1-based): exponential, capped, equal jitter."""
+        base: float = min(self.config.backoff_max_s, self.config.backoff_s * 2.0 ** (attempt - 1))
+        return base * (0.5 + self._random.random() / 2)
+
+    async def run(self, job: StepJob, stream_log: EventLog) -> StepOutcome:
+        """Run ``job`` to its final status; raise :class:`Suspended` when draining first."""
+        log = stream_log.bind(
+            step=job.step,
+            agent=job.agent,
+            resource_class=job.resource_class,
+            locks=sorted(job.locks),
+        )
+        attempt = job.first_attempt
+        last_attempt = job.first_attempt + job.retries
+        lock_waits = 0
+        age_credit_s = 0.0
+        while True:
+            need = Need(
+                holder=f"{self.run_id}/{job.stream}/{job.step}",
+                resource_class=job.resource_class,
+                cap=job.cap,
+                locks=job.locks,
+                priority=job.priority,
+                age_credit_s=age_credit_s,
+                labels={
+                    "run_id": self.run_id,
+                    "stream": job.stream,
+                    "step": job.step,
+                    "agent": job.agent,
+                    **job.labels,
+                },
+            )
+            log.emit("step_queued", attempt=attempt, **job.labels)
+            queued_at = anyio.current_time()
+            try:
+                with self.drain.interruptible():
+                    grant = await self.coordinator.acquire(
+                        need,
+                        timeout_s=job.lock_timeout_s,
+                        on_blocked=self._on_blocked(log, attempt),
+                    )
+            except LockWaitTimeout as exc:
+                lock_waits += 1
+                age_credit_s += exc.waited_s
+                delay = self.backoff_s(lock_waits)
+                log.emit(
+                    "step_retrying",
+                    attempt=attempt,
+                    reason="lock_timeout",
+                    waited_s=round(exc.waited_s, 6),
+                    delay_s=round(delay, 6),
+                    message=f"waited {exc.waited_s:.3g}s for {', '.join(exc.resources)}; "
+                    f"queueing again in {delay:.3g}s",
+                )
+                with self.drain.interruptible():
+                    await anyio.sleep(delay)
+                continue
+            waited_s = anyio.current_time() - queued_at
+            outcome = await self._attempt(job, grant, attempt, waited_s, log)
+            if outcome.status in (StepStatus.SUCCEEDED, StepStatus.CANCELLED):
+                return outcome
+            if attempt >= last_attempt:
+                return outcome
+            delay = self.backoff_s(attempt - job.first_attempt + 1)
+            log.emit(
+                "step_retrying",
+                attempt=attempt,
+                reason=outcome.status.value,
+                delay_s=round(delay, 6),
+                message=f"{outcome.reason}; attempt {attempt + 1} of {last_attempt} "
+                f"in {delay:.3g}s",
+            )
+            with self.drain.interruptible():
+                await anyio.sleep(delay)
+            attempt += 1
+
+    def _on_blocked(self, log: EventLog, attempt: int) -> Any:
+        def blocked(blockers: tuple[Blocker, ...]) -> None:
+            log.emit(
+                "step_waiting",
+                attempt=attempt,
+                # Holders of this run are named without the run id, for reading.
+                waiting_for=[b.describe().replace(f"{self.run_id}/", "") for b in blockers],
+                blocked_on=[{"resource": b.resource, "holders": list(b.holders)} for b in blockers],
+            )
+
+        return blocked
+
+    async def _attempt(
+        self, job: StepJob, grant: Grant, attempt: int, waited_s: float, log: EventLog
+    ) -> StepOutcome:
+        """Run the action once while holding ``grant``; always record the end and release."""
+        definition = self.registry.get_action(job.action)
+        ctx = ActionContext(
+            run_id=self.run_id,
+            stream=job.stream,
+            step=job.step,
+            agent=job.agent,
+            attempt=attempt,
+            fences=dict(grant.fences),
+            env=self._env(job, attempt, grant),
+            workdir=self.config.workdir,
+            kill_grace_s=self.config.kill_grace_s,
+        )
+        started = anyio.current_time()
+        log.emit(
+            "step_started",
+            attempt=attempt,
+            fences=dict(grant.fences),
+            waited_s=round(waited_s, 6),
+            timeout_s=job.timeout_s,
+        )
+        status, result, reason = StepStatus.CANCELLED, None, "cancelled"
+        try:
+            with anyio.move_on_after(job.timeout_s) as timer:
+                if grant.leased:
+                    status, result, reason = await self._call_watching(
+                        grant, definition.run, ctx, job
+                    )
+                else:
+                    status, result, reason = await self._call(definition.run, ctx, job)
+            if timer.cancelled_caught:
+                status, reason = StepStatus.TIMED_OUT, f"timed out after {job.timeout_s:g}s"
+        finally:
+            fields: dict[str, Any] = {
+                "attempt": attempt,
+                "status": status.value,
+                "duration_s": round(anyio.current_time() - started, 6),
+                "reason": reason,
+            }
+            if result is not None:
+                fields.update(
+                    exit_code=result.exit_code,
+                    metrics=dict(result.metrics),
+                    output_sha256=result.output_sha256,
+                    output_bytes=result.output_bytes,
+                )
+                if status is not StepStatus.SUCCEEDED and result.output:
+                    fields["output_tail"] = result.output[-2000:]
+            log.emit("step_finished", **fields, **job.labels)
+            with anyio.move_on_after(self.config.release_timeout_s, shield=True):
+                await self.coordinator.release(grant)
+        return StepOutcome(status, reason, attempt, result)
+
+    async def _call(
+        self, run: ActionFunc, ctx: ActionContext, job: StepJob
+    ) -> tuple[StepStatus, ActionResult | None, str]:
+        """Call the action; its failures (and its bugs) become a failed status."""
+        try:
+            result = await run(ctx, job.params)
+        except ActionFailed as exc:
+            return StepStatus.FAILED, None, exc.reason
+        except CoordinationError as exc:
+            return StepStatus.FAILED, None, str(exc)
+        except Exception as exc:  # an action's bug must not take the run down
+            _diag.exception("action_crashed", action=job.action, step=job.step)
+            return StepStatus.FAILED, None, f"action raised {type(exc).__name__}: {exc}"
+        return (StepStatus.SUCCEEDED if result.ok else StepStatus.FAILED), result, result.summary
+
+    async def _call_watching(
+        self, grant: Grant, run: ActionFunc, ctx: ActionContext, job: StepJob
+    ) -> tuple[StepStatus, ActionResult | None, str]:
+        """:meth:`_call`, cancelled at once if the grant's lease is lost meanwhile."""
+        outcome: tuple[StepStatus, ActionResult | None, str] = (
+            StepStatus.CANCELLED,
+            None,
+            "lease on its locks was lost",
+        )
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_cancel_when_lost, grant, tg.cancel_scope)
+            outcome = await self._call(run, ctx, job)
+            tg.cancel_scope.cancel()
+        return outcome
+
+    def _env(self, job: StepJob, attempt: int, grant: Grant) -> dict[str, str]:
+        env = dict(self.config.env)
+        env.update(
+            ORCH_RUN_ID=self.run_id,
+            ORCH_PLAN=self.plan_name,
+            ORCH_STREAM=job.stream,
+            ORCH_STEP=job.step,
+            ORCH_AGENT=job.agent,
+            ORCH_ATTEMPT=str(attempt),
+        )
+        for lock, fence in grant.fences.items():
+            env[f"ORCH_FENCE_{_env_name(lock)}"] = str(fence)
+        return env
+
+
+def _env_name(resource: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in resource).upper()
+
+
+async def _cancel_when_lost(grant: Grant, scope: anyio.CancelScope) -> None:
+    await grant.lost.wait()
+    scope.cancel()
