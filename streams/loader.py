@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -118,6 +119,28 @@ def _yaml_problem(label: str, exc: yaml.YAMLError, text: str) -> PlanProblem:
     return PlanProblem(label, line, column, reason, "fix the YAML syntax at this place")
 
 
+# What valid JSON may hold and libyaml will not read: surrogate-pair escapes (json.dumps
+# writes every emoji so), lone surrogate escapes, and characters YAML forbids or takes for
+# line breaks. Escaped backslashes are matched first so that `\\u...` is left alone.
+_JSON_NOT_YAML = re.compile(
+    r"\\\\"
+    r"|\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}"
+    r"|\\u[dD][89a-fA-F][0-9a-fA-F]{2}"
+    "|[^\t\n\r\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]"
+)
+
+
+def _json_for_yaml(match: re.Match[str]) -> str:
+    """A replacement of the same length, so every position stays where it was."""
+    found = match.group()
+    if found == "\\\\":
+        return found
+    if len(found) == 12:  # a surrogate pair: the character it stands for, padded
+        high, low = int(found[2:6], 16), int(found[8:12], 16)
+        return f"\\U{0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00):08x}__"
+    return "\\ufffd" if len(found) == 6 else "\ufffd"
+
+
 def _parse(text: str, label: str) -> tuple[Any, Positions, list[PlanProblem]]:
     if label.endswith(".json"):
         try:
@@ -126,7 +149,9 @@ def _parse(text: str, label: str) -> tuple[Any, Positions, list[PlanProblem]]:
             raise PlanInvalid.one(
                 label, exc.lineno, exc.colno, f"malformed JSON: {exc.msg}", "fix the JSON syntax"
             ) from None
-    loader = _CachingLoader(text)
+    is_json = label.endswith(".json")
+    # Positions of a JSON plan come from YAML, which reads nearly all JSON as it is.
+    loader = _CachingLoader(_JSON_NOT_YAML.sub(_json_for_yaml, text) if is_json else text)
     try:
         node = loader.get_single_node()
         builder = _Builder(loader, label)

@@ -149,7 +149,7 @@ class _Checker:
         for i, requirement in enumerate(stream.evidence):
             if requirement.id in evidence_ids:
                 self.add((*base, "evidence", i, "id"), f"stream {stream.id!r}: duplicate "
-                         f"evidence id {requirement.id!r}", "give each piece of evidence its own id")
+                         f"evidence id {requirement.id!r}", "give each its own id")
             evidence_ids.add(requirement.id)
         step_ids: set[str] = set()
         self._steps(stream, (*base, "steps"), stream.steps, step_ids, evidence_ids)
