@@ -19,6 +19,8 @@ import click
 from rich.console import Console
 
 from agents.actions import builtin_registry
+from context_packages import render_package
+from orchestrator.cli_daemon import register
 from orchestrator.errors import OrchestratorError
 from orchestrator.events import JsonlSink
 from orchestrator.logging import configure_logging
@@ -210,6 +212,22 @@ async def _cancel_on_signal(scope: anyio.CancelScope) -> None:
             return
 
 
+@cli.command()
+@click.argument("plan_file", type=click.Path(path_type=Path))
+@click.option("--agent", "agent", required=True, help="The agent whose package to show.")
+@click.option("--json", "as_json", is_flag=True, help="Print the package as JSON.")
+@click.option("--token-limit", type=int, default=None, help="Override the token limit.")
+def package(plan_file: Path, agent: str, as_json: bool, token_limit: int | None) -> None:
+    """Show the context package AGENT would receive for PLAN_FILE (nothing runs)."""
+    try:
+        plan = load_plan(plan_file)
+        text = render_package(plan, agent, as_json=as_json, token_limit=token_limit)
+    except OrchestratorError as exc:
+        _fail(exc)
+        return
+    click.echo(text, nl=False)
+
+
 @cli.command("verify-log")
 @click.argument(
     "event_files", nargs=-1, required=True, type=click.Path(path_type=Path, exists=True)
@@ -243,6 +261,9 @@ def verify_log(event_files: tuple[Path, ...], as_json: bool) -> None:
     else:
         click.echo(report.render())
     sys.exit(0 if report.ok else 1)
+
+
+register(cli, _settings)
 
 
 def main() -> None:

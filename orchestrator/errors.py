@@ -6,13 +6,22 @@ structured fields and build their own message, which names the place and the fix
     OrchestratorError
     ├── PlanInvalid                 a plan file failed loading or validation (all problems)
     ├── UsageError                  a bad command line or setting
+    ├── DaemonUnavailable           no daemon answers on the control socket
+    ├── DaemonError                 the daemon answered a request with an error
     ├── CoordinationError
     │   ├── LockWaitTimeout         a need was not granted within its lock_timeout
     │   ├── LockLost                a lease ran out before it was renewed
     │   └── CoordinatorUnavailable  the coordination backend cannot be reached
-    └── ActionError
-        ├── ActionFailed            an action ran and reported failure
-        └── UnknownAction           a plan names an action nobody registered
+    ├── ActionError
+    │   ├── ActionFailed            an action ran and reported failure
+    │   └── UnknownAction           a plan names an action nobody registered
+    ├── ContextPackageError         (context_packages.errors)
+    │   ├── UnknownAgent            no such agent in the plan
+    │   ├── PackageTooLarge         even the minimal package exceeds the limit
+    │   └── TokenizerUnavailable    the offline tokenizer file is missing or damaged
+    ├── StoreError                  (orchestrator.store.errors) the run store failed
+    │   └── StoreUnavailable        it cannot be reached or answer in time
+    └── GateSyntaxError             (streams.gates) a gate criterion does not parse
 
 A traceback reaching the user is a bug: the CLI prints ``str(error)`` for these and exits
 with the code the error class declares.
@@ -29,6 +38,8 @@ __all__ = [
     "ActionFailed",
     "CoordinationError",
     "CoordinatorUnavailable",
+    "DaemonError",
+    "DaemonUnavailable",
     "LockLost",
     "LockWaitTimeout",
     "OrchestratorError",
@@ -36,6 +47,7 @@ __all__ = [
     "PlanProblem",
     "UnknownAction",
     "UsageError",
+    "first_orchestrator_error",
 ]
 
 
@@ -43,6 +55,18 @@ class OrchestratorError(Exception):
     """Base of every error the orchestrator raises on purpose."""
 
     exit_code: int = 1
+
+
+def first_orchestrator_error(exc: BaseException) -> OrchestratorError | None:
+    """The OrchestratorError inside ``exc`` (itself, or nested in exception groups)."""
+    if isinstance(exc, OrchestratorError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = first_orchestrator_error(inner)
+            if found is not None:
+                return found
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +107,32 @@ class UsageError(OrchestratorError):
     """A command line or setting that cannot be acted on."""
 
     exit_code = 2
+
+
+class DaemonUnavailable(OrchestratorError):
+    """Nothing usable answers on the control socket at ``socket``."""
+
+    exit_code = 3
+
+    def __init__(self, socket: str, reason: str) -> None:
+        self.socket = socket
+        self.reason = reason
+        super().__init__(
+            f"no daemon answers on {socket}: {reason} (fix: start one with "
+            "`orchestrator daemon`, or pass --socket / ORCH_SOCKET for the one you run)"
+        )
+
+
+class DaemonError(OrchestratorError):
+    """The daemon refused a request: JSON-RPC ``code``, its ``message`` and ``data``."""
+
+    def __init__(self, code: int, message: str, data: object = None) -> None:
+        self.code = code
+        self.message = message
+        self.data = data
+        super().__init__(message)
+        # An invalid plan exits like `validate` does.
+        self.exit_code = 2 if code in (1001, 1006) else 1
 
 
 class CoordinationError(OrchestratorError):
