@@ -330,7 +330,10 @@ class _Material:
     ) -> Iterator[str]:
         title = f": {_line(step.title)}" if step.title else ""
         yield f"{number}. {_code(step.id)}{title}"
-        yield f"   - **Action**: {_action(step.action, step.with_)}"
+        if step.instruction is not None:
+            yield f"   - **Instruction**: {_line(step.instruction)}"
+        else:
+            yield f"   - **Action**: {_action(step.action or '', step.with_)}"
         if needs:
             yield f"   - **Needs**: {', '.join(_code(n) for n in needs)}"
         yield f"   - **Locks**: {', '.join(step.locks) if step.locks else 'none'}"

@@ -183,6 +183,10 @@ class Scheduler:
         self._params: dict[tuple[str, str], BaseModel] = {}
         for stream in plan.streams:
             for step in stream.steps:
+                if step.action is None:
+                    raise NotImplementedError(
+                        f"step {step.id!r}: sentence steps need the external agent driver"
+                    )
                 action = registry.get_action(step.action)
                 self._params[(stream.id, step.id)] = action.params.model_validate(step.with_)
 
@@ -220,6 +224,8 @@ class Scheduler:
             else:
                 status = RunStatus.FAILED
         finally:
+            if self._drain.started and status is RunStatus.CANCELLED:
+                status = RunStatus.SUSPENDED  # cancelled at the end of a drain: resumable
             streams = {sid: o.status.value for sid, o in self._outcomes.items()}
             if status is RunStatus.SUSPENDED:
                 self.events.emit("run_suspended", streams=streams)
@@ -275,6 +281,8 @@ class Scheduler:
                 outcome.status = StreamStatus.FAILED
                 outcome.reason = f"timeline limit of {limit_s:g}s exceeded"
         finally:
+            if self._drain.started and outcome.status is StreamStatus.CANCELLED:
+                outcome.status = StreamStatus.SUSPENDED
             # A suspended stream records nothing: it is resumed later.
             if outcome.status is not StreamStatus.SUSPENDED:
                 self._record_end(stream, outcome, log)
@@ -392,7 +400,7 @@ class Scheduler:
             stream=stream.id,
             step=step.id,
             agent=step.agent,
-            action=step.action,
+            action=step.action or "",
             params=self._params[(stream.id, step.id)],
             resource_class=resource_class,
             cap=plan.caps[resource_class],

@@ -14,12 +14,20 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 from streams.durations import Duration, Timeline
 
 __all__ = [
     "AgentSpec",
+    "DriverSpec",
     "EvidenceRequirement",
     "GateCriterion",
     "GateSpec",
@@ -49,8 +57,10 @@ _TIMELINE_SCHEMA = {
         {"type": "number", "minimum": 0},
         {
             "type": "object",
-            "properties": {"expected": {"type": ["string", "number"]},
-                           "limit": {"type": ["string", "number"]}},
+            "properties": {
+                "expected": {"type": ["string", "number"]},
+                "limit": {"type": ["string", "number"]},
+            },
             "additionalProperties": False,
         },
     ]
@@ -79,12 +89,39 @@ class PlanDefaults(_Model):
     )
 
 
+class DriverSpec(_Model):
+    """An external process that performs the agent's steps (an LLM CLI wrapper, a script).
+
+    For each step it gets one JSON document on stdin and answers one on stdout; see
+    ``docs/agent-protocol.md``. It runs with no shell, an explicit environment (``env`` plus
+    the names in ``pass_env`` taken from the daemon's), in ``cwd`` (relative to the run's
+    working directory).
+    """
+
+    command: list[str] = Field(min_length=1, description="argv of the agent process.")
+    cwd: str | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+    pass_env: list[str] = Field(default_factory=list)
+    answer_limit: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        le=64 * 1024 * 1024,
+        description="Largest answer accepted, in bytes.",
+    )
+    kill_grace: Duration = Field(default=5.0, description="SIGTERM to SIGKILL, on a hang.")
+
+
 class AgentSpec(_Model):
-    """A named specialist: its resource class and the actions it may run (its scope)."""
+    """A named specialist: its resource class and the actions it may run (its scope).
+
+    With a ``driver``, an external process performs the agent's steps, including steps
+    written as plain sentences.
+    """
 
     resource_class: str = Field(alias="class", description="A key of the plan's caps.")
-    can: list[str] = Field(min_length=1, description="Actions this agent may run.")
+    can: list[str] = Field(default_factory=list, description="Actions this agent may run.")
     role: str | None = Field(default=None, description="What the specialist is for.")
+    driver: DriverSpec | None = None
     token_limit: int | None = Field(
         default=None, ge=64, description="This agent's context-package limit (default: plan's)."
     )
@@ -99,11 +136,15 @@ class UndoSpec(_Model):
 
 
 class StepSpec(_Model):
-    """One step of a stream's implementation sequence."""
+    """One step of a stream's implementation sequence: an ``action`` with parameters, or an
+    ``instruction`` in plain words for an agent with an external driver."""
 
     id: Identifier
     agent: str
-    action: str
+    action: str | None = None
+    instruction: str | None = Field(
+        default=None, min_length=1, description="A sentence for an agent with a driver."
+    )
     with_: dict[str, Any] = Field(default_factory=dict, alias="with")
     title: str | None = None
     locks: list[str] = Field(default_factory=list)
@@ -170,11 +211,45 @@ class StreamSpec(_Model):
     strategy: str | None = None
     expected_improvement: str | None = None
     team: list[str] = Field(min_length=1)
+    lead: str | None = Field(
+        default=None,
+        description="The agent that performs steps written as plain sentences; default: the "
+        "first team member.",
+    )
     depends_on: list[str] = Field(default_factory=list)
     steps: list[StepSpec] = Field(min_length=1)
     gate: GateSpec | None = None
     evidence: list[EvidenceRequirement] = Field(default_factory=list)
     rollback: RollbackSpec | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _sentence_steps(cls, data: Any) -> Any:
+        """A step written as a plain string is an instruction for the stream's lead."""
+        if not isinstance(data, dict):
+            return data
+        lead = data.get("lead") or (data.get("team") or [None])[0]
+        data = dict(data)
+        for key in ("steps",):
+            data[key] = _expand_sentences(data.get(key), lead, "step")
+        rollback = data.get("rollback")
+        if isinstance(rollback, dict) and isinstance(rollback.get("steps"), list):
+            data["rollback"] = {
+                **rollback,
+                "steps": _expand_sentences(rollback["steps"], lead, "rollback"),
+            }
+        return data
+
+
+def _expand_sentences(steps: Any, lead: Any, prefix: str) -> Any:
+    if not isinstance(steps, list) or not isinstance(lead, str):
+        return steps
+    return [
+        {"id": f"{prefix}-{i}", "agent": lead, "instruction": item}
+        if isinstance(item, str)
+        else item
+        for i, item in enumerate(steps, 1)
+    ]
 
 
 class Plan(_Model):

@@ -51,7 +51,7 @@ def find_cycle(edges: Mapping[str, Iterable[str]]) -> list[str] | None:
                 if child not in edges:
                     continue
                 if state.get(child) == 1:
-                    return [*path[path.index(child):], child]
+                    return [*path[path.index(child) :], child]
                 if not state.get(child):
                     state[child] = 1
                     path.append(child)
@@ -71,8 +71,9 @@ def _suggest(name: str, known: Iterable[str]) -> str:
     return hint + f"known: {', '.join(known) if known else '(none)'}"
 
 
-def _cycle_entry(cycle: Sequence[str],
-                 written: Mapping[str, Sequence[tuple[Loc, Sequence[str] | None]]]) -> Loc:
+def _cycle_entry(
+    cycle: Sequence[str], written: Mapping[str, Sequence[tuple[Loc, Sequence[str] | None]]]
+) -> Loc:
     """Where the file spells out an edge of ``cycle``: the first ``needs``/``depends_on``
     entry naming the next node (a default need, the previous step, is not written)."""
     for node, after in itertools.pairwise(cycle):
@@ -97,25 +98,43 @@ class _Checker:
     def run(self) -> list[PlanProblem]:
         plan = self.plan
         for name, agent in plan.agents.items():
+            if not agent.can and agent.driver is None:
+                self.add(
+                    ("agents", name),
+                    f"agent {name!r} can do nothing: no `can` actions and no driver",
+                    "list its actions in `can`, or give it a `driver`",
+                )
             if agent.resource_class not in plan.caps:
-                self.add(("agents", name, "class"),
-                         f"agent {name!r}: unknown resource class {agent.resource_class!r}",
-                         _suggest(agent.resource_class, plan.caps))
+                self.add(
+                    ("agents", name, "class"),
+                    f"agent {name!r}: unknown resource class {agent.resource_class!r}",
+                    _suggest(agent.resource_class, plan.caps),
+                )
             for index, action in enumerate(agent.can):
                 if action not in self.registry:
-                    self.add(("agents", name, "can", index), f"agent {name!r}: unknown action "
-                             f"{action!r}", _suggest(action, self.registry))
+                    self.add(
+                        ("agents", name, "can", index),
+                        f"agent {name!r}: unknown action {action!r}",
+                        _suggest(action, self.registry),
+                    )
         seen_resources: set[str] = set()
         for index, resource in enumerate(plan.resources):
             if resource in seen_resources:
-                self.add(("resources", index), f"duplicate resource {resource!r}",
-                         "list each resource once")
+                self.add(
+                    ("resources", index),
+                    f"duplicate resource {resource!r}",
+                    "list each resource once",
+                )
             seen_resources.add(resource)
         stream_ids: dict[str, int] = {}
         for index, stream in enumerate(plan.streams):
             if stream.id in stream_ids:
-                self.add(("streams", index, "id"), f"duplicate stream id {stream.id!r} "
-                         f"(first at streams[{stream_ids[stream.id]}])", "give it another id")
+                self.add(
+                    ("streams", index, "id"),
+                    f"duplicate stream id {stream.id!r} "
+                    f"(first at streams[{stream_ids[stream.id]}])",
+                    "give it another id",
+                )
             else:
                 stream_ids[stream.id] = index
         for index, stream in enumerate(plan.streams):
@@ -126,50 +145,76 @@ class _Checker:
             written: dict[str, list[tuple[Loc, Sequence[str] | None]]] = {}
             for index, stream in enumerate(plan.streams):
                 written.setdefault(stream.id, []).append(
-                    (("streams", index, "depends_on"), stream.depends_on))
-            self.add(_cycle_entry(cycle, written),
-                     "dependency cycle between streams: " + " -> ".join(cycle),
-                     "remove one of these depends_on entries")
+                    (("streams", index, "depends_on"), stream.depends_on)
+                )
+            self.add(
+                _cycle_entry(cycle, written),
+                "dependency cycle between streams: " + " -> ".join(cycle),
+                "remove one of these depends_on entries",
+            )
         return self.problems
 
     def _stream(self, index: int, stream: StreamSpec, stream_ids: Mapping[str, int]) -> None:
         base: Loc = ("streams", index)
         for i, member in enumerate(stream.team):
             if member not in self.plan.agents:
-                self.add((*base, "team", i), f"stream {stream.id!r}: unknown agent {member!r}",
-                         _suggest(member, self.plan.agents))
+                self.add(
+                    (*base, "team", i),
+                    f"stream {stream.id!r}: unknown agent {member!r}",
+                    _suggest(member, self.plan.agents),
+                )
         for i, dep in enumerate(stream.depends_on):
             if dep == stream.id:
-                self.add((*base, "depends_on", i), f"stream {stream.id!r} depends on itself",
-                         "remove it")
+                self.add(
+                    (*base, "depends_on", i), f"stream {stream.id!r} depends on itself", "remove it"
+                )
             elif dep not in stream_ids:
-                self.add((*base, "depends_on", i), f"stream {stream.id!r}: depends on unknown "
-                         f"stream {dep!r}", _suggest(dep, stream_ids))
+                self.add(
+                    (*base, "depends_on", i),
+                    f"stream {stream.id!r}: depends on unknown stream {dep!r}",
+                    _suggest(dep, stream_ids),
+                )
         evidence_ids: set[str] = set()
         for i, requirement in enumerate(stream.evidence):
             if requirement.id in evidence_ids:
-                self.add((*base, "evidence", i, "id"), f"stream {stream.id!r}: duplicate "
-                         f"evidence id {requirement.id!r}", "give each its own id")
+                self.add(
+                    (*base, "evidence", i, "id"),
+                    f"stream {stream.id!r}: duplicate evidence id {requirement.id!r}",
+                    "give each its own id",
+                )
             evidence_ids.add(requirement.id)
         step_ids: set[str] = set()
         self._steps(stream, (*base, "steps"), stream.steps, step_ids, evidence_ids)
         if stream.rollback is not None:
-            self._steps(stream, (*base, "rollback", "steps"), stream.rollback.steps, step_ids,
-                        evidence_ids)
+            self._steps(
+                stream, (*base, "rollback", "steps"), stream.rollback.steps, step_ids, evidence_ids
+            )
         for i, criterion in enumerate(stream.gate.criteria if stream.gate else []):
             text = criterion if isinstance(criterion, str) else criterion.expr
             if not text.strip():
-                self.add((*base, "gate", "criteria", i), "empty gate criterion",
-                         "write an expression such as 'db.response_ms.p50 < 100'")
+                self.add(
+                    (*base, "gate", "criteria", i),
+                    "empty gate criterion",
+                    "write an expression such as 'db.response_ms.p50 < 100'",
+                )
 
-    def _steps(self, stream: StreamSpec, base: Loc, steps: Sequence[StepSpec],
-               step_ids: set[str], evidence_ids: set[str]) -> None:
+    def _steps(
+        self,
+        stream: StreamSpec,
+        base: Loc,
+        steps: Sequence[StepSpec],
+        step_ids: set[str],
+        evidence_ids: set[str],
+    ) -> None:
         local: dict[str, int] = {}
         for i, step in enumerate(steps):
             loc: Loc = (*base, i)
             if step.id in step_ids:
-                self.add((*loc, "id"), f"stream {stream.id!r}: duplicate step id {step.id!r}",
-                         "step ids must be unique within a stream, rollback included")
+                self.add(
+                    (*loc, "id"),
+                    f"stream {stream.id!r}: duplicate step id {step.id!r}",
+                    "step ids must be unique within a stream, rollback included",
+                )
             step_ids.add(step.id)
             local[step.id] = i
             self._step(stream, loc, step, evidence_ids)
@@ -177,71 +222,119 @@ class _Checker:
         for i, step in enumerate(steps):
             for j, need in enumerate(step.needs or ()):
                 if need == step.id:
-                    self.add((*base, i, "needs", j), f"step {step.id!r} needs itself",
-                             "remove it")
+                    self.add((*base, i, "needs", j), f"step {step.id!r} needs itself", "remove it")
                 elif need not in local:
-                    self.add((*base, i, "needs", j), f"step {step.id!r} needs unknown step "
-                             f"{need!r}", _suggest(need, local))
+                    self.add(
+                        (*base, i, "needs", j),
+                        f"step {step.id!r} needs unknown step {need!r}",
+                        _suggest(need, local),
+                    )
         # Self-needs are reported on their own above, not again as a cycle.
         cycle = find_cycle({k: [d for d in v if d != k] for k, v in needs.items()})
         if cycle is not None:
             written: dict[str, list[tuple[Loc, Sequence[str] | None]]] = {}
             for i, step in enumerate(steps):
                 written.setdefault(step.id, []).append(((*base, i, "needs"), step.needs))
-            self.add(_cycle_entry(cycle, written),
-                     f"stream {stream.id!r}: cycle in needs: " + " -> ".join(cycle),
-                     "remove one of these needs")
+            self.add(
+                _cycle_entry(cycle, written),
+                f"stream {stream.id!r}: cycle in needs: " + " -> ".join(cycle),
+                "remove one of these needs",
+            )
 
     def _step(self, stream: StreamSpec, loc: Loc, step: StepSpec, evidence: set[str]) -> None:
         agent = self.plan.agents.get(step.agent)
         if agent is None:
-            self.add((*loc, "agent"), f"step {step.id!r}: unknown agent {step.agent!r}",
-                     _suggest(step.agent, self.plan.agents))
+            self.add(
+                (*loc, "agent"),
+                f"step {step.id!r}: unknown agent {step.agent!r}",
+                _suggest(step.agent, self.plan.agents),
+            )
         elif step.agent not in stream.team:
-            self.add((*loc, "agent"), f"step {step.id!r}: agent {step.agent!r} is not in "
-                     f"stream {stream.id!r}'s team", f"add it to the team "
-                     f"({', '.join(stream.team)}) or pick a team member")
-        self._action(loc, step.id, step.agent, step.action, step.with_)
+            self.add(
+                (*loc, "agent"),
+                f"step {step.id!r}: agent {step.agent!r} is not in stream {stream.id!r}'s team",
+                f"add it to the team ({', '.join(stream.team)}) or pick a team member",
+            )
+        if step.action is not None and step.instruction is not None:
+            self.add(
+                (*loc, "instruction"),
+                f"step {step.id!r} has both an action and an instruction",
+                "keep one: an action with `with:`, or a sentence",
+            )
+        elif step.instruction is not None:
+            if agent is not None and agent.driver is None:
+                self.add(
+                    (*loc, "instruction"),
+                    f"step {step.id!r} is a sentence, but agent "
+                    f"{step.agent!r} has no external driver to read it",
+                    "give the agent `driver: {command: [...]}` or write an action",
+                )
+        elif step.action is None:
+            self.add(
+                loc,
+                f"step {step.id!r} has neither an action nor an instruction",
+                "add `action:` (and `with:`) or `instruction: <sentence>`",
+            )
+        else:
+            self._action(loc, step.id, step.agent, step.action, step.with_)
         if step.undo is not None:
             self._action((*loc, "undo"), step.id, step.agent, step.undo.action, step.undo.with_)
         seen: set[str] = set()
         for i, lock in enumerate(step.locks):
             if lock not in self.plan.resources:
-                self.add((*loc, "locks", i), f"step {step.id!r}: unknown resource {lock!r}",
-                         "add it to the plan's resources or fix the name; "
-                         + _suggest(lock, self.plan.resources))
+                self.add(
+                    (*loc, "locks", i),
+                    f"step {step.id!r}: unknown resource {lock!r}",
+                    "add it to the plan's resources or fix the name; "
+                    + _suggest(lock, self.plan.resources),
+                )
             elif lock in seen:
-                self.add((*loc, "locks", i), f"step {step.id!r}: lock {lock!r} listed twice",
-                         "list it once")
+                self.add(
+                    (*loc, "locks", i),
+                    f"step {step.id!r}: lock {lock!r} listed twice",
+                    "list it once",
+                )
             seen.add(lock)
         for i, ev in enumerate(step.evidence):
             if ev not in evidence:
-                self.add((*loc, "evidence", i), f"step {step.id!r}: unknown evidence {ev!r}",
-                         "declare it in the stream's evidence list; " + _suggest(ev, evidence))
+                self.add(
+                    (*loc, "evidence", i),
+                    f"step {step.id!r}: unknown evidence {ev!r}",
+                    "declare it in the stream's evidence list; " + _suggest(ev, evidence),
+                )
 
-    def _action(self, loc: Loc, step_id: str, agent_name: str, action: str,
-                params: Mapping[str, object]) -> None:
+    def _action(
+        self, loc: Loc, step_id: str, agent_name: str, action: str, params: Mapping[str, object]
+    ) -> None:
         agent = self.plan.agents.get(agent_name)
         if agent is not None and action not in agent.can:
-            self.add((*loc, "action"), f"step {step_id!r}: action {action!r} is outside agent "
-                     f"{agent_name!r}'s scope (can: {', '.join(agent.can)})",
-                     "use an allowed action or add it to the agent's can list")
+            self.add(
+                (*loc, "action"),
+                f"step {step_id!r}: action {action!r} is outside agent "
+                f"{agent_name!r}'s scope (can: {', '.join(agent.can)})",
+                "use an allowed action or add it to the agent's can list",
+            )
             return
         definition = self.registry.get(action)
         if definition is None:
-            self.add((*loc, "action"), f"step {step_id!r}: unknown action {action!r}",
-                     _suggest(action, self.registry))
+            self.add(
+                (*loc, "action"),
+                f"step {step_id!r}: unknown action {action!r}",
+                _suggest(action, self.registry),
+            )
             return
         try:
             definition.params.model_validate(params)
         except ValidationError as exc:
             for error in exc.errors():
-                problem = describe_error(error, self.label, self.pos, (*loc, "with"),
-                                         model=definition.params)
+                problem = describe_error(
+                    error, self.label, self.pos, (*loc, "with"), model=definition.params
+                )
                 self.problems.append(problem)
 
 
-def check_plan(plan: Plan, pos: Positions, label: str,
-               registry: ActionRegistry) -> list[PlanProblem]:
+def check_plan(
+    plan: Plan, pos: Positions, label: str, registry: ActionRegistry
+) -> list[PlanProblem]:
     """Return every cross-reference problem of ``plan`` (empty when it is valid)."""
     return _Checker(plan, pos, label, registry).run()
