@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ActionContext", "ActionResult"]
+__all__ = ["ActionContext", "ActionResult", "Evidence", "UndoRecord"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,9 +40,44 @@ class ActionContext:
 
 
 @dataclass(frozen=True, slots=True)
+class Evidence:
+    """One piece of evidence: what was checked, where it came from, what it showed.
+
+    ``source`` names the kind (``command``, ``query``, ``http``, ``docker``, ``redis``,
+    ``nvml``, ``agent``) and ``detail`` its particulars (argv and exit code, the query, the
+    URL and status...). ``excerpt`` is bounded; ``sha256`` is of the full output it came from.
+    ``verified`` is True when the daemon's own action collected it, False when an external
+    agent only claims it. ``id`` is the stream evidence requirement it provides, if any
+    (filled in by the scheduler from the step's ``evidence:`` list).
+    """
+
+    check: str
+    source: str
+    detail: Mapping[str, Any] = field(default_factory=dict)
+    excerpt: str = ""
+    sha256: str | None = None
+    metrics: Mapping[str, float | str] = field(default_factory=dict)
+    verified: bool = True
+    at: str = ""
+    id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UndoRecord:
+    """How to revert what an action changed: another action and its parameters (for
+    example ``redis.config_set`` with the previous value). The plan's own ``undo:`` for the
+    step, if any, takes precedence."""
+
+    action: str
+    params: Mapping[str, Any]
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class ActionResult:
     """What an action did: ``summary`` in one line, a bounded ``output`` excerpt, the
-    ``metrics`` it measured (name -> number or string) and extra ``details``."""
+    ``metrics`` it measured (name -> number or string), the ``evidence`` it collected,
+    how to ``undo`` its change (None: nothing to undo) and extra ``details``."""
 
     ok: bool
     summary: str
@@ -51,4 +86,6 @@ class ActionResult:
     output_sha256: str | None = None
     output_bytes: int = 0
     metrics: Mapping[str, float | str] = field(default_factory=dict)
+    evidence: tuple[Evidence, ...] = ()
+    undo: UndoRecord | None = None
     details: Mapping[str, Any] = field(default_factory=dict)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import signal
 from contextlib import suppress
 
@@ -19,9 +20,16 @@ import anyio
 from anyio.abc import ByteReceiveStream, Process
 from pydantic import BaseModel, ConfigDict, Field
 
-from agents.base import ActionContext, ActionResult
+from agents.base import ActionContext, ActionResult, Evidence
+from orchestrator.events import utc_timestamp
 
-__all__ = ["BoundedCapture", "CommandParams", "run_command", "stop_process_group"]
+__all__ = [
+    "BoundedCapture",
+    "CommandParams",
+    "parse_metric_lines",
+    "run_command",
+    "stop_process_group",
+]
 
 
 class CommandParams(BaseModel):
@@ -35,6 +43,10 @@ class CommandParams(BaseModel):
     stdin: str | None = None
     ok_exit_codes: list[int] = Field(default_factory=lambda: [0])
     output_limit: int = Field(default=64 * 1024, ge=256, description="Bytes kept per stream.")
+    parse_metrics: bool = Field(
+        default=False,
+        description="Read lines like `db.response_ms.p50=84` (or `: 84`) on stdout as metrics.",
+    )
 
 
 class BoundedCapture:
@@ -71,6 +83,22 @@ class BoundedCapture:
         return f"{head}\n[... {skipped} bytes not kept ...]\n" + self._tail.decode(
             "utf-8", "replace"
         )
+
+
+_EXCERPT = 2048
+_METRIC_LINE = re.compile(
+    r"^\s*([A-Za-z_][\w.\-]*)\s*[=:]\s*(-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)\s*$"
+)
+
+
+def parse_metric_lines(text: str) -> dict[str, float | str]:
+    """Metrics from lines ``name=number`` or ``name: number`` (the last value wins)."""
+    found: dict[str, float | str] = {}
+    for line in text.splitlines():
+        match = _METRIC_LINE.match(line)
+        if match:
+            found[match.group(1)] = float(match.group(2))
+    return found
 
 
 async def _drain(stream: ByteReceiveStream | None, capture: BoundedCapture) -> None:
@@ -138,6 +166,18 @@ async def run_command(ctx: ActionContext, params: CommandParams) -> ActionResult
     if not ok and err.strip():
         summary += f": {err.strip().splitlines()[-1][:200]}"
     digest = hashlib.sha256(f"{stdout.sha256}:{stderr.sha256}".encode()).hexdigest()
+    metrics: dict[str, float | str] = parse_metric_lines(output) if params.parse_metrics else {}
+    metrics["exit_code"] = float(code) if code is not None else -1.0
+    evidence = Evidence(
+        check=" ".join(params.argv)[:200],
+        source="command",
+        detail={"argv": params.argv, "exit_code": code, "cwd": str(cwd)},
+        excerpt=output[-_EXCERPT:],
+        sha256=stdout.sha256,
+        metrics=dict(metrics),
+        verified=True,
+        at=utc_timestamp(),
+    )
     return ActionResult(
         ok=ok,
         summary=summary,
@@ -145,7 +185,8 @@ async def run_command(ctx: ActionContext, params: CommandParams) -> ActionResult
         output=output + (f"\n[stderr]\n{err}" if err else ""),
         output_sha256=digest,
         output_bytes=stdout.total + stderr.total,
-        metrics={"exit_code": float(code) if code is not None else -1.0},
+        metrics=metrics,
+        evidence=(evidence,),
         details={
             "argv": params.argv,
             "stdout_sha256": stdout.sha256,

@@ -107,3 +107,19 @@ def _alive(pid: int) -> bool:
     # A zombie (exited, not yet reaped by its parent) counts as gone.
     status = Path(f"/proc/{pid}/stat").read_text().split()[2]
     return status != "Z"
+
+
+async def test_evidence_and_parsed_metrics(tmp_path: Path) -> None:
+    script = "echo 'redis.noauth_errors=0'; echo 'db.response_ms.p50: 84.5'; echo 'not a metric'"
+    result = await run_command(
+        ctx(tmp_path), CommandParams(argv=["sh", "-c", script], parse_metrics=True)
+    )
+    assert result.metrics == {
+        "redis.noauth_errors": 0.0,
+        "db.response_ms.p50": 84.5,
+        "exit_code": 0.0,
+    }
+    (evidence,) = result.evidence
+    assert evidence.source == "command" and evidence.verified
+    assert evidence.detail["exit_code"] == 0 and "redis.noauth_errors=0" in evidence.excerpt
+    assert evidence.sha256 and len(evidence.sha256) == 64
