@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from agents.registry import ActionRegistry
 from orchestrator.errors import PlanProblem
 from streams._positions import Loc, Positions, describe_error
+from streams.gates import check_gate_expressions
 from streams.model import Plan, StepSpec, StreamSpec
 
 __all__ = ["check_plan", "effective_needs", "find_cycle"]
@@ -189,13 +190,19 @@ class _Checker:
             self._steps(
                 stream, (*base, "rollback", "steps"), stream.rollback.steps, step_ids, evidence_ids
             )
-        for i, criterion in enumerate(stream.gate.criteria if stream.gate else []):
-            text = criterion if isinstance(criterion, str) else criterion.expr
-            if not text.strip():
+        if stream.gate is not None:
+            for problem in check_gate_expressions(stream.gate):
+                criterion = stream.gate.criteria[problem.criterion]
+                loc: Loc = (*base, "gate", "criteria", problem.criterion)
+                if not isinstance(criterion, str):
+                    loc = (*loc, "expr")
+                where = f" at column {problem.column} of the expression" if problem.column else ""
                 self.add(
-                    (*base, "gate", "criteria", i),
-                    "empty gate criterion",
-                    "write an expression such as 'db.response_ms.p50 < 100'",
+                    loc,
+                    f"stream {stream.id!r}: gate criterion {problem.criterion + 1}{where}: "
+                    f"{problem.message}",
+                    "write `metric OP value`, e.g. 'db.response_ms.p50 < 100' "
+                    "(see streams/gates.py for the grammar)",
                 )
 
     def _steps(
