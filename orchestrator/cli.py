@@ -193,13 +193,6 @@ async def _run(
 def _not_enforced(plan: Plan) -> list[str]:
     """Plan features that validate but that the scheduler does not act on yet."""
     found: list[str] = []
-    streams = plan.streams
-    if any(s.gate for s in streams):
-        found.append("success gates")
-    if any(s.evidence for s in streams):
-        found.append("mandatory evidence")
-    if any(s.rollback for s in streams) or any(t.undo for s in streams for t in s.steps):
-        found.append("rollback and undo steps")
     if plan.min_confidence is not None:
         found.append("min_confidence")
     return found

@@ -22,7 +22,7 @@ from rich.text import Text
 
 from streams.durations import format_duration
 
-__all__ = ["LiveProgress", "PlainProgress", "RunView", "StreamView", "progress_sink"]
+__all__ = ["AgentView", "LiveProgress", "PlainProgress", "RunView", "StreamView", "progress_sink"]
 
 _STATUS_STYLE = {
     "succeeded": "green",
@@ -59,6 +59,27 @@ class StreamView:
 
 
 @dataclass(slots=True)
+class AgentView:
+    """What one agent is doing in one run: steps running (with the locks and fencing
+    tokens they hold), steps waiting (and for what), and its last finished step."""
+
+    name: str
+    resource_class: str = ""
+    running: dict[str, dict[str, Any]] = field(default_factory=dict)  # "stream/step" -> info
+    waiting: dict[str, list[str]] = field(default_factory=dict)  # "stream/step" -> blockers
+    queued: set[str] = field(default_factory=set)
+    last: dict[str, Any] | None = None
+
+    @property
+    def state(self) -> str:
+        if self.running:
+            return "running"
+        if self.waiting:
+            return "waiting"
+        return "queued" if self.queued else "idle"
+
+
+@dataclass(slots=True)
 class RunView:
     """Everything a progress display needs, folded from events."""
 
@@ -66,20 +87,59 @@ class RunView:
     plan: str = ""
     status: str = "running"
     streams: dict[str, StreamView] = field(default_factory=dict)
+    agents: dict[str, AgentView] = field(default_factory=dict)
     last_ts: float = 0.0
+
+    def _agent_step(self, event: Mapping[str, Any]) -> tuple[AgentView, str] | None:
+        name = event.get("agent")
+        if not name:
+            return None
+        agent = self.agents.setdefault(str(name), AgentView(str(name)))
+        if event.get("resource_class"):
+            agent.resource_class = str(event["resource_class"])
+        return agent, f"{event.get('stream')}/{event.get('step')}"
+
+    def _apply_agent(self, name: Any, event: Mapping[str, Any]) -> None:
+        found = self._agent_step(event)
+        if found is None:
+            return
+        agent, key = found
+        if name == "step_queued":
+            agent.queued.add(key)
+        elif name == "step_waiting":
+            agent.waiting[key] = list(event.get("waiting_for", []))
+        elif name == "step_started":
+            agent.queued.discard(key)
+            agent.waiting.pop(key, None)
+            agent.running[key] = {
+                "since": event.get("ts"),
+                "attempt": event.get("attempt"),
+                "locks": dict(event.get("fences") or {}),
+            }
+        elif name in ("step_finished", "step_skipped"):
+            agent.queued.discard(key)
+            agent.waiting.pop(key, None)
+            agent.running.pop(key, None)
+            if name == "step_finished":
+                agent.last = {"step": key, "status": event.get("status"), "ts": event.get("ts")}
 
     def apply(self, event: Mapping[str, Any]) -> None:
         name = event.get("event")
         if "ts" in event:
             self.last_ts = _parse_ts(str(event["ts"]))
+        self._apply_agent(name, event)
         if name == "run_started":
             self.run_id = str(event.get("run_id", ""))
             self.plan = str(event.get("plan", ""))
             for sid in event.get("streams", []):
                 self.streams.setdefault(sid, StreamView(sid))
             return
-        if name == "run_finished":
-            self.status = str(event.get("status"))
+        if name in ("run_finished", "run_suspended"):
+            self.status = str(event.get("status", "suspended"))
+            for agent in self.agents.values():
+                agent.running.clear()
+                agent.waiting.clear()
+                agent.queued.clear()
             return
         sid = event.get("stream")
         if sid is None:
@@ -100,8 +160,10 @@ class RunView:
             view.running[step] = str(event.get("agent", ""))
         elif name == "step_finished":
             view.running.pop(step, None)
-            if event.get("status") == "succeeded":
+            if event.get("status") == "succeeded" and not event.get("phase"):
                 view.done += 1
+        elif name == "rollback_started":
+            view.reason = f"rolling back: {event.get('reason')}"
         elif name == "stream_finished":
             view.status = str(event.get("status"))
             view.reason = str(event.get("reason") or "")
@@ -216,6 +278,26 @@ class PlainProgress:
             return text
         if name == "step_retrying":
             return f"{ts} [{stream}] {step} retrying: {e.get('message')}"
+        if name == "gate_evaluated":
+            verdict = "passed" if e.get("passed") else "FAILED"
+            confidence = e.get("confidence")
+            shown = f" at {confidence:.0%}" if isinstance(confidence, float) else ""
+            missing = e.get("missing_evidence") or []
+            return f"{ts} [{stream}] gate {verdict}{shown}" + (
+                f"; missing evidence: {'; '.join(missing)}" if missing else ""
+            )
+        if name == "rollback_started":
+            return f"{ts} [{stream}] rolling back ({e.get('reason')})"
+        if name == "rollback_step_failed":
+            return f"{ts} [{stream}] ROLLBACK STEP FAILED: {step}: {e.get('reason')}"
+        if name == "rollback_finished":
+            budget = e.get("budget_s")
+            within = (
+                ""
+                if budget is None
+                else (f", {'within' if e.get('within_budget') else 'OVER'} budget {budget:g}s")
+            )
+            return f"{ts} [{stream}] rollback {e.get('status')} in {e.get('duration_s')}s{within}"
         if name == "stream_finished":
             reason = f": {e.get('reason')}" if e.get("reason") else ""
             return f"{ts} [{stream}] {e.get('status')}{reason}"

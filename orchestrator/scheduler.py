@@ -39,14 +39,17 @@ from pydantic import BaseModel
 from agents.registry import ActionRegistry
 from orchestrator.coordination.base import PRIORITY_LEVELS, Coordinator
 from orchestrator.events import EventLog
+from orchestrator.rollback import RollbackReport, roll_back
 from orchestrator.step_runner import (
     Drain,
     StepJob,
+    StepOutcome,
     StepRunner,
     StepRunnerConfig,
     StepStatus,
     Suspended,
 )
+from orchestrator.stream_gate import GateVerdict, decide_gate
 from streams.model import Plan, StepSpec, StreamSpec
 from streams.validation import effective_needs
 
@@ -89,6 +92,7 @@ class SchedulerConfig:
     env: Mapping[str, str] = field(default_factory=dict)
     kill_grace_s: float = 5.0
     release_timeout_s: float = 10.0
+    rollback_deadline_s: float = 600.0
     seed: int | None = None
 
 
@@ -97,6 +101,11 @@ class StreamOutcome:
     status: StreamStatus
     reason: str = ""
     steps: dict[str, StepStatus] = field(default_factory=dict)
+    started: bool = False
+    #: Succeeded steps in completion order (outcome None: succeeded before a resume).
+    completed: list[tuple[StepSpec, StepOutcome | None]] = field(default_factory=list)
+    gate: GateVerdict | None = None
+    rollback: RollbackReport | None = None
 
 
 @dataclass(slots=True)
@@ -160,6 +169,7 @@ class Scheduler:
         self.events = events
         self.config = config or SchedulerConfig()
         self.prior = prior
+        self.registry = registry
         self._drain = Drain()
         self._outcomes: dict[str, StreamOutcome] = {}
         self._done: dict[str, anyio.Event] = {}
@@ -182,7 +192,8 @@ class Scheduler:
         # Parameters were validated with the plan; parse them into models once, here.
         self._params: dict[tuple[str, str], BaseModel] = {}
         for stream in plan.streams:
-            for step in stream.steps:
+            rollback = stream.rollback.steps if stream.rollback else []
+            for step in [*stream.steps, *rollback]:
                 if step.action is None:
                     raise NotImplementedError(
                         f"step {step.id!r}: sentence steps need the external agent driver"
@@ -274,12 +285,23 @@ class Scheduler:
                 timeline=stream.timeline.model_dump() if stream.timeline else None,
                 resumed=self.prior is not None and stream.id in self.prior.started_streams,
             )
+            outcome.started = True
             limit_s = stream.timeline.limit_s if stream.timeline else None
             with anyio.move_on_after(limit_s) as scope:
                 await self._run_steps(stream, outcome, log)
             if scope.cancelled_caught:
                 outcome.status = StreamStatus.FAILED
                 outcome.reason = f"timeline limit of {limit_s:g}s exceeded"
+            if outcome.status is StreamStatus.SUCCEEDED:
+                self._judge(stream, outcome, log)
+            if outcome.status is StreamStatus.FAILED:
+                await self._roll_back(stream, outcome, log, outcome.reason)
+        except anyio.get_cancelled_exc_class():
+            if outcome.started and not self._drain.started and outcome.rollback is None:
+                # `cancel` still rolls the stream back, shielded, within a deadline.
+                with anyio.move_on_after(self.config.rollback_deadline_s, shield=True):
+                    await self._roll_back(stream, outcome, log, "run cancelled")
+            raise
         finally:
             if self._drain.started and outcome.status is StreamStatus.CANCELLED:
                 outcome.status = StreamStatus.SUSPENDED
@@ -287,6 +309,36 @@ class Scheduler:
             if outcome.status is not StreamStatus.SUSPENDED:
                 self._record_end(stream, outcome, log)
             self._done[stream.id].set()
+
+    def _judge(self, stream: StreamSpec, outcome: StreamOutcome, log: EventLog) -> None:
+        """Evaluate the stream's gate and mandatory evidence; a miss fails the stream."""
+        verdict = decide_gate(stream, outcome.completed)
+        if verdict is None:
+            return
+        outcome.gate = verdict
+        log.emit("gate_evaluated", **verdict.as_event())
+        if not verdict.passed:
+            outcome.status = StreamStatus.FAILED
+            outcome.reason = f"gate failed: {verdict.reason()}"
+
+    async def _roll_back(
+        self, stream: StreamSpec, outcome: StreamOutcome, log: EventLog, reason: str
+    ) -> None:
+        report = await roll_back(
+            stream=stream,
+            completed=outcome.completed,
+            reason=reason,
+            runner=self._steps,
+            registry=self.registry,
+            params=lambda step: self._params[(stream.id, step.id)],
+            job=lambda step, action, params, step_id, phase: self._job(
+                stream, step, action=action, params=params, step_id=step_id, phase=phase
+            ),
+            log=log,
+        )
+        outcome.rollback = report
+        if report.status != "nothing to do":
+            outcome.reason = f"{outcome.reason}; {report.describe()}"
 
     def _record_end(self, stream: StreamSpec, outcome: StreamOutcome, log: EventLog) -> None:
         for step in stream.steps:
@@ -297,11 +349,24 @@ class Scheduler:
                     agent=step.agent,
                     reason=f"stream {outcome.status.value}: {outcome.reason}",
                 )
+        fields: dict[str, Any] = {}
+        if outcome.gate is not None:
+            fields["gate"] = {
+                "passed": outcome.gate.passed,
+                "confidence": outcome.gate.result.confidence if outcome.gate.result else None,
+            }
+        if outcome.rollback is not None:
+            fields["rollback"] = {
+                "status": outcome.rollback.status,
+                "duration_s": round(outcome.rollback.duration_s, 6),
+                "within_budget": outcome.rollback.within_budget,
+            }
         log.emit(
             "stream_finished",
             status=outcome.status.value,
             reason=outcome.reason,
             steps={k: v.value for k, v in outcome.steps.items()},
+            **fields,
         )
 
     async def _run_steps(self, stream: StreamSpec, outcome: StreamOutcome, log: EventLog) -> None:
@@ -322,10 +387,11 @@ class Scheduler:
         async def run_one(step: StepSpec, tg: anyio.abc.TaskGroup) -> None:
             status = StepStatus.CANCELLED
             try:
-                result = await self._steps.run(
-                    self._job(stream, step, first_attempt.get(step.id, 1)), log
-                )
+                job = self._job(stream, step, first_attempt=first_attempt.get(step.id, 1))
+                result = await self._steps.run(job, log)
                 status = result.status
+                if status is StepStatus.SUCCEEDED:
+                    outcome.completed.append((step, result))
             except Suspended:
                 suspended.append(step.id)
                 return
@@ -372,6 +438,7 @@ class Scheduler:
             status, attempt = prior
             if status == StepStatus.SUCCEEDED:
                 outcome.steps[step.id] = StepStatus.SUCCEEDED
+                outcome.completed.append((step, None))  # its plan `undo:` still applies
             elif status in (StepStatus.FAILED, StepStatus.TIMED_OUT):
                 outcome.steps[step.id] = StepStatus(status)
                 failed.append(step.id)
@@ -393,15 +460,29 @@ class Scheduler:
                 )
         return first_attempt
 
-    def _job(self, stream: StreamSpec, step: StepSpec, first_attempt: int) -> StepJob:
+    def _job(
+        self,
+        stream: StreamSpec,
+        step: StepSpec,
+        *,
+        first_attempt: int = 1,
+        action: str | None = None,
+        params: BaseModel | None = None,
+        step_id: str | None = None,
+        phase: str = "step",
+    ) -> StepJob:
+        """The job for ``step``; undo and rollback phases give their own action and id."""
         plan = self.plan
         resource_class = plan.agent_class(step.agent)
         return StepJob(
             stream=stream.id,
-            step=step.id,
+            step=step_id or step.id,
             agent=step.agent,
-            action=step.action or "",
-            params=self._params[(stream.id, step.id)],
+            action=action or step.action or "",
+            params=params if params is not None else self._params[(stream.id, step.id)],
+            labels={} if phase == "step" else {"phase": phase},
+            evidence_ids=tuple(step.evidence),
+            drainable=phase == "step",
             resource_class=resource_class,
             cap=plan.caps[resource_class],
             locks=tuple(step.locks),

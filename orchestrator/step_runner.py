@@ -99,6 +99,8 @@ class StepJob:
     lock_timeout_s: float | None
     first_attempt: int = 1
     labels: Mapping[str, str] = field(default_factory=dict)
+    evidence_ids: tuple[str, ...] = ()
+    drainable: bool = True  # undo and rollback steps run on through a drain
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +141,7 @@ class StepRunner:
         self.registry = registry
         self.config = config
         self.drain = drain
+        self._never_drained = Drain()
         self._random = rng
 
     def backoff_s(self, attempt: int) -> float:
@@ -148,11 +151,13 @@ class StepRunner:
 
     async def run(self, job: StepJob, stream_log: EventLog) -> StepOutcome:
         """Run ``job`` to its final status; raise :class:`Suspended` when draining first."""
+        drain = self.drain if job.drainable else self._never_drained
         log = stream_log.bind(
             step=job.step,
             agent=job.agent,
             resource_class=job.resource_class,
             locks=sorted(job.locks),
+            **job.labels,
         )
         attempt = job.first_attempt
         last_attempt = job.first_attempt + job.retries
@@ -174,10 +179,10 @@ class StepRunner:
                     **job.labels,
                 },
             )
-            log.emit("step_queued", attempt=attempt, **job.labels)
+            log.emit("step_queued", attempt=attempt)
             queued_at = anyio.current_time()
             try:
-                with self.drain.interruptible():
+                with drain.interruptible():
                     grant = await self.coordinator.acquire(
                         need,
                         timeout_s=job.lock_timeout_s,
@@ -196,7 +201,7 @@ class StepRunner:
                     message=f"waited {exc.waited_s:.3g}s for {', '.join(exc.resources)}; "
                     f"queueing again in {delay:.3g}s",
                 )
-                with self.drain.interruptible():
+                with drain.interruptible():
                     await anyio.sleep(delay)
                 continue
             waited_s = anyio.current_time() - queued_at
@@ -214,7 +219,7 @@ class StepRunner:
                 message=f"{outcome.reason}; attempt {attempt + 1} of {last_attempt} "
                 f"in {delay:.3g}s",
             )
-            with self.drain.interruptible():
+            with drain.interruptible():
                 await anyio.sleep(delay)
             attempt += 1
 
@@ -278,13 +283,36 @@ class StepRunner:
                     metrics=dict(result.metrics),
                     output_sha256=result.output_sha256,
                     output_bytes=result.output_bytes,
+                    undo_available=result.undo is not None,
                 )
                 if status is not StepStatus.SUCCEEDED and result.output:
                     fields["output_tail"] = result.output[-2000:]
-            log.emit("step_finished", **fields, **job.labels)
+            log.emit("step_finished", **fields)
+            if result is not None:
+                self._record_evidence(job, attempt, status, result, log)
             with anyio.move_on_after(self.config.release_timeout_s, shield=True):
                 await self.coordinator.release(grant)
         return StepOutcome(status, reason, attempt, result)
+
+    @staticmethod
+    def _record_evidence(
+        job: StepJob, attempt: int, status: StepStatus, result: ActionResult, log: EventLog
+    ) -> None:
+        for evidence in result.evidence:
+            log.emit(
+                "evidence_collected",
+                attempt=attempt,
+                step_status=status.value,
+                provides=list(job.evidence_ids),
+                check=evidence.check,
+                source=evidence.source,
+                detail=dict(evidence.detail),
+                excerpt=evidence.excerpt,
+                sha256=evidence.sha256,
+                metrics=dict(evidence.metrics),
+                verified=evidence.verified,
+                collected_at=evidence.at,
+            )
 
     async def _call(
         self, run: ActionFunc, ctx: ActionContext, job: StepJob

@@ -23,6 +23,7 @@ case "$1" in
   patch-compose)        # add requirepass to the redis service
     pause 0.3
     sed -i 's/command: \["redis-server"\]/command: ["redis-server", "--requirepass", "${REDIS_PASSWORD}"]/' "$compose"
+    echo "$(date -u +%FT%TZ) redis: AUTH configured" >> "$work/redis.log"
     grep -q requirepass "$compose" && echo "compose.redis.requirepass=set" ;;
   update-connections)   # services learn the password
     pause 0.2
@@ -31,13 +32,16 @@ case "$1" in
   restart)              # restart a (simulated) container
     pause 0.4
     echo "$(date -u +%FT%TZ) $2 restarted" >> "$work/restarts.log"
-    echo "container.$2.restarted=1" ;;
+    echo "container.$2.restarted=1"
+    [ -f "$work/redis.log" ] && echo "redis.auth_ok_lines=$(grep -c AUTH "$work/redis.log")"
+    true ;;
   validate-auth)        # every service connects with AUTH; count NOAUTH errors
     pause 0.2
     n=$(grep -L 'redis://:' "$work"/*.env 2>/dev/null | wc -l)
     echo "redis.noauth_errors=$n"; [ "$n" -eq 0 ] ;;
-  monitor)              # sample a metric a few times
-    i=0; while [ $i -lt 3 ]; do pause 0.1; i=$((i+1)); echo "$2.sample_$i=$(( (i * 7) % 5 + 1 ))"; done ;;
+  monitor)              # "sample" the given name=value metrics over a short window
+    shift; pause 0.3
+    for metric in "$@"; do echo "$metric"; done ;;
   analyze-gpu)
     pause 0.3
     if command -v nvidia-smi >/dev/null 2>&1; then

@@ -1,0 +1,102 @@
+"""A stream's success gate, decided from what its steps really measured and collected.
+
+Agents claim, the daemon verifies: metrics and evidence from the daemon's own actions are
+*verified*; those an external agent reports about itself are *claimed* (its result says
+``details["claimed"] = True``, or the evidence record says ``verified=False``). The gate's
+criteria see each metric's latest value from a succeeded step, with that label; the stream's
+mandatory evidence must each be provided by a succeeded step that declared it (``evidence:``)
+and collected at least one record, verified where the requirement or the gate asks for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from orchestrator.step_runner import StepOutcome
+from streams.gates import GateResult, MetricValue, evaluate_gate
+from streams.model import StepSpec, StreamSpec
+
+__all__ = ["GateVerdict", "collect_metrics", "decide_gate"]
+
+Completed = Sequence[tuple[StepSpec, StepOutcome | None]]
+
+
+@dataclass(frozen=True, slots=True)
+class GateVerdict:
+    """Whether the stream passed, with the gate's result and what evidence is missing."""
+
+    passed: bool
+    result: GateResult | None
+    missing_evidence: tuple[str, ...]
+
+    def reason(self) -> str:
+        parts: list[str] = []
+        if self.result is not None and not self.result.passed:
+            parts.append(
+                f"gate confidence {self.result.confidence:.0%} below threshold "
+                f"{self.result.threshold:.0%}"
+            )
+        if self.missing_evidence:
+            parts.append("missing evidence: " + "; ".join(self.missing_evidence))
+        return ", ".join(parts)
+
+    def as_event(self) -> dict[str, Any]:
+        event: dict[str, Any] = {"passed": self.passed,
+                                 "missing_evidence": list(self.missing_evidence)}
+        if self.result is not None:
+            event.update(self.result.as_event())
+            event["passed"] = self.passed
+        return event
+
+
+def _claimed(outcome: StepOutcome) -> bool:
+    return bool(outcome.result is not None and outcome.result.details.get("claimed"))
+
+
+def collect_metrics(completed: Completed) -> dict[str, MetricValue]:
+    """Each metric's latest value among succeeded steps, labelled verified or claimed."""
+    metrics: dict[str, MetricValue] = {}
+    for step, outcome in completed:
+        if outcome is None or outcome.result is None:
+            continue
+        verified = not _claimed(outcome)
+        source = f"step {step.id} ({'verified' if verified else f'claimed by {step.agent}'})"
+        for name, value in outcome.result.metrics.items():
+            metrics[name] = MetricValue(value=value, verified=verified, source=source)
+    return metrics
+
+
+def _missing(stream: StreamSpec, completed: Completed) -> list[str]:
+    require_all_verified = bool(stream.gate and stream.gate.require_verified)
+    missing: list[str] = []
+    for requirement in stream.evidence:
+        providers = [(s, o) for s, o in completed if requirement.id in s.evidence]
+        if not providers:
+            declared = [s.id for s in stream.steps if requirement.id in s.evidence]
+            why = (f"its step{'s' if len(declared) > 1 else ''} {', '.join(declared)} did not "
+                   "succeed" if declared else "no step declares it")
+            missing.append(f"{requirement.id} ({why})")
+            continue
+        records = [
+            ev for _, o in providers if o is not None and o.result is not None
+            for ev in o.result.evidence
+        ]
+        if not records:
+            missing.append(f"{requirement.id} (step {providers[0][0].id} collected none)")
+        elif (requirement.verified or require_all_verified) and not any(
+            ev.verified for ev in records
+        ):
+            missing.append(f"{requirement.id} (only claimed by an agent; verified required)")
+    return missing
+
+
+def decide_gate(stream: StreamSpec, completed: Completed) -> GateVerdict | None:
+    """The stream's verdict, or None when it has neither a gate nor mandatory evidence."""
+    if stream.gate is None and not stream.evidence:
+        return None
+    result = evaluate_gate(stream.gate, collect_metrics(completed)) if stream.gate else None
+    missing = tuple(_missing(stream, completed))
+    passed = (result.passed if result is not None else True) and not missing
+    return GateVerdict(passed=passed, result=result, missing_evidence=missing)
