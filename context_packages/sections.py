@@ -150,11 +150,15 @@ class _Material:
         caps = self.plan.caps.get(self.spec.resource_class)
         cls = self.spec.resource_class
         cap = f"no cap on {cls} steps" if caps is None else f"at most {caps} {cls} steps at once"
+        scope = (
+            "you may run only these actions: " + ", ".join(_code(a) for a in self.spec.can)
+            if self.spec.can
+            else "you carry out the instructions of your own steps, and nothing else"
+        )
         lines = [
             f"**Agent**: {self.agent}",
             f"**Role**: {self.role(self.agent)}",
-            "**Scope**: you may run only these actions: "
-            + ", ".join(_code(a) for a in self.spec.can),
+            f"**Scope**: {scope}",
             f"**Resource Class**: {cls} ({cap}, across all agents)",
             "**Streams Served**: "
             + (", ".join(s.id for s in self.served) if self.served else "none"),

@@ -36,7 +36,9 @@ from typing import Any
 import anyio
 from pydantic import BaseModel
 
+from agents.drivers import EXTERNAL_ACTION, ExternalParams, with_external
 from agents.registry import ActionRegistry
+from context_packages import AgentPackage, build_package
 from orchestrator.coordination.base import PRIORITY_LEVELS, Coordinator
 from orchestrator.events import EventLog
 from orchestrator.rollback import RollbackReport, roll_back
@@ -169,6 +171,8 @@ class Scheduler:
         self.events = events
         self.config = config or SchedulerConfig()
         self.prior = prior
+        # Sentence steps go to the agent's driver through an action no plan can name.
+        registry = with_external(registry)
         self.registry = registry
         self._drain = Drain()
         self._outcomes: dict[str, StreamOutcome] = {}
@@ -191,15 +195,28 @@ class Scheduler:
         )
         # Parameters were validated with the plan; parse them into models once, here.
         self._params: dict[tuple[str, str], BaseModel] = {}
+        self.packages: dict[str, AgentPackage] = {}
         for stream in plan.streams:
             rollback = stream.rollback.steps if stream.rollback else []
             for step in [*stream.steps, *rollback]:
-                if step.action is None:
-                    raise NotImplementedError(
-                        f"step {step.id!r}: sentence steps need the external agent driver"
-                    )
-                action = registry.get_action(step.action)
-                self._params[(stream.id, step.id)] = action.params.model_validate(step.with_)
+                self._params[(stream.id, step.id)] = self._parse_params(step, registry)
+
+    def _parse_params(self, step: StepSpec, registry: ActionRegistry) -> BaseModel:
+        """A built-in action's parameters, or what the agent's driver gets for a sentence."""
+        if step.instruction is None:
+            return registry.get_action(step.action or "").params.model_validate(step.with_)
+        driver = self.plan.agents[step.agent].driver
+        assert driver is not None  # validation: sentence steps need an agent with a driver
+        if step.agent not in self.packages:
+            self.packages[step.agent] = build_package(self.plan, step.agent)
+        timeout_s = step.timeout if step.timeout is not None else self.plan.defaults.timeout
+        return ExternalParams.for_step(
+            driver=driver,
+            plan=self.plan.plan,
+            step=step,
+            package=self.packages[step.agent],
+            timeout_s=timeout_s,
+        )
 
     def drain(self) -> None:
         """Start no new step attempts; the run ends ``suspended`` once running ones end."""
@@ -478,7 +495,7 @@ class Scheduler:
             stream=stream.id,
             step=step_id or step.id,
             agent=step.agent,
-            action=action or step.action or "",
+            action=action or step.action or EXTERNAL_ACTION,
             params=params if params is not None else self._params[(stream.id, step.id)],
             labels={} if phase == "step" else {"phase": phase},
             evidence_ids=tuple(step.evidence),

@@ -43,16 +43,22 @@ class GateVerdict:
         return ", ".join(parts)
 
     def as_event(self) -> dict[str, Any]:
-        event: dict[str, Any] = {"passed": self.passed,
-                                 "missing_evidence": list(self.missing_evidence)}
+        event: dict[str, Any] = {
+            "passed": self.passed,
+            "missing_evidence": list(self.missing_evidence),
+        }
         if self.result is not None:
             event.update(self.result.as_event())
             event["passed"] = self.passed
         return event
 
 
-def _claimed(outcome: StepOutcome) -> bool:
-    return bool(outcome.result is not None and outcome.result.details.get("claimed"))
+def _claimed(outcome: StepOutcome, metric: str) -> bool:
+    """Whether an agent only claims ``metric`` (an external driver lists those it claims)."""
+    if outcome.result is None:
+        return False
+    details = outcome.result.details
+    return bool(details.get("claimed")) or metric in details.get("claimed_metrics", ())
 
 
 def collect_metrics(completed: Completed) -> dict[str, MetricValue]:
@@ -61,10 +67,12 @@ def collect_metrics(completed: Completed) -> dict[str, MetricValue]:
     for step, outcome in completed:
         if outcome is None or outcome.result is None:
             continue
-        verified = not _claimed(outcome)
-        source = f"step {step.id} ({'verified' if verified else f'claimed by {step.agent}'})"
         for name, value in outcome.result.metrics.items():
-            metrics[name] = MetricValue(value=value, verified=verified, source=source)
+            verified = not _claimed(outcome, name)
+            how = "verified" if verified else f"claimed by {step.agent}"
+            metrics[name] = MetricValue(
+                value=value, verified=verified, source=f"step {step.id} ({how})"
+            )
     return metrics
 
 
@@ -75,12 +83,17 @@ def _missing(stream: StreamSpec, completed: Completed) -> list[str]:
         providers = [(s, o) for s, o in completed if requirement.id in s.evidence]
         if not providers:
             declared = [s.id for s in stream.steps if requirement.id in s.evidence]
-            why = (f"its step{'s' if len(declared) > 1 else ''} {', '.join(declared)} did not "
-                   "succeed" if declared else "no step declares it")
+            why = (
+                f"its step{'s' if len(declared) > 1 else ''} {', '.join(declared)} did not succeed"
+                if declared
+                else "no step declares it"
+            )
             missing.append(f"{requirement.id} ({why})")
             continue
         records = [
-            ev for _, o in providers if o is not None and o.result is not None
+            ev
+            for _, o in providers
+            if o is not None and o.result is not None
             for ev in o.result.evidence
         ]
         if not records:
