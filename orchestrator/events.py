@@ -128,12 +128,13 @@ class EventLog:
         sinks: Sequence[EventSink],
         *,
         redactor: Redactor | None = None,
+        first_seq: int = 1,
         _logger: Any = None,
     ) -> None:
         self.run_id = run_id
         if _logger is None:
             self._fanout = _FanOut(sinks)
-            seq = itertools.count(1)
+            seq = itertools.count(first_seq)
             redact = redactor or Redactor()
 
             def stamp(_: Any, __: str, event: MutableMapping[str, Any]) -> Event:

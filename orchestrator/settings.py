@@ -2,7 +2,7 @@
 
 Built once per process by the CLI and passed down explicitly. Secrets (the Redis URL's
 password, a store DSN's password) are ``SecretStr`` so they never print by accident;
-:func:`redact_url` gives the form that may appear in logs and errors.
+:func:`orchestrator.redaction.redact_url` gives the form that may appear in logs.
 """
 
 from __future__ import annotations
@@ -10,10 +10,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from orchestrator.redaction import redact_url, url_secrets
 
 __all__ = ["Settings", "default_state_dir", "redact_url"]
 
@@ -25,22 +26,6 @@ def default_state_dir() -> Path:
     """``$XDG_STATE_HOME/orchestrator``, else ``~/.local/state/orchestrator``."""
     base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return Path(base) / "orchestrator"
-
-
-def redact_url(url: str) -> str:
-    """``redis://user:secret@host:6379/0`` -> ``redis://user:***@host:6379/0``."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable URL>"
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    netloc = f"{user}:***@{host}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 class Settings(BaseSettings):
@@ -56,6 +41,19 @@ class Settings(BaseSettings):
     starve_after_s: float = Field(default=120.0, gt=0)
     kill_grace_s: float = Field(default=5.0, ge=0)
     pass_env: tuple[str, ...] = DEFAULT_PASS_ENV
+    socket: Path | None = Field(
+        default=None,
+        description="Control socket; default $XDG_RUNTIME_DIR/orchestrator.sock, else "
+        "<state_dir>/orchestrator.sock",
+    )
+    store: SecretStr | None = Field(
+        default=None,
+        description="Run store: a SQLite path or sqlite:/// URL, or a postgresql:// DSN; "
+        "default <state_dir>/runs.db",
+    )
+    shutdown_grace_s: float = Field(default=30.0, ge=0)
+    idle_timeout_s: float = Field(default=60.0, gt=0)
+    max_connections: int = Field(default=512, ge=1)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "console", "json"] = "auto"
 
@@ -65,13 +63,26 @@ class Settings(BaseSettings):
         data.update({k: v for k, v in overrides.items() if v is not None})
         return Settings.model_validate(data)
 
+    def socket_path(self) -> Path:
+        """Where the control socket lives."""
+        if self.socket is not None:
+            return self.socket
+        runtime = os.environ.get("XDG_RUNTIME_DIR")
+        if runtime and Path(runtime).is_dir():
+            return Path(runtime) / "orchestrator.sock"
+        return self.state_dir / "orchestrator.sock"
+
+    def store_url(self) -> str | None:
+        """The run store's location (with its secret, for opening it only); None: the
+        default SQLite file in the state directory."""
+        return self.store.get_secret_value() if self.store is not None else None
+
     def secrets(self) -> list[str]:
         """Secret values to scrub from events and messages."""
         found: list[str] = []
-        if self.redis_url is not None:
-            password = urlsplit(self.redis_url.get_secret_value()).password
-            if password:
-                found.append(password)
+        for secret in (self.redis_url, self.store):
+            if secret is not None and "://" in secret.get_secret_value():
+                found.extend(url_secrets(secret.get_secret_value()))
         return found
 
     def step_env(self) -> dict[str, str]:

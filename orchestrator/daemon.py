@@ -1,0 +1,264 @@
+"""``orchestrator daemon``: runs submitted plans and answers questions about them.
+
+Life cycle (one root task group; a signal cancels nothing abruptly)::
+
+    open the store and the coordinator
+    resume every unfinished run the store knows (see orchestrator.run_manager)
+    serve the control socket                        (orchestrator.control_socket)
+    SIGTERM / SIGINT: stop accepting work, let running steps finish within
+        ``shutdown_grace_s``, cancel and record the rest, close everything, exit 0
+
+Methods of the control socket are documented in ``docs/protocol.md``.
+"""
+
+from __future__ import annotations
+
+import resource
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+import structlog
+from anyio.abc import TaskStatus
+from pydantic import BaseModel, ValidationError
+
+from agents.registry import ActionRegistry
+from orchestrator import __version__
+from orchestrator.control_socket import Connection, ControlServer, prepare_socket_path
+from orchestrator.coordination.base import Coordinator
+from orchestrator.errors import PlanInvalid
+from orchestrator.rpc import (
+    AgentsListParams,
+    ErrorCode,
+    EventsSubscribeParams,
+    LocksListParams,
+    RpcError,
+    RunIdParams,
+    RunsListParams,
+    SubmitParams,
+    notification,
+    params_error,
+)
+from orchestrator.run_manager import RunManager
+from orchestrator.runs import open_coordinator
+from orchestrator.settings import Settings
+from orchestrator.store import RunStore, open_store
+from orchestrator.views import agents_of, locks_of, run_detail, run_summary
+
+__all__ = ["Daemon", "run_daemon"]
+
+_log = structlog.get_logger("orchestrator.daemon")
+
+Method = Callable[[Any, Connection], Awaitable[Any]]
+
+
+def _raise_fd_limit() -> None:
+    """Idle clients cost a descriptor each: allow as many as the hard limit permits."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+class Daemon:
+    """The daemon's request handlers over a store, a coordinator and its runs."""
+
+    def __init__(
+        self, settings: Settings, store: RunStore, coordinator: Coordinator, runs: RunManager
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.coordinator = coordinator
+        self.runs = runs
+        self.started = time.monotonic()
+        self._methods: dict[str, tuple[type[BaseModel], Method]] = {
+            "submit": (SubmitParams, self.submit),
+            "runs.list": (RunsListParams, self.runs_list),
+            "runs.get": (RunIdParams, self.runs_get),
+            "runs.cancel": (RunIdParams, self.runs_cancel),
+            "agents.list": (AgentsListParams, self.agents_list),
+            "locks.list": (LocksListParams, self.locks_list),
+            "events.subscribe": (EventsSubscribeParams, self.events_subscribe),
+            "health": (LocksListParams, self.health),
+        }
+
+    async def handle(self, method: str, params: dict[str, Any], conn: Connection) -> Any:
+        entry = self._methods.get(method)
+        if entry is None:
+            raise RpcError(
+                ErrorCode.METHOD_NOT_FOUND,
+                f"unknown method {method!r}; known: {', '.join(sorted(self._methods))}",
+            )
+        model, func = entry
+        try:
+            parsed = model.model_validate(params)
+        except ValidationError as exc:
+            raise params_error(method, exc) from None
+        return await func(parsed, conn)
+
+    async def submit(self, params: SubmitParams, conn: Connection) -> dict[str, Any]:
+        if self.runs.draining:
+            raise RpcError(
+                ErrorCode.SHUTTING_DOWN, "the daemon is shutting down; submit again once it is back"
+            )
+        try:
+            plan = self.runs.parse(params.plan_text, params.plan_path)
+        except PlanInvalid as exc:
+            raise RpcError(
+                ErrorCode.PLAN_INVALID, str(exc), {"problems": [str(p) for p in exc.problems]}
+            ) from None
+        run_id = await self.runs.submit(
+            plan,
+            params.plan_text,
+            params.plan_path,
+            {"force": params.force, "peer_uid": conn.peer_uid},
+        )
+        _log.info("run_submitted", run_id=run_id, plan=plan.plan, peer_pid=conn.peer_pid)
+        return {"run_id": run_id, "plan": plan.plan}
+
+    async def runs_list(self, params: RunsListParams, conn: Connection) -> dict[str, Any]:
+        runs = await self.store.list_runs(limit=params.limit, statuses=params.status)  # type: ignore[arg-type]
+        return {"runs": [run_summary(r) for r in runs]}
+
+    async def runs_get(self, params: RunIdParams, conn: Connection) -> dict[str, Any]:
+        run = await self.store.get_run(params.run_id)
+        if run is None:
+            raise RpcError(
+                ErrorCode.RUN_NOT_FOUND,
+                f"no run {params.run_id!r}; `orchestrator status` lists the runs",
+            )
+        streams = await self.store.get_streams(params.run_id)
+        steps = await self.store.get_steps(params.run_id)
+        active = self.runs.active.get(params.run_id)
+        return run_detail(run, streams, steps, active.pipeline.view if active else None)
+
+    async def runs_cancel(self, params: RunIdParams, conn: Connection) -> dict[str, Any]:
+        if params.run_id not in self.runs.active:
+            run = await self.store.get_run(params.run_id)
+            if run is None:
+                raise RpcError(ErrorCode.RUN_NOT_FOUND, f"no run {params.run_id!r}")
+            raise RpcError(
+                ErrorCode.RUN_FINISHED, f"run {params.run_id} already ended ({run.status})"
+            )
+        status = await self.runs.cancel(params.run_id)
+        _log.info("run_cancel_requested", run_id=params.run_id, peer_pid=conn.peer_pid)
+        return {"run_id": params.run_id, "status": status}
+
+    async def agents_list(self, params: AgentsListParams, conn: Connection) -> dict[str, Any]:
+        if (
+            params.run_id is not None
+            and params.run_id not in self.runs.active
+            and await self.store.get_run(params.run_id) is None
+        ):
+            raise RpcError(ErrorCode.RUN_NOT_FOUND, f"no run {params.run_id!r}")
+        runs = [
+            a
+            for rid, a in self.runs.active.items()
+            if params.run_id is None or rid == params.run_id
+        ]
+        return {"agents": agents_of(runs)}
+
+    async def locks_list(self, params: LocksListParams, conn: Connection) -> dict[str, Any]:
+        snapshot = await self.coordinator.snapshot()
+        caps: dict[str, int | None] = {}
+        for active in self.runs.active.values():
+            caps.update(active.plan.caps)
+        return locks_of(snapshot, caps)
+
+    async def health(self, params: LocksListParams, conn: Connection) -> dict[str, Any]:
+        return {
+            "status": "draining" if self.runs.draining else "ok",
+            "version": __version__,
+            "uptime_s": round(time.monotonic() - self.started, 3),
+            "active_runs": len(self.runs.active),
+            "store": self.store.where,
+            "coordinator": "redis" if self.settings.redis_url else "in-process",
+            "connections": None,
+        }
+
+    async def events_subscribe(
+        self, params: EventsSubscribeParams, conn: Connection
+    ) -> dict[str, Any]:
+        """Stream a run's events as ``events.event`` notifications until it ends, then
+        answer with its final status. From the start: stored events first, then live ones,
+        with no gap and no duplicate (by ``seq``)."""
+        run_id = params.run_id
+        active = self.runs.active.get(run_id)
+        if active is None and await self.store.get_run(run_id) is None:
+            raise RpcError(ErrorCode.RUN_NOT_FOUND, f"no run {run_id!r}")
+        subscription = self.runs.subscribe(active) if active is not None else None
+        try:
+            last = 0
+            if params.from_ == "start":
+                async for event in self.runs.stored_events(run_id):
+                    await conn.send(notification("events.event", {"event": event}))
+                    last = int(event["seq"])
+            elif active is not None:
+                last = active.pipeline.stored_seq
+            if subscription is not None:
+                async for event in subscription.receive:
+                    if int(event["seq"]) > last:
+                        await conn.send(notification("events.event", {"event": event}))
+                        last = int(event["seq"])
+                # The run ended; a slow watcher may have been dropped: catch up from the store.
+                async for event in self.runs.stored_events(run_id, after_seq=last):
+                    await conn.send(notification("events.event", {"event": event}))
+        finally:
+            if subscription is not None:
+                subscription.close()
+        run = await self.store.get_run(run_id)
+        return {"run_id": run_id, "status": run.status if run else "unknown"}
+
+
+async def run_daemon(
+    settings: Settings,
+    registry: ActionRegistry,
+    *,
+    task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve until SIGTERM/SIGINT, then shut down gracefully (see module doc)."""
+    _raise_fd_limit()
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    prepare_socket_path(settings.socket_path())  # refuse early if a daemon is live there
+    async with (
+        open_store(settings.store_url(), state_dir=settings.state_dir) as store,
+        open_coordinator(settings) as coordinator,
+        anyio.create_task_group() as tg,
+    ):
+        runs = RunManager(
+            settings=settings,
+            store=store,
+            coordinator=coordinator,
+            registry=registry,
+            task_group=tg,
+        )
+        daemon = Daemon(settings, store, coordinator, runs)
+        server = ControlServer(
+            settings.socket_path(),
+            daemon.handle,
+            idle_timeout_s=settings.idle_timeout_s,
+            max_connections=settings.max_connections,
+        )
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            await tg.start(server.serve)
+            resumed = await runs.resume_unfinished()
+            _log.info(
+                "daemon_started",
+                socket=str(server.path),
+                store=store.where,
+                resumed=resumed,
+                version=__version__,
+            )
+            task_status.started()
+            async for signum in signals:
+                _log.info(
+                    "shutdown_requested",
+                    signal=signal.Signals(signum).name,
+                    grace_s=settings.shutdown_grace_s,
+                )
+                break
+        # The socket keeps answering status and watch while running steps finish.
+        await runs.drain(settings.shutdown_grace_s)
+        tg.cancel_scope.cancel()
+    _log.info("daemon_stopped")

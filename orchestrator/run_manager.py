@@ -1,0 +1,303 @@
+"""The daemon's runs: start, resume, cancel, drain, and their event pipelines.
+
+Every event a run's scheduler emits goes through an :class:`EventPipeline`: it is written to
+the run store first (batched, in order, in one transaction per batch), and only then applied
+to the live view that ``status``/``agents`` read and sent to watchers. So nothing is reported
+that the store does not have, and a restarted daemon sees at least what anyone was told.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+import structlog
+from anyio.abc import TaskGroup
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from agents.registry import ActionRegistry
+from orchestrator.coordination.base import Coordinator
+from orchestrator.errors import OrchestratorError
+from orchestrator.events import EventLog, JsonlSink, Redactor
+from orchestrator.progress import RunView
+from orchestrator.runs import new_run_id
+from orchestrator.scheduler import PriorState, RunResult, Scheduler, SchedulerConfig
+from orchestrator.settings import Settings
+from orchestrator.store import RunRecord, RunStore
+from streams.loader import load_plan_text
+from streams.model import Plan
+
+__all__ = ["ActiveRun", "EventPipeline", "RunManager", "Subscription"]
+
+_log = structlog.get_logger("orchestrator.runs")
+
+#: Events a slow watcher may fall behind by before it is dropped (it can re-subscribe).
+_SUBSCRIBER_BUFFER = 10_000
+
+
+class EventPipeline:
+    """Store first, then the live view, the run's event file and the watchers."""
+
+    def __init__(self, run_id: str, store: RunStore, view: RunView, file: JsonlSink) -> None:
+        self.run_id = run_id
+        self.store = store
+        self.view = view
+        self.file = file
+        self.subscribers: set[MemoryObjectSendStream[dict[str, Any]]] = set()
+        self._pending: list[dict[str, Any]] = []
+        self._wake = anyio.Event()
+        self._idle = anyio.Event()
+        self._idle.set()
+        self.stored_seq = 0
+
+    def emit(self, event: Any) -> None:  # an EventSink: must not block or raise
+        self._pending.append(dict(event))
+        self._idle = anyio.Event() if self._idle.is_set() else self._idle
+        self._wake.set()
+
+    async def write_forever(self) -> None:
+        """Persist pending events in order; retries while the store is unreachable."""
+        while True:
+            await self._wake.wait()
+            self._wake = anyio.Event()
+            while self._pending:
+                batch, self._pending = self._pending, []
+                await self._store(batch)
+                for event in batch:
+                    self.stored_seq = max(self.stored_seq, int(event.get("seq", 0)))
+                    self.view.apply(event)
+                    self.file.emit(event)
+                    for subscriber in list(self.subscribers):
+                        try:
+                            subscriber.send_nowait(event)
+                        except (
+                            anyio.WouldBlock,
+                            anyio.BrokenResourceError,
+                            anyio.ClosedResourceError,
+                        ):
+                            self.subscribers.discard(subscriber)  # too slow or gone
+                            subscriber.close()
+            self._idle.set()
+
+    async def _store(self, batch: list[dict[str, Any]]) -> None:
+        delay = 0.1
+        while True:
+            try:
+                await self.store.append_events(self.run_id, batch)
+                return
+            except OrchestratorError as exc:
+                # The store is down: keep the batch, try again; the run is not reported
+                # further until it is stored.
+                _log.warning(
+                    "store_write_failed", run_id=self.run_id, error=str(exc), retry_in_s=delay
+                )
+                await anyio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def flush(self, timeout_s: float) -> None:
+        """Wait until everything emitted so far is stored (or ``timeout_s`` passes)."""
+        with anyio.move_on_after(timeout_s, shield=True):
+            while self._pending or not self._idle.is_set():
+                await self._idle.wait()
+
+
+@dataclass(eq=False, slots=True)
+class ActiveRun:
+    run_id: str
+    plan: Plan
+    scheduler: Scheduler
+    pipeline: EventPipeline
+    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
+    done: anyio.Event = field(default_factory=anyio.Event)
+    result: RunResult | None = None
+    cancel_requested: bool = False
+
+
+class RunManager:
+    """Owns the active runs of one daemon; every run is a task in the daemon's task group."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        store: RunStore,
+        coordinator: Coordinator,
+        registry: ActionRegistry,
+        task_group: TaskGroup,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.coordinator = coordinator
+        self.registry = registry
+        self.task_group = task_group
+        self.active: dict[str, ActiveRun] = {}
+        self.draining = False
+
+    # -- starting -------------------------------------------------------------------------
+
+    def parse(self, plan_text: str, label: str) -> Plan:
+        """Validate a submitted plan (raises PlanInvalid with every problem)."""
+        plan, _ = load_plan_text(plan_text, label, registry=self.registry)
+        return plan
+
+    def _workdir(self, run_id: str, plan_path: str) -> Path:
+        path = Path(plan_path)
+        if path.is_absolute() and path.parent.is_dir():
+            return path.parent
+        work = self.settings.state_dir / "runs" / run_id / "work"
+        work.mkdir(parents=True, exist_ok=True)
+        return work
+
+    async def submit(
+        self, plan: Plan, plan_text: str, plan_path: str, options: dict[str, Any]
+    ) -> str:
+        run_id = new_run_id()
+        record = RunRecord(
+            run_id=run_id,
+            plan=plan.plan,
+            plan_source=plan_text,
+            workdir=self._workdir(run_id, plan_path),
+            plan_path=Path(plan_path) if plan_path.startswith("/") else None,
+            options=options,
+        )
+        await self.store.create_run(record)
+        self._start(record, plan, prior=None)
+        return run_id
+
+    async def resume_unfinished(self) -> list[str]:
+        """Resume every run the store says is unfinished; return their ids."""
+        resumed: list[str] = []
+        for record in await self.store.unfinished_runs():
+            try:
+                plan = self.parse(record.plan_source, str(record.plan_path or record.plan))
+            except OrchestratorError as exc:
+                await self.store.set_run_status(
+                    record.run_id, "interrupted", reason=f"cannot resume: {exc}"
+                )
+                _log.error("run_not_resumable", run_id=record.run_id, error=str(exc))
+                continue
+            events = [e async for e in self.stored_events(record.run_id)]
+            started = any(e.get("event") == "run_started" for e in events)
+            prior = PriorState.from_events(events) if started else None
+            self._start(record, plan, prior=prior, first_seq=record.last_seq + 1, history=events)
+            _log.info("run_resumed", run_id=record.run_id, events=len(events))
+            resumed.append(record.run_id)
+        return resumed
+
+    async def stored_events(self, run_id: str, after_seq: int = 0) -> AsyncIterator[dict[str, Any]]:
+        """Every stored event of a run after ``after_seq``, in order, page by page."""
+        while True:
+            page = await self.store.read_events(run_id, after_seq=after_seq, limit=1000)
+            for event in page:
+                yield event
+            if len(page) < 1000:
+                return
+            after_seq = int(page[-1]["seq"])
+
+    def _start(
+        self,
+        record: RunRecord,
+        plan: Plan,
+        *,
+        prior: PriorState | None,
+        first_seq: int = 1,
+        history: list[dict[str, Any]] | None = None,
+    ) -> None:
+        view = RunView()
+        for event in history or ():
+            view.apply(event)
+        file = JsonlSink(self.settings.state_dir / "runs" / record.run_id / "events.jsonl")
+        pipeline = EventPipeline(record.run_id, self.store, view, file)
+        pipeline.stored_seq = record.last_seq
+        events = EventLog(
+            record.run_id,
+            [pipeline],
+            redactor=Redactor(self.settings.secrets()),
+            first_seq=first_seq,
+        )
+        scheduler = Scheduler(
+            plan,
+            run_id=record.run_id,
+            coordinator=self.coordinator,
+            registry=self.registry,
+            events=events,
+            prior=prior,
+            config=SchedulerConfig(
+                workdir=record.workdir,
+                env=self.settings.step_env(),
+                kill_grace_s=self.settings.kill_grace_s,
+            ),
+        )
+        active = ActiveRun(record.run_id, plan, scheduler, pipeline)
+        self.active[record.run_id] = active
+        self.task_group.start_soon(self._execute, active)
+
+    async def _execute(self, active: ActiveRun) -> None:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(active.pipeline.write_forever)
+            try:
+                with active.scope:
+                    active.result = await active.scheduler.run()
+            finally:
+                await active.pipeline.flush(timeout_s=30)
+                tg.cancel_scope.cancel()
+                active.pipeline.file.close()
+                for subscriber in list(active.pipeline.subscribers):
+                    subscriber.close()
+                self.active.pop(active.run_id, None)
+                active.done.set()
+        status = active.result.status.value if active.result else "cancelled"
+        _log.info("run_ended", run_id=active.run_id, status=status)
+
+    # -- controlling ----------------------------------------------------------------------
+
+    async def cancel(self, run_id: str, timeout_s: float = 60.0) -> str:
+        """Cancel an active run and wait (up to ``timeout_s``) until it has recorded its end."""
+        active = self.active[run_id]
+        active.cancel_requested = True
+        active.scope.cancel()
+        with anyio.move_on_after(timeout_s):
+            await active.done.wait()
+        return active.result.status.value if active.result else "cancelled"
+
+    async def drain(self, grace_s: float) -> None:
+        """Let running steps finish (up to ``grace_s``), start none; then cancel the rest.
+
+        Drained runs end ``suspended`` and stay unfinished in the store, so the next daemon
+        resumes them.
+        """
+        self.draining = True
+        for active in list(self.active.values()):
+            active.scheduler.drain()
+        with anyio.move_on_after(grace_s):
+            for active in list(self.active.values()):
+                await active.done.wait()
+        for active in list(self.active.values()):
+            _log.warning("run_cancelled_at_shutdown", run_id=active.run_id, grace_s=grace_s)
+            active.scope.cancel()
+        for active in list(self.active.values()):
+            with anyio.move_on_after(self.settings.kill_grace_s + 5, shield=True):
+                await active.done.wait()
+
+    def subscribe(self, active: ActiveRun) -> Subscription:
+        """Register a watcher of a live run; events stored from now on reach it."""
+        send, receive = anyio.create_memory_object_stream[dict[str, Any]](_SUBSCRIBER_BUFFER)
+        active.pipeline.subscribers.add(send)
+        return Subscription(active, send, receive)
+
+
+@dataclass(eq=False, slots=True)
+class Subscription:
+    """A watcher's feed of one live run; close it when done."""
+
+    run: ActiveRun
+    send: MemoryObjectSendStream[dict[str, Any]]
+    receive: MemoryObjectReceiveStream[dict[str, Any]]
+
+    def close(self) -> None:
+        self.run.pipeline.subscribers.discard(self.send)
+        self.send.close()
+        self.receive.close()

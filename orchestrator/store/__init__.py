@@ -1,0 +1,37 @@
+"""The durable run store: every run, its events and the state derived from them.
+
+Open one with :func:`open_store` (SQLite by default, PostgreSQL for a ``postgresql://``
+DSN); both backends implement :class:`RunStore`.
+"""
+
+from orchestrator.store._dsn import redact_dsn
+from orchestrator.store._open import open_store, store_location
+from orchestrator.store.base import (
+    FINISHED_STATUSES,
+    RUN_STATUSES,
+    UNFINISHED_STATUSES,
+    RunRecord,
+    RunStatus,
+    RunStore,
+    StepRecord,
+    StreamRecord,
+)
+from orchestrator.store.errors import StoreError, StoreUnavailable
+from orchestrator.store.migrations import SCHEMA_VERSION
+
+__all__ = [
+    "FINISHED_STATUSES",
+    "RUN_STATUSES",
+    "SCHEMA_VERSION",
+    "UNFINISHED_STATUSES",
+    "RunRecord",
+    "RunStatus",
+    "RunStore",
+    "StepRecord",
+    "StoreError",
+    "StoreUnavailable",
+    "StreamRecord",
+    "open_store",
+    "redact_dsn",
+    "store_location",
+]

@@ -1,0 +1,249 @@
+"""From a batch of events to the rows they change: shared by every backend.
+
+:func:`parse_events` checks each event and serializes it once; :func:`derive` folds the
+batch's *new* events (the backend knows which were new) into at most one patch per run,
+stream and step, so a backend applies a batch with a fixed number of statements.
+
+The rules, in ``seq`` order:
+
+- ``run_started``: the run is ``running`` (``started_at`` kept if set, ``finished_at``
+  cleared); its ``streams`` get rows (``pending``) in plan order.
+- ``run_finished``: the run takes the event's ``status`` (checked by :func:`parse_events`)
+  and ``finished_at``.
+- ``stream_started``: ``running`` with ``started_at``; ``stream_finished``: its status,
+  reason and ``finished_at``. Stream and step events without a ``stream`` (and ``step``)
+  name are stored but derive nothing.
+- ``step_queued`` / ``step_waiting`` / ``step_started`` / ``step_retrying`` /
+  ``step_skipped``: ``queued`` / ``waiting`` / ``running`` / ``retrying`` / ``skipped``;
+  ``step_finished``: its status, ``duration_s``, ``reason``, ``exit_code``, ``finished_at``.
+  ``step_started`` and a higher ``attempt`` start the row's attempt afresh (times, reason and
+  exit code cleared). ``step_retrying`` records its ``message`` as the reason.
+
+A patch field left None leaves the stored value as it is, except that a step patch with a
+``started_at`` or a higher ``attempt`` than the row's replaces every attempt field (times,
+duration, reason, exit code) with its own. Each patch carries the seq of its last event; a
+backend applies it only over a row with a lower seq (so a patch of seq 0 only creates rows).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+
+from orchestrator.store.base import FINISHED_STATUSES
+from orchestrator.store.errors import StoreError
+
+__all__ = [
+    "Derived",
+    "ParsedEvent",
+    "RunPatch",
+    "StepPatch",
+    "StreamPatch",
+    "as_utc",
+    "derive",
+    "iso",
+    "parse_events",
+    "parse_ts",
+]
+
+_STEP_STATUS = {
+    "step_queued": "queued",
+    "step_waiting": "waiting",
+    "step_started": "running",
+    "step_retrying": "retrying",
+    "step_skipped": "skipped",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedEvent:
+    seq: int
+    ts: datetime
+    event: str
+    body: Mapping[str, Any]
+    json: str
+
+
+@dataclass(slots=True)
+class RunPatch:
+    seq: int = 0
+    status: str | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    clear_finished: bool = False
+
+
+@dataclass(slots=True)
+class StreamPatch:
+    stream: str
+    seq: int
+    position: int
+    status: str | None = None
+    reason: str | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+@dataclass(slots=True)
+class StepPatch:
+    stream: str
+    step: str
+    seq: int
+    first_seq: int
+    status: str = "queued"
+    attempt: int = 0
+    agent: str | None = None
+    resource_class: str | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    duration_s: float | None = None
+    reason: str | None = None
+    exit_code: int | None = None
+
+
+@dataclass(slots=True)
+class Derived:
+    """The patches of one batch. ``run`` is None when no run event was in it."""
+
+    run: RunPatch | None = None
+    streams: list[StreamPatch] = field(default_factory=list)
+    steps: list[StepPatch] = field(default_factory=list)
+
+
+def parse_ts(value: str) -> datetime:
+    """An event's ``ts`` (``...Z`` or with an offset) as an aware datetime; ValueError if not."""
+    parsed = datetime.fromisoformat(value)
+    if parsed.tzinfo is None:
+        raise ValueError(f"timestamp without a time zone: {value!r}")
+    return parsed
+
+
+def as_utc(value: datetime) -> datetime:
+    """``value`` in UTC; a naive datetime is taken as UTC already."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value if value.utcoffset() == timedelta(0) else value.astimezone(UTC)
+
+
+def iso(value: datetime) -> str:
+    """``2026-11-21T16:15:00.123456Z``: the one text form of a time, in UTC, so that text
+    order is time order. A naive datetime is taken as UTC."""
+    value = as_utc(value)
+    return f"{value:%Y-%m-%dT%H:%M:%S}.{value.microsecond:06d}Z"
+
+
+def parse_events(where: str, run_id: str, events: Sequence[Mapping[str, Any]]) -> list[ParsedEvent]:
+    """Check and serialize ``events`` (sorted by seq, one per seq); StoreError if malformed."""
+    parsed: dict[int, ParsedEvent] = {}
+    for index, event in enumerate(events):
+        seq, name, ts = event.get("seq"), event.get("event"), event.get("ts")
+        problem = ""
+        if type(seq) is not int or seq < 1:
+            problem = f"'seq' must be a positive integer, not {seq!r}"
+        elif not isinstance(name, str) or not name:
+            problem = "'event' must be a non-empty string"
+        elif event.get("run_id", run_id) != run_id:
+            problem = f"it belongs to run {event.get('run_id')!r}"
+        elif name == "run_finished" and event.get("status") not in FINISHED_STATUSES:
+            problem = f"run_finished needs a status in {', '.join(FINISHED_STATUSES)}"
+        if not problem:
+            try:
+                stamp = parse_ts(ts) if isinstance(ts, str) else None
+            except ValueError:
+                stamp = None
+            if stamp is None:
+                problem = f"'ts' must be an ISO-8601 time with a zone, not {ts!r}"
+        if problem:
+            raise StoreError(
+                where,
+                f"event #{index} of the batch for run {run_id!r} is malformed: {problem}",
+                "append events as orchestrator.events.EventLog emits them",
+            )
+        assert isinstance(seq, int) and isinstance(name, str) and stamp is not None
+        body = event if event.get("run_id") == run_id else {**event, "run_id": run_id}
+        text = orjson.dumps(body, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+        parsed[seq] = ParsedEvent(seq, stamp, name, body, text)
+    return [parsed[seq] for seq in sorted(parsed)]
+
+
+def derive(events: Sequence[ParsedEvent]) -> Derived:
+    """Fold new events (in seq order) into one patch per run, stream and step."""
+    out = Derived()
+    streams: dict[str, StreamPatch] = {}
+    steps: dict[tuple[str, str], StepPatch] = {}
+    for ev in events:
+        name, body = ev.event, ev.body
+        sid = body.get("stream")
+        if name.startswith("step_"):
+            if isinstance(sid, str) and isinstance(body.get("step"), str):
+                _fold_step(steps, sid, ev)
+        elif (name == "stream_started" or name == "stream_finished") and isinstance(sid, str):
+            patch = streams.setdefault(sid, StreamPatch(sid, ev.seq, ev.seq))
+            patch.seq = ev.seq
+            if name == "stream_started":
+                patch.status, patch.started_at = "running", ev.ts
+            else:
+                patch.status = str(body.get("status") or "finished")
+                patch.reason = str(body.get("reason") or "")
+                patch.finished_at = ev.ts
+        elif name == "run_started":
+            run = out.run = out.run or RunPatch()
+            run.seq, run.status, run.started_at = ev.seq, "running", ev.ts
+            run.finished_at, run.clear_finished = None, True
+            listed = body.get("streams")
+            for position, sid in enumerate(listed if isinstance(listed, list) else ()):
+                # Seq 0: creates the row if missing, never overwrites a stream's state.
+                streams.setdefault(str(sid), StreamPatch(str(sid), 0, position))
+        elif name == "run_finished":
+            run = out.run = out.run or RunPatch()
+            run.seq, run.status, run.finished_at = ev.seq, str(body["status"]), ev.ts
+            run.clear_finished = False
+    out.streams = list(streams.values())
+    out.steps = list(steps.values())
+    return out
+
+
+def _fold_step(steps: dict[tuple[str, str], StepPatch], stream: str, ev: ParsedEvent) -> None:
+    body = ev.body
+    key = (stream, str(body["step"]))
+    patch = steps.get(key)
+    if patch is None:
+        patch = steps[key] = StepPatch(key[0], key[1], ev.seq, ev.seq)
+    patch.seq = ev.seq
+    attempt = body.get("attempt")
+    if isinstance(attempt, int) and attempt > patch.attempt:
+        if patch.attempt:  # a later attempt within this batch: forget the earlier one
+            _clear_attempt(patch, started=True)
+        patch.attempt = attempt
+    if isinstance(agent := body.get("agent"), str):
+        patch.agent = agent
+    if isinstance(resource_class := body.get("resource_class"), str):
+        patch.resource_class = resource_class
+    name = ev.event
+    if name == "step_finished":
+        patch.status = str(body.get("status") or "finished")
+        patch.finished_at = ev.ts
+        duration = body.get("duration_s")
+        patch.duration_s = float(duration) if isinstance(duration, int | float) else None
+        patch.reason = str(body.get("reason") or "")
+        code = body.get("exit_code")
+        patch.exit_code = code if type(code) is int else None
+        return
+    patch.status = _STEP_STATUS.get(name, name.removeprefix("step_"))
+    if name == "step_started":
+        _clear_attempt(patch, started=False)
+        patch.started_at = ev.ts
+    elif name == "step_retrying":
+        patch.reason = str(body.get("message") or body.get("reason") or "")
+    elif name == "step_skipped":
+        patch.reason = str(body.get("reason") or "")
+
+
+def _clear_attempt(patch: StepPatch, *, started: bool) -> None:
+    if started:
+        patch.started_at = None
+    patch.finished_at = patch.duration_s = patch.reason = patch.exit_code = None

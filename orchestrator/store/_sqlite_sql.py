@@ -1,0 +1,86 @@
+"""The SQLite store's statements (the schema is in :mod:`orchestrator.store.migrations`).
+
+The upserts apply the patches of :mod:`orchestrator.store._derive`: a patch changes a row
+only if its seq is higher than the row's, a None leaves a field as it is, and a step patch
+with a start or a later attempt replaces the attempt's fields.
+"""
+
+from __future__ import annotations
+
+RUN_COLUMNS = (
+    "run_id, plan, plan_source, plan_path, workdir, status, reason, created_at, started_at, "
+    "finished_at, options, last_seq"
+)
+INSERT_EVENT = (
+    "INSERT INTO events (run_id, seq, ts, event, body) VALUES (?, ?, ?, ?, ?) "
+    "ON CONFLICT (run_id, seq) DO NOTHING"
+)
+PATCH_RUN = """
+UPDATE runs SET
+    status = COALESCE(:status, status),
+    started_at = COALESCE(started_at, :started_at),
+    finished_at = CASE WHEN :clear THEN :finished_at
+                       ELSE COALESCE(:finished_at, finished_at) END,
+    reason = CASE WHEN :clear THEN '' ELSE reason END,
+    last_seq = max(last_seq, :seq)
+WHERE run_id = :run_id
+"""
+UPSERT_STREAM = """
+INSERT INTO streams (run_id, stream, position, status, reason, started_at, finished_at, last_seq)
+VALUES (?, ?, ?, COALESCE(?, 'pending'), ?, ?, ?, ?)
+ON CONFLICT (run_id, stream) DO UPDATE SET
+    status = excluded.status,
+    reason = COALESCE(excluded.reason, streams.reason),
+    started_at = COALESCE(excluded.started_at, streams.started_at),
+    finished_at = COALESCE(excluded.finished_at, streams.finished_at),
+    last_seq = excluded.last_seq
+WHERE streams.last_seq < excluded.last_seq
+"""
+# A patch with a start, or of a later attempt, replaces the attempt's fields (see _derive).
+_FRESH = "(excluded.started_at IS NOT NULL OR excluded.attempt > steps.attempt)"
+UPSERT_STEP = f"""
+INSERT INTO steps (run_id, stream, step, status, attempt, agent, resource_class, started_at,
+                   finished_at, duration_s, reason, exit_code, first_seq, last_seq)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (run_id, stream, step) DO UPDATE SET
+    status = excluded.status,
+    attempt = max(excluded.attempt, steps.attempt),
+    agent = COALESCE(excluded.agent, steps.agent),
+    resource_class = COALESCE(excluded.resource_class, steps.resource_class),
+    started_at = CASE WHEN {_FRESH} THEN excluded.started_at
+                      ELSE COALESCE(excluded.started_at, steps.started_at) END,
+    finished_at = CASE WHEN {_FRESH} THEN excluded.finished_at
+                       ELSE COALESCE(excluded.finished_at, steps.finished_at) END,
+    duration_s = CASE WHEN {_FRESH} THEN excluded.duration_s
+                      ELSE COALESCE(excluded.duration_s, steps.duration_s) END,
+    reason = CASE WHEN {_FRESH} THEN excluded.reason
+                  ELSE COALESCE(excluded.reason, steps.reason) END,
+    exit_code = CASE WHEN {_FRESH} THEN excluded.exit_code
+                     ELSE COALESCE(excluded.exit_code, steps.exit_code) END,
+    last_seq = excluded.last_seq
+WHERE steps.last_seq < excluded.last_seq
+"""
+
+SET_STATUS = """
+UPDATE runs SET
+    status = :status,
+    reason = :reason,
+    started_at = CASE WHEN :running THEN COALESCE(started_at, :now) ELSE started_at END,
+    finished_at = CASE WHEN :finished THEN COALESCE(finished_at, :now)
+                       WHEN :unfinished THEN NULL ELSE finished_at END
+WHERE run_id = :run_id
+"""
+GET_RUN = f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id = ?"
+LIST_RUNS = f"SELECT {RUN_COLUMNS} FROM runs"
+STREAMS = (
+    "SELECT run_id, stream, status, reason, started_at, finished_at FROM streams "
+    "WHERE run_id = ? ORDER BY position, stream"
+)
+STEPS = (
+    "SELECT st.run_id, st.stream, st.step, st.status, st.attempt, st.agent, "
+    "st.resource_class, st.started_at, st.finished_at, st.duration_s, st.reason, "
+    "st.exit_code FROM steps st LEFT JOIN streams s "
+    "ON s.run_id = st.run_id AND s.stream = st.stream WHERE st.run_id = ? "
+    "ORDER BY s.position NULLS LAST, st.stream, st.first_seq"
+)
+READ_EVENTS = "SELECT body FROM events WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?"

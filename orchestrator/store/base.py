@@ -1,0 +1,187 @@
+"""The run store's interface: what the daemon keeps about every run, behind one Protocol.
+
+A run is submitted (``queued``), started (``running``) and ends ``succeeded``, ``failed``,
+``cancelled`` or ``interrupted`` (the daemon stopped while it ran and did not resume it).
+Its events, exactly as :mod:`orchestrator.events` emitted them, are appended in batches;
+each batch also updates, in the same transaction, the state derived from it: the run's
+status and times, and one row per stream and per step (its latest attempt). Appending is
+idempotent on ``(run_id, seq)``, so replaying a batch after a crash is harmless.
+
+Backends: :class:`~orchestrator.store.sqlite.SqliteStore` (a file in the state directory,
+the default) and :class:`~orchestrator.store.postgres.PostgresStore` (asyncpg); open either
+with :func:`orchestrator.store.open_store`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal, Protocol, get_args
+
+__all__ = [
+    "FINISHED_STATUSES",
+    "RUN_STATUSES",
+    "UNFINISHED_STATUSES",
+    "RunRecord",
+    "RunStatus",
+    "RunStore",
+    "StepRecord",
+    "StreamRecord",
+    "check_status",
+    "utc_now",
+]
+
+RunStatus = Literal["queued", "running", "succeeded", "failed", "cancelled", "interrupted"]
+RUN_STATUSES: tuple[RunStatus, ...] = get_args(RunStatus)
+#: What a restarted daemon must resume (or mark ``interrupted``).
+UNFINISHED_STATUSES: tuple[RunStatus, ...] = ("queued", "running")
+FINISHED_STATUSES: tuple[RunStatus, ...] = ("succeeded", "failed", "cancelled", "interrupted")
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    """One run as submitted, and its state so far.
+
+    ``plan_source`` is the plan file's text as submitted (the run can be re-read and resumed
+    from it even if the file changes); ``options`` are the submission's options (JSON-able).
+    ``last_seq`` is the highest event ``seq`` stored: a resumed run continues after it.
+    """
+
+    run_id: str
+    plan: str
+    plan_source: str
+    workdir: Path
+    plan_path: Path | None = None
+    status: RunStatus = "queued"
+    created_at: datetime = field(default_factory=utc_now)
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+    reason: str = ""
+    last_seq: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class StreamRecord:
+    """A stream's state: ``pending`` until ``stream_started`` (``running``), then the
+    status of its ``stream_finished`` (``succeeded``, ``failed``, ``skipped``, ``cancelled``)."""
+
+    run_id: str
+    stream: str
+    status: str
+    reason: str = ""
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StepRecord:
+    """A step's latest attempt: ``queued``, ``waiting``, ``running``, ``retrying``, then the
+    status of its ``step_finished`` (``succeeded``, ``failed``, ``timed_out``,
+    ``cancelled``), or ``skipped`` (``attempt`` 0: it never ran).
+
+    A new attempt clears the previous one's times, reason and exit code; the events keep
+    every attempt.
+    """
+
+    run_id: str
+    stream: str
+    step: str
+    status: str
+    attempt: int = 0
+    agent: str | None = None
+    resource_class: str | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    duration_s: float | None = None
+    reason: str = ""
+    exit_code: int | None = None
+
+
+class RunStore(Protocol):
+    """Where runs live. Every method has a deadline; failures raise
+    :class:`~orchestrator.store.StoreError` (:class:`~orchestrator.store.StoreUnavailable`
+    when the store cannot be reached or answer in time). All writes are idempotent, and
+    settled when they return: a write that is cancelled finishes first (within its
+    deadline), so it either took effect or never started.
+
+    Appends for one run should come from one writer, in seq order (as the event log emits
+    them); concurrent appends to different runs are fine."""
+
+    @property
+    def where(self) -> str:
+        """The store's location for logs and errors: a path, or a DSN without its password."""
+        ...
+
+    async def create_run(self, run: RunRecord) -> None:
+        """Record a new run. Creating the same run again is a no-op; another run under an
+        existing ``run_id`` raises StoreError."""
+        ...
+
+    async def append_events(self, run_id: str, events: Sequence[Mapping[str, Any]]) -> int:
+        """Store ``events`` of ``run_id`` and update the derived state, in one transaction.
+
+        Events already stored (same ``seq``) are skipped and change nothing. Returns how many
+        were new. Raises StoreError for an unknown run or a malformed event (no int ``seq``,
+        no ``event`` name, an unparseable ``ts``, or another run's ``run_id``).
+        """
+        ...
+
+    async def set_run_status(
+        self,
+        run_id: str,
+        status: RunStatus,
+        *,
+        reason: str = "",
+        expect: Collection[RunStatus] | None = None,
+    ) -> bool:
+        """Set the run's status (and ``started_at``/``finished_at`` where unset) unless
+        ``expect`` is given and the current status is not in it. Returns whether it changed
+        the run; raises StoreError for an unknown run."""
+        ...
+
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        """The run, or None if there is no such run."""
+        ...
+
+    async def list_runs(
+        self, *, limit: int = 50, statuses: Collection[RunStatus] | None = None
+    ) -> list[RunRecord]:
+        """Up to ``limit`` runs, newest first, optionally only those in ``statuses``."""
+        ...
+
+    async def unfinished_runs(self) -> list[RunRecord]:
+        """Runs still ``queued`` or ``running``, oldest first: what a restarted daemon
+        must resume or mark ``interrupted``."""
+        ...
+
+    async def get_streams(self, run_id: str) -> list[StreamRecord]:
+        """The run's streams in plan order as far as known (by first event), else by name."""
+        ...
+
+    async def get_steps(self, run_id: str) -> list[StepRecord]:
+        """The run's steps, by stream and then in the order they first appeared."""
+        ...
+
+    async def read_events(
+        self, run_id: str, *, after_seq: int = 0, limit: int = 1000
+    ) -> list[dict[str, Any]]:
+        """Up to ``limit`` events with ``seq > after_seq``, in ``seq`` order, as emitted."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections; further calls raise StoreError."""
+        ...
+
+
+def check_status(status: str) -> RunStatus:
+    """``status`` as a RunStatus, or ValueError."""
+    if status not in RUN_STATUSES:
+        raise ValueError(f"unknown run status {status!r}; known: {', '.join(RUN_STATUSES)}")
+    return status
