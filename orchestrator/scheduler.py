@@ -295,6 +295,8 @@ class Scheduler:
             log.emit(
                 "stream_started",
                 title=stream.title,
+                signature=stream.signature(),
+                methodology=stream.methodology,
                 priority=stream.priority,
                 team=stream.team,
                 steps=len(stream.steps),

@@ -12,6 +12,8 @@ Cross-references (agents, resources, classes, needs, depends_on) are checked by
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -221,6 +223,17 @@ class StreamSpec(_Model):
     gate: GateSpec | None = None
     evidence: list[EvidenceRequirement] = Field(default_factory=list)
     rollback: RollbackSpec | None = None
+
+    def signature(self) -> str:
+        """What identifies "the same stream" across runs and plans, for its history: its id,
+        methodology and the sequence of actions it runs (sentence steps count as one kind)."""
+        shape = {
+            "id": self.id,
+            "methodology": (self.methodology or "").lower(),
+            "actions": [s.action or "instruction" for s in self.steps],
+        }
+        encoded = json.dumps(shape, sort_keys=True).encode()
+        return hashlib.sha256(encoded).hexdigest()[:16]
 
     @model_validator(mode="before")
     @classmethod
