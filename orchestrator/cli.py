@@ -22,10 +22,16 @@ from agents.actions import builtin_registry
 from context_packages import render_package
 from orchestrator.cli_daemon import register
 from orchestrator.errors import OrchestratorError
-from orchestrator.events import JsonlSink
+from orchestrator.events import JsonlSink, MemorySink
 from orchestrator.logging import configure_logging
 from orchestrator.progress import LiveProgress, PlainProgress
-from orchestrator.runs import events_path_for, execute_plan, new_run_id, open_coordinator
+from orchestrator.runs import (
+    events_path_for,
+    execute_plan,
+    new_run_id,
+    open_coordinator,
+    record_run,
+)
 from orchestrator.scheduler import RunResult, RunStatus
 from orchestrator.settings import Settings
 from orchestrator.verify import verify_event_files
@@ -135,7 +141,15 @@ def run(
     console = Console(stderr=False)
     try:
         result = anyio.run(
-            _run, plan, plan_file.resolve().parent, settings, run_id, path, console, plain
+            _run,
+            plan,
+            plan_file.read_text(encoding="utf-8"),
+            plan_file.resolve().parent,
+            settings,
+            run_id,
+            path,
+            console,
+            plain,
         )
     except OrchestratorError as exc:
         _fail(exc)
@@ -152,6 +166,7 @@ def run(
 
 async def _run(
     plan: Plan,
+    plan_text: str,
     workdir: Path,
     settings: Settings,
     run_id: str,
@@ -160,6 +175,7 @@ async def _run(
     plain: bool,
 ) -> RunResult | None:
     sink = JsonlSink(path)
+    kept = MemorySink()
     progress: LiveProgress | PlainProgress = (
         LiveProgress(console) if console.is_terminal and not plain else PlainProgress(sys.stdout)
     )
@@ -176,7 +192,7 @@ async def _run(
                     settings=settings,
                     coordinator=coordinator,
                     registry=builtin_registry(),
-                    sinks=[sink, progress],
+                    sinks=[sink, progress, kept],
                     workdir=workdir,
                 )
             finally:
@@ -185,6 +201,9 @@ async def _run(
             tg.cancel_scope.cancel()
     finally:
         sink.close()
+        # Into the same store as the daemon's, so history and evidence grow either way.
+        with anyio.CancelScope(shield=True):
+            await record_run(settings, plan, plan_text, workdir, run_id, kept.events)
     if result is not None and result.status is RunStatus.CANCELLED:
         return None
     return result

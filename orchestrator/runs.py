@@ -7,19 +7,27 @@ from the settings, bind an event log to the run's sinks and hand them to the sch
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
+
+import anyio
+import structlog
 
 from agents.registry import ActionRegistry
 from orchestrator.coordination import Coordinator, InProcessCoordinator
+from orchestrator.errors import OrchestratorError
 from orchestrator.events import EventLog, EventSink, Redactor
 from orchestrator.scheduler import RunResult, Scheduler, SchedulerConfig
 from orchestrator.settings import Settings
+from orchestrator.store import RunRecord, open_store
 from streams.model import Plan
 
-__all__ = ["events_path_for", "execute_plan", "new_run_id", "open_coordinator"]
+__all__ = ["events_path_for", "execute_plan", "new_run_id", "open_coordinator", "record_run"]
+
+_log = structlog.get_logger("orchestrator.runs")
 
 
 def new_run_id() -> str:
@@ -48,6 +56,39 @@ async def open_coordinator(settings: Settings) -> AsyncIterator[Coordinator]:
             yield coordinator
         return
     yield InProcessCoordinator(aging_s=settings.aging_s, starve_after_s=settings.starve_after_s)
+
+
+async def record_run(
+    settings: Settings,
+    plan: Plan,
+    plan_text: str,
+    workdir: Path,
+    run_id: str,
+    events: Sequence[Mapping[str, Any]],
+    timeout_s: float = 30.0,
+) -> None:
+    """Store a finished in-process run and its events, as the daemon would have.
+
+    Written once at the end, never while running: a daemon sharing the store must not take
+    a run that this process is still running for one to resume. A store that cannot be
+    reached costs the history, not the run: it is logged (the events file still has all).
+    """
+    try:
+        with anyio.fail_after(timeout_s):
+            async with open_store(settings.store_url(), state_dir=settings.state_dir) as store:
+                await store.create_run(
+                    RunRecord(
+                        run_id=run_id,
+                        plan=plan.plan,
+                        plan_source=plan_text,
+                        workdir=workdir,
+                        status="running",
+                        options={"origin": "orchestrator run"},
+                    )
+                )
+                await store.append_events(run_id, list(events))
+    except (OrchestratorError, TimeoutError) as exc:
+        _log.warning("run_not_recorded", run_id=run_id, error=str(exc))
 
 
 async def execute_plan(

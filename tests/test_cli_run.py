@@ -184,3 +184,24 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+
+
+def test_run_is_recorded_in_the_state_dirs_store(tmp_path: Path) -> None:
+    import anyio
+
+    from orchestrator.store import open_store
+
+    done = orchestrator("run", "examples/phase2.yaml", "--plain", state=tmp_path)
+    assert done.returncode == 0, done.stderr
+
+    async def read() -> tuple[list[str], list[str]]:
+        async with open_store(None, state_dir=tmp_path) as store:
+            runs = await store.list_runs()
+            streams = await store.get_streams(runs[0].run_id)
+            events = await store.read_events(runs[0].run_id, limit=10_000)
+        return [r.status for r in runs], [e["event"] for e in events]
+
+    statuses, names = anyio.run(read)
+    assert statuses == ["succeeded"]
+    assert names[0] == "run_started" and names[-1] == "run_finished"
+    assert names.count("gate_evaluated") == 4 and "evidence_collected" in names
