@@ -197,7 +197,6 @@ def test_run_is_recorded_in_the_state_dirs_store(tmp_path: Path) -> None:
     async def read() -> tuple[list[str], list[str]]:
         async with open_store(None, state_dir=tmp_path) as store:
             runs = await store.list_runs()
-            streams = await store.get_streams(runs[0].run_id)
             events = await store.read_events(runs[0].run_id, limit=10_000)
         return [r.status for r in runs], [e["event"] for e in events]
 
