@@ -33,7 +33,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import free_port
+from tests.ports import free_port
 
 __all__ = [
     "PostgresServer",
