@@ -30,7 +30,7 @@ from orchestrator.store import (
     open_store,
 )
 from tests.helpers import plan_from, run_plan, sleep_step, stream
-from tests.servers import free_port
+from tests.ports import free_port
 from tests.servers_postgres import PostgresServer
 
 PLAN_SOURCE = "version: 1\nplan: test\n# the YAML as submitted\n"
