@@ -1,7 +1,7 @@
-"""Fixtures shared across the suite: real servers started on free ports for the session."""
+"""Fixtures shared across the suite: real servers started on free ports for the session.
 
-from tests.servers_postgres import (  # noqa: F401  (fixtures, found by name)
-    fresh_postgres,
-    postgres_server,
-    postgres_template,
-)
+Loaded as plugins (not imported) so pytest sees their fixtures before any test module
+imports the helper modules themselves.
+"""
+
+pytest_plugins = ["tests.servers", "tests.servers_postgres"]

@@ -117,6 +117,23 @@ def unavailable(
             f"cannot connect: {text}",
             "check that redis-server runs at this host and port",
         )
+    if isinstance(exc, redis.exceptions.NoPermissionError) or "NOPERM" in text:
+        return CoordinatorUnavailable(
+            where,
+            f"the user may not do what the coordinator needs: {text}",
+            "give the ACL user scripting (EVALSHA, SCRIPT LOAD), INFO and the hash, sorted "
+            "set, list and stream commands on the keys {NAMESPACE}:*",
+        )
+    if isinstance(exc, redis.exceptions.OutOfMemoryError) or "OOM" in text:
+        return CoordinatorUnavailable(
+            where,
+            "Redis is out of memory",
+            "raise maxmemory, or free memory; keep maxmemory-policy at noeviction",
+        )
+    if isinstance(exc, redis.ResponseError):
+        return CoordinatorUnavailable(
+            where, f"Redis refused: {text}", "check the Redis server's configuration and log"
+        )
     return CoordinatorUnavailable(
         where,
         f"unexpected answer: {text}",

@@ -16,9 +16,9 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-import orjson
 import redis
 
+from orchestrator.coordination import _redis_replies as replies
 from orchestrator.coordination._redis_leases import LoopCaller
 
 __all__ = ["STOP_NOTE", "Inbox"]
@@ -70,6 +70,4 @@ class Inbox:
             delay = 0.05
             if not item or item[1] == STOP_NOTE:
                 continue
-            note = orjson.loads(item[1])
-            fences = {lock: int(token) for lock, token in (note["f"] or {}).items()}
-            self._caller.call(self._deliver, note["h"], note["g"], fences, int(note["t"]))
+            self._caller.call(self._deliver, *replies.note(item[1]))

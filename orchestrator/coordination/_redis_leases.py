@@ -20,7 +20,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -29,6 +29,7 @@ import redis
 import structlog
 from redis.commands.core import Script
 
+from orchestrator.coordination import _redis_replies as replies
 from orchestrator.coordination.base import Grant, Need
 
 __all__ = ["GONE", "Granted", "Held", "LeaseTable", "LoopCaller", "Renewer", "ServerClock"]
@@ -47,10 +48,18 @@ class Granted:
 
 @dataclass(slots=True)
 class Waiting:
+    """An acquire in progress. ``event`` exists only while it waits (most never do)."""
+
     need: Need
     gid: str
-    event: anyio.Event = field(default_factory=anyio.Event)
+    event: anyio.Event | None = None
     outcome: Granted | str | None = None
+
+    def settle(self, outcome: Granted | str) -> None:
+        """On the event loop: record the outcome and wake the acquire if it waits."""
+        self.outcome = outcome
+        if self.event is not None:
+            self.event.set()
 
 
 @dataclass(slots=True)
@@ -113,16 +122,17 @@ class LeaseTable:
         self.beat = time.monotonic()
 
     def add_waiter(self, need: Need, gid: str) -> Waiting:
-        """Register a new waiter; raise ValueError if ``need.holder`` already waits or holds."""
+        """Register a new waiter; raise ValueError if ``need.holder`` already waits or holds.
+
+        The renewer is not woken: it looks every ``lease_s / 3`` even when idle, in time
+        for the first renewal (waking a thread on every acquire would cost more).
+        """
         self.touch()  # called on the loop, so it is alive, even after the renewer was idle
         with self.lock:
             if need.holder in self.waiting or need.holder in self.held:
                 raise ValueError(f"holder {need.holder!r} already holds or waits")
             waiter = Waiting(need=need, gid=gid)
             self.waiting[need.holder] = waiter
-            idle = len(self.waiting) + len(self.held) == 1
-        if idle:
-            self.kick.set()
         return waiter
 
     def remove_waiter(self, waiter: Waiting) -> None:
@@ -177,7 +187,7 @@ class Renewer:
         client: redis.Redis,
         script: Script,
         route: str,
-        args: Sequence[str],
+        base: Sequence[Any],
         lease_s: float,
         io_timeout_s: float,
         clock: ServerClock,
@@ -190,7 +200,7 @@ class Renewer:
         self._client = client
         self._script = script
         self._route = route
-        self._args = list(args)
+        self._base = list(base)
         self._lease_s = lease_s
         self._period_s = lease_s / 3
         self._tick_s = lease_s / 8
@@ -248,10 +258,10 @@ class Renewer:
                 self._lose(held, "lease could not be renewed in time")
         holds, waits = self._table.batch()
         if not holds and not waits:
-            # Idle until a waiter registers; its first renewal is due a period later.
-            self._table.kick.wait()
+            # Idle: look again a period later; what registers meanwhile is renewed then.
+            self._table.kick.wait(self._period_s)
             self._table.kick.clear()
-            return time.monotonic() + self._period_s
+            return time.monotonic()
         self._caller.call(self._table.touch)
         wake = min([next_renew, now + self._tick_s, *(self._last_chance(h) for h in holds)])
         self._table.kick.wait(max(0.0, wake - time.monotonic()))
@@ -259,14 +269,12 @@ class Renewer:
         return next_renew
 
     def _renew(self, holds: list[Held], waits: list[tuple[str, str]]) -> bool:
-        args = [*self._args, str(len(holds))]
-        for held in holds:
-            args += [held.grant.need.holder, held.gid]
-        for holder, gid in waits:
-            args += [holder, gid]
+        arg = orjson.dumps(
+            [*self._base, [[h.grant.need.holder, h.gid] for h in holds], [list(w) for w in waits]]
+        )
         sent = time.monotonic()
         try:
-            reply = self._script(keys=[self._route], args=args, client=self._client)
+            reply = orjson.loads(self._script(keys=[self._route], args=[arg], client=self._client))
         except (redis.RedisError, OSError) as exc:
             if not self._failing:
                 self._failing = True
@@ -278,27 +286,26 @@ class Renewer:
             self._failing = False
             self._log.info("lease_renewal_resumed", coordinator=self._where)
         self._clock.note(sent, int(reply[0]))
-        lost = set(_json_list(reply[1]))
+        lost = set(replies.as_list(reply[1]))
         for held in holds:
             if held.grant.need.holder in lost:
                 self._lose(held, "lease expired in Redis")
             else:
                 with self._table.lock:
                     held.deadline = sent + self._lease_s
-        for status in _json_list(reply[2]):
+        for status in replies.as_list(reply[2]):
             if status["s"] == "g":
-                fences = {k: int(v) for k, v in _json_dict(status["f"]).items()}
-                self._caller.call(self._deliver, status["h"], status["g"], fences, int(status["t"]))
+                self._caller.call(self._deliver, *replies.note(status))
             elif status["s"] == "x":
                 self._caller.call(self._gone, status["h"], status["g"])
-        for note in _json_list(reply[3]):
-            fences = {k: int(v) for k, v in _json_dict(note["f"]).items()}
-            self._caller.call(self._deliver, note["h"], note["g"], fences, int(note["t"]))
+        for note in replies.notes(reply[3]):
+            self._caller.call(self._deliver, *note)
         return True
 
     def _lose(self, held: Held, reason: str) -> None:
         with self._table.lock:
-            if held.lost:
+            # Released meanwhile (a renewal raced the release): nothing was lost.
+            if held.lost or self._table.held.get(held.grant.need.holder) is not held:
                 return
             held.lost = True
         need = held.grant.need
@@ -317,13 +324,3 @@ class Renewer:
                 **labels,
             )
         self._caller.call(held.grant.lost.set)
-
-
-def _json_list(raw: str) -> list[Any]:
-    # cjson writes an empty Lua table as {}: that is an empty list here.
-    value = orjson.loads(raw)
-    return value if isinstance(value, list) else []
-
-
-def _json_dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}

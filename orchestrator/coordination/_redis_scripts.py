@@ -8,15 +8,14 @@ ends with a dispatch pass, the same algorithm as
 first (granted, or what they need is reserved), then the waiters of classes with free slots
 merged in aged-key order, each granted if its whole need is free.
 
-Keys, under the prefix ``{namespace}:`` (one hash tag, so a cluster keeps them in one slot)::
+Keys, under the prefix ``{namespace}:`` (a hash tag: one cluster slot per namespace)::
 
     h         hash  holder -> JSON {c: class, l: locks, f: fences, t: granted_us, p, g, lab}
-    hx        zset  holder -> lease expiry (us)
+    x         zset  "h" + holder -> lease expiry, "w" + waiter -> heartbeat expiry (us)
     c:<cls>   zset  holder -> lease expiry (us): the class's counting semaphore
     o         hash  lock -> holder owning it
     f         hash  lock -> last fencing token
     w         hash  waiter -> JSON {c, l, p: process, g: grant id, e: enqueued_us, cr, lab}
-    wx        zset  waiter -> heartbeat expiry (us)
     q:<cls>   zset  waiter -> aged key (us): the class's queue
     qc        set   classes with waiters
     gc        set   classes that ever had a holder (for snapshot usage counts)
@@ -33,12 +32,11 @@ from __future__ import annotations
 
 __all__ = ["ACQUIRE", "DROP", "RENEW", "SNAPSHOT", "STATE_CAS"]
 
-# ARGV[1] prefix, ARGV[2] calling process, ARGV[3] lease (us), ARGV[4] starve_after (us).
+# ARGV[1] is one JSON array (cheaper for the client to send than many arguments): prefix,
+# calling process, lease (us), starve_after (us), then each script's own arguments.
 _PRELUDE = r"""
-local P = ARGV[1]
-local PROC = ARGV[2]
-local LEASE = tonumber(ARGV[3])
-local STARVE = tonumber(ARGV[4])
+local A = cjson.decode(ARGV[1])
+local P, PROC, LEASE, STARVE = A[1], A[2], A[3], A[4]
 local SELF = nil
 local MINE = {}
 local CAP, USED = {}, {}
@@ -48,11 +46,13 @@ local NOW = tonumber(t[1]) * 1000000 + tonumber(t[2])
 
 local function s(n) return string.format('%.0f', n) end
 
-local function drop_holder(h)
-  redis.call('ZREM', P .. 'hx', h)
-  local raw = redis.call('HGET', P .. 'h', h)
-  if not raw then return nil end
-  local rec = cjson.decode(raw)
+local function drop_holder(h, rec)
+  redis.call('ZREM', P .. 'x', 'h' .. h)
+  if rec == nil then
+    local raw = redis.call('HGET', P .. 'h', h)
+    if not raw then return nil end
+    rec = cjson.decode(raw)
+  end
   redis.call('HDEL', P .. 'h', h)
   redis.call('ZREM', P .. 'c:' .. rec.c, h)
   for _, lock in ipairs(rec.l) do
@@ -63,7 +63,7 @@ local function drop_holder(h)
 end
 
 local function drop_waiter(h)
-  redis.call('ZREM', P .. 'wx', h)
+  redis.call('ZREM', P .. 'x', 'w' .. h)
   local raw = redis.call('HGET', P .. 'w', h)
   if not raw then return nil end
   local rec = cjson.decode(raw)
@@ -76,11 +76,12 @@ end
 
 -- Expired holders (lease not renewed) and dead waiters (no heartbeat) go first.
 local function purge()
-  for _, h in ipairs(redis.call('ZRANGEBYSCORE', P .. 'hx', '-inf', '(' .. s(NOW))) do
-    drop_holder(h)
-  end
-  for _, h in ipairs(redis.call('ZRANGEBYSCORE', P .. 'wx', '-inf', '(' .. s(NOW))) do
-    drop_waiter(h)
+  for _, m in ipairs(redis.call('ZRANGEBYSCORE', P .. 'x', '-inf', '(' .. s(NOW))) do
+    if string.sub(m, 1, 1) == 'h' then
+      drop_holder(string.sub(m, 2), nil)
+    else
+      drop_waiter(string.sub(m, 2))
+    end
   end
 end
 
@@ -93,8 +94,10 @@ local function grants_allowed()
     if v then
       SAFE = tonumber(v)
     else
-      local up = tonumber(string.match(redis.call('INFO', 'server'), 'uptime_in_seconds:(%d+)'))
-      SAFE = NOW - up * 1000000 + LEASE
+      -- An INFO that cannot be read (renamed, or denied) counts as a server just started.
+      local info = redis.pcall('INFO', 'server')
+      local up = type(info) == 'string' and string.match(info, 'uptime_in_seconds:(%d+)')
+      SAFE = NOW - (tonumber(up) or 0) * 1000000 + LEASE
       redis.call('SET', P .. 'safe', s(SAFE))
     end
   end
@@ -104,9 +107,9 @@ end
 local function free(cls)
   if CAP[cls] == nil then
     CAP[cls] = tonumber(redis.call('HGET', P .. 'caps', cls) or '-1')
-    USED[cls] = redis.call('ZCARD', P .. 'c:' .. cls)
   end
-  if CAP[cls] < 0 then return math.huge end
+  if CAP[cls] < 0 then return math.huge end  -- unlimited: no need to count
+  if USED[cls] == nil then USED[cls] = redis.call('ZCARD', P .. 'c:' .. cls) end
   return CAP[cls] - USED[cls]
 end
 
@@ -122,7 +125,8 @@ local function before(a, b)
   return a[1] < b[1]
 end
 
-local function grant(h, rec)
+-- ``queued``: the waiter is in the queue (else it is granted on arrival, never queued).
+local function grant(h, rec, queued)
   free(rec.c)
   local fences = {}
   for _, lock in ipairs(rec.l) do
@@ -133,17 +137,17 @@ local function grant(h, rec)
     redis.call('HSET', P .. 'o', lock, h)
     fences[lock] = s(token)
   end
-  drop_waiter(h)
+  if queued then drop_waiter(h) end
   local expiry = NOW + LEASE
   redis.call('ZADD', P .. 'c:' .. rec.c, expiry, h)
-  redis.call('ZADD', P .. 'hx', expiry, h)
+  redis.call('ZADD', P .. 'x', expiry, 'h' .. h)
   redis.call('SADD', P .. 'gc', rec.c)
-  USED[rec.c] = USED[rec.c] + 1
+  if USED[rec.c] ~= nil then USED[rec.c] = USED[rec.c] + 1 end
   redis.call('HSET', P .. 'h', h, cjson.encode(
     {c = rec.c, l = rec.l, f = fences, t = s(NOW), p = rec.p, g = rec.g, lab = rec.lab}))
   local note = {h = h, g = rec.g, f = fences, t = s(NOW)}
   if h == SELF then
-    return
+    return fences
   elseif rec.p == PROC then
     MINE[#MINE + 1] = note
   else
@@ -151,6 +155,7 @@ local function grant(h, rec)
     redis.call('RPUSH', inbox, cjson.encode(note))
     redis.call('PEXPIRE', inbox, math.floor(LEASE / 1000) * 3 + 1000)
   end
+  return fences
 end
 
 local function dispatch()
@@ -169,7 +174,7 @@ local function dispatch()
   for _, item in ipairs(starving) do
     local rec = cjson.decode(redis.call('HGET', P .. 'w', item[1]))
     if room(rec.c) >= 1 and locks_free(rec.l, rlocks) then
-      grant(item[1], rec)
+      grant(item[1], rec, true)
     else
       for _, lock in ipairs(rec.l) do rlocks[lock] = true end
       rslots[rec.c] = (rslots[rec.c] or 0) + 1
@@ -207,7 +212,7 @@ local function dispatch()
     if raw then
       local rec = cjson.decode(raw)
       if room(best.cls) >= 1 and locks_free(rec.l, rlocks) then
-        grant(item[1], rec)
+        grant(item[1], rec, true)
         best.granted = best.granted + 1
       end
     end
@@ -221,64 +226,89 @@ local function renew_holder(h, g)
   local rec = cjson.decode(raw)
   if rec.g ~= g then return nil end
   local expiry = NOW + LEASE
-  redis.call('ZADD', P .. 'hx', expiry, h)
+  redis.call('ZADD', P .. 'x', expiry, 'h' .. h)
   redis.call('ZADD', P .. 'c:' .. rec.c, expiry, h)
   return rec
 end
 """
 
-# ARGV[5..]: holder, grant id, class, cap (-1: none), locks JSON, priority, age credit (us),
-# aging (us), labels JSON. Idempotent per grant id, so a retry after a lost reply is safe.
+# A[5..]: holder, grant id, class, cap (-1: none), locks, priority, age credit (us), aging
+# (us), labels. Idempotent per grant id, so a retry after a lost reply is safe. Replies
+# (one JSON array, like every script below but SNAPSHOT): ["granted", now, fences, notes],
+# ["waiting", now, blockers, us until a blocking lease ends or -1, notes] or ["dup", now].
+# ``notes`` are grants made for other waiters of the calling process.
 ACQUIRE = (
     _PRELUDE
     + r"""
-local h, g, cls, cap = ARGV[5], ARGV[6], ARGV[7], tonumber(ARGV[8])
+local h, g, cls, cap, locks, labels = A[5], A[6], A[7], A[8], A[9], A[13]
 SELF = h
 purge()
+-- An entry of this holder with another grant id is a duplicate if another process made it;
+-- if this process did, it is a leftover of a release that did not reach Redis (the caller
+-- no longer knows it), so it goes.
 local raw = redis.call('HGET', P .. 'h', h)
 if raw then
-  -- Granted while the caller was not looking: renewed here, so its lease starts now.
-  local rec = renew_holder(h, g)
-  if not rec then return {'dup', s(NOW)} end
-  return {'granted', s(NOW), cjson.encode(rec.f), cjson.encode(MINE)}
+  local rec = cjson.decode(raw)
+  if rec.g == g then
+    -- Granted while the caller was not looking: renewed here, so its lease starts now.
+    renew_holder(h, g)
+    return cjson.encode({'granted', s(NOW), rec.f, MINE})
+  end
+  if rec.p ~= PROC then return cjson.encode({'dup', s(NOW)}) end
+  drop_holder(h, rec)
 end
 raw = redis.call('HGET', P .. 'w', h)
+if raw and cjson.decode(raw).g ~= g then
+  if cjson.decode(raw).p ~= PROC then return cjson.encode({'dup', s(NOW)}) end
+  drop_waiter(h)
+  raw = nil
+end
 if raw then
-  if cjson.decode(raw).g ~= g then return {'dup', s(NOW)} end
-  redis.call('ZADD', P .. 'wx', NOW + LEASE, h)
+  redis.call('ZADD', P .. 'x', NOW + LEASE, 'w' .. h)
 else
-  local key = NOW - tonumber(ARGV[11]) + tonumber(ARGV[10]) * tonumber(ARGV[12])
-  redis.call('HSET', P .. 'w', h, cjson.encode({c = cls, l = cjson.decode(ARGV[9]), p = PROC,
-    g = g, pr = ARGV[10], e = s(NOW), cr = ARGV[11], lab = cjson.decode(ARGV[13])}))
+  -- The cap as asked for last (as in memory.py); written only when it changed.
+  CAP[cls] = tonumber(redis.call('HGET', P .. 'caps', cls) or '-2')
+  if CAP[cls] ~= cap then
+    redis.call('HSET', P .. 'caps', cls, cap)
+    CAP[cls] = cap
+  end
+  if redis.call('EXISTS', P .. 'qc') == 0 and grants_allowed() and free(cls) >= 1
+      and locks_free(locks, {}) then
+    -- Nobody waits, so the queue would hold this need alone: grant it without queueing.
+    local rec = {c = cls, l = locks, p = PROC, g = g, lab = labels}
+    return cjson.encode({'granted', s(NOW), grant(h, rec, false), MINE})
+  end
+  local key = NOW - A[11] + A[10] * A[12]
+  redis.call('HSET', P .. 'w', h, cjson.encode({c = cls, l = locks, p = PROC, g = g,
+    pr = s(A[10]), e = s(NOW), cr = s(A[11]), lab = labels}))
   redis.call('ZADD', P .. 'q:' .. cls, key, h)
   redis.call('SADD', P .. 'qc', cls)
-  redis.call('ZADD', P .. 'wx', NOW + LEASE, h)
-  redis.call('HSET', P .. 'caps', cls, ARGV[8])
+  redis.call('ZADD', P .. 'x', NOW + LEASE, 'w' .. h)
 end
 dispatch()
 raw = redis.call('HGET', P .. 'h', h)
 if raw then
-  return {'granted', s(NOW), cjson.encode(cjson.decode(raw).f), cjson.encode(MINE)}
+  return cjson.encode({'granted', s(NOW), cjson.decode(raw).f, MINE})
 end
 -- Not granted: say what blocks it, and when the first blocking lease would run out.
 local blockers, recheck = {}, nil
 local function expiring(holder)
-  local at = tonumber(redis.call('ZSCORE', P .. 'hx', holder))
+  local at = tonumber(redis.call('ZSCORE', P .. 'x', 'h' .. holder))
   if at and (recheck == nil or at < recheck) then recheck = at end
 end
 if not grants_allowed() then
-  blockers[#blockers + 1] = {r = 'coordinator', h = {}, why = 'Redis lost its state; grants '
-    .. 'resume once every lease granted before that has run out'}
+  blockers[#blockers + 1] = {r = 'coordinator', h = {}, why = 'Redis (re)started less than '
+    .. 'a lease ago and may have lost grants; grants resume once those could have run out'}
   recheck = SAFE
 else
   if cap >= 0 then
     local holders = redis.call('ZRANGE', P .. 'c:' .. cls, 0, -1)
     if #holders >= cap then
-      blockers[#blockers + 1] = {r = 'class:' .. cls, h = holders, why = 'at cap ' .. ARGV[8]}
+      blockers[#blockers + 1] = {r = 'class:' .. cls, h = holders, why = 'at cap ' .. s(cap)}
       for _, holder in ipairs(holders) do expiring(holder) end
     end
   end
-  for _, lock in ipairs(cjson.decode(ARGV[9])) do
+  for _, lock in ipairs(locks) do
     local owner = redis.call('HGET', P .. 'o', lock)
     if owner then
       blockers[#blockers + 1] = {r = lock, h = {owner}, why = 'locked'}
@@ -292,20 +322,21 @@ else
 end
 local wait = '-1'
 if recheck then wait = s(recheck - NOW) end
-return {'waiting', s(NOW), cjson.encode(blockers), wait, cjson.encode(MINE)}
+return cjson.encode({'waiting', s(NOW), blockers, wait, MINE})
 """
 )
 
-# ARGV[5] mode ('release': give back a grant; 'take': keep a grant made in the meantime),
-# ARGV[6..] pairs of holder, grant id. Each leaves the queue or gives back its grant.
+# A[5] mode ('release': give back a grant; 'take': keep a grant made in the meantime),
+# A[6] [holder, grant id] pairs. Each leaves the queue or gives back its grant. Replies
+# [now, results, notes].
 DROP = (
     _PRELUDE
     + r"""
-local mode = ARGV[5]
+local mode = A[5]
 purge()
 local out = {}
-for i = 6, #ARGV, 2 do
-  local h, g = ARGV[i], ARGV[i + 1]
+for _, pair in ipairs(A[6]) do
+  local h, g = pair[1], pair[2]
   local res = {k = 'none'}
   local raw = redis.call('HGET', P .. 'w', h)
   if raw and cjson.decode(raw).g == g then
@@ -320,7 +351,7 @@ for i = 6, #ARGV, 2 do
           renew_holder(h, g)
           res = {k = 'held', f = rec.f, t = s(NOW)}
         else
-          drop_holder(h)
+          drop_holder(h, rec)
           res = {k = 'released'}
         end
       end
@@ -329,31 +360,27 @@ for i = 6, #ARGV, 2 do
   out[#out + 1] = res
 end
 dispatch()
-return {s(NOW), cjson.encode(out), cjson.encode(MINE)}
+return cjson.encode({s(NOW), out, MINE})
 """
 )
 
-# ARGV[5] number of holders, then pairs of holder, grant id for the holders to renew, then
-# pairs for the waiters to heartbeat. Returns the holders whose lease was already gone and,
-# per waiter, 'w' (still waiting), 'g' (granted meanwhile; renewed too) or 'x' (gone).
+# A[5] [holder, grant id] pairs of the holders to renew, A[6] those of the waiters to
+# heartbeat. Replies [now, holders whose lease was already gone, per waiter its status:
+# 'w' (still waiting), 'g' (granted meanwhile; renewed too) or 'x' (gone), notes].
 RENEW = (
     _PRELUDE
     + r"""
 purge()
 local lost = {}
-local count = tonumber(ARGV[5])
-local i = 6
-for _ = 1, count do
-  if not renew_holder(ARGV[i], ARGV[i + 1]) then lost[#lost + 1] = ARGV[i] end
-  i = i + 2
+for _, pair in ipairs(A[5]) do
+  if not renew_holder(pair[1], pair[2]) then lost[#lost + 1] = pair[1] end
 end
 local waiters = {}
-while i <= #ARGV do
-  local h, g = ARGV[i], ARGV[i + 1]
-  i = i + 2
+for _, pair in ipairs(A[6]) do
+  local h, g = pair[1], pair[2]
   local raw = redis.call('HGET', P .. 'w', h)
   if raw and cjson.decode(raw).g == g then
-    redis.call('ZADD', P .. 'wx', NOW + LEASE, h)
+    redis.call('ZADD', P .. 'x', NOW + LEASE, 'w' .. h)
     waiters[#waiters + 1] = {h = h, s = 'w'}
   else
     local rec = renew_holder(h, g)
@@ -365,11 +392,12 @@ while i <= #ARGV do
   end
 end
 dispatch()
-return {s(NOW), cjson.encode(lost), cjson.encode(waiters), cjson.encode(MINE)}
+return cjson.encode({s(NOW), lost, waiters, MINE})
 """
 )
 
-# A consistent view: holders, waiters in service order, class usage and fencing tokens.
+# A consistent view: holders, waiters in service order, class usage and fencing tokens, as
+# [now, holders (flat), waiters (flat, in service order), usage (flat), fences (flat), notes].
 SNAPSHOT = (
     _PRELUDE
     + r"""

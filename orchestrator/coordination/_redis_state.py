@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 import anyio
@@ -49,7 +49,9 @@ class RedisSharedState:
     ) -> None:
         self._url = url
         self.where = redact_url(url)
-        self._prefix = "{" + namespace + "}:"  # one hash tag: a cluster keeps it in one slot
+        # A hash tag: every key of a namespace would map to one cluster slot (only
+        # standalone Redis is supported and tested so far).
+        self._prefix = "{" + namespace + "}:"
         self._route = self._prefix + "route"
         self._op_timeout_s = op_timeout_s
         self._block_s = block_s
@@ -138,7 +140,7 @@ class RedisSharedState:
 
     async def follow_events(
         self, run_id: str, from_start: bool = False
-    ) -> AsyncIterator[dict[str, Any]]:
+    ) -> AsyncGenerator[dict[str, Any], None]:
         """Yield the run's events as they are appended, forever (cancel to stop).
 
         ``from_start`` first yields every event still in the stream. Rides out Redis
@@ -197,20 +199,22 @@ class RedisSharedState:
         return self._client
 
     async def _call(self, call: Callable[[], Awaitable[T]], *, grace_s: float) -> tuple[float, T]:
-        """Run ``call`` under the per-operation deadline, retrying while Redis is unreachable.
+        """Run ``call`` on the main client, retrying while Redis is unreachable.
 
-        Returns the monotonic time just before the call was sent, and its reply. Raises
-        CoordinatorUnavailable at once for an authentication failure, and once Redis has
-        been unreachable for ``grace_s``. Every call retried here is idempotent (event
-        appends are at least once).
+        The deadline of each attempt is the client's own: it was built with connect and
+        reply timeouts (``op_timeout_s``), which bound connecting, sending and reading, so
+        no cancel scope is added here (on the hot path it would cost more than the call's
+        own Python overhead). Returns the monotonic time just before the call was sent, and
+        its reply. Raises CoordinatorUnavailable at once for an authentication failure, and
+        once Redis has been unreachable for ``grace_s``. Every call retried here is
+        idempotent (event appends are at least once).
         """
         give_up = time.monotonic() + grace_s
         delay = 0.02
         while True:
             sent = time.monotonic()
             try:
-                with anyio.fail_after(self._op_timeout_s):
-                    reply = await call()
+                reply = await call()
             except redis.AuthenticationError as exc:
                 raise self._unavailable(exc) from None
             except TRANSIENT as exc:
@@ -222,6 +226,8 @@ class RedisSharedState:
                 await anyio.sleep(delay)
                 delay = min(2 * delay, 1.0)
                 continue
+            except redis.ResponseError as exc:  # refused (ACL, memory): retrying will not help
+                raise self._unavailable(exc) from None
             if self._outage_since is not None:
                 self._log.info(
                     "coordinator_reconnected",

@@ -12,8 +12,9 @@ How (details in :mod:`._redis_scripts` and :mod:`._redis_leases`):
 - Each acquire, release and renewal is one Lua script, one round trip; time is Redis's.
 - Waiters queue in Redis. A grant made for another process's waiter is pushed to that
   process's inbox list, which it reads with a blocking pop: a release reaches the next
-  waiter at once. The renewal heartbeat and a re-check when a blocking lease would run out
-  are the slow safety net for a lost wake-up.
+  waiter at once (a grant for a waiter of the releasing process comes back in the
+  release's own reply). The renewal heartbeat and a re-check when a blocking lease would
+  run out are the slow safety net for a lost wake-up.
 - Every grant is a lease of ``lease_s``, renewed by one thread per process while the event
   loop is alive. A holder whose lease lapses is told through ``grant.lost`` and a
   ``lock_lost`` log line before the lease ends in Redis. A killed process's grants expire
@@ -27,8 +28,16 @@ for up to ``outage_grace_s`` (default three leases) in a row and then raises
 :class:`~orchestrator.errors.CoordinatorUnavailable`; its ``timeout_s`` applies throughout.
 Holders whose leases cannot be renewed meanwhile get ``lost`` set.
 
+The helpers (the renewal thread and the inbox reader) are daemon threads with their own
+synchronous connections, not tasks: the coordinator may be entered in one task and left in
+another (pytest-asyncio fixtures do that), which no task group allows, and they must keep
+working while the event loop is busy. They reach the loop only through
+``call_soon_threadsafe``.
+
 This backend runs on anyio's asyncio backend (redis-py's client is asyncio-only). Shared
-state, run state and events are JSON, and are lost if Redis loses its data.
+state, run state and events are JSON, and are lost if Redis loses its data. All processes
+sharing a namespace should use the same ``lease_s``; Redis's clock must not jump (leases
+are measured with it).
 """
 
 from __future__ import annotations
@@ -36,6 +45,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import itertools
 import os
 import secrets
 import socket
@@ -48,6 +58,7 @@ import anyio
 import orjson
 import redis
 
+from orchestrator.coordination import _redis_replies as replies
 from orchestrator.coordination._redis_conn import (
     async_client,
     redact_url,
@@ -66,15 +77,7 @@ from orchestrator.coordination._redis_leases import (
 )
 from orchestrator.coordination._redis_scripts import ACQUIRE, DROP, RENEW, SNAPSHOT, STATE_CAS
 from orchestrator.coordination._redis_state import RedisSharedState
-from orchestrator.coordination.base import (
-    Blocker,
-    CoordinationSnapshot,
-    Grant,
-    HolderInfo,
-    Need,
-    OnBlocked,
-    WaiterInfo,
-)
+from orchestrator.coordination.base import CoordinationSnapshot, Grant, Need, OnBlocked
 from orchestrator.errors import CoordinatorUnavailable, LockWaitTimeout
 
 __all__ = ["RedisCoordinator", "redact_url"]
@@ -130,12 +133,22 @@ class RedisCoordinator(RedisSharedState):
         self._recheck_s = lease_s / 2
         self._proc = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self._inbox_key = self._prefix + "in:" + self._proc
-        self._args = [self._prefix, self._proc, _us(lease_s), _us(starve_after_s)]
+        # Grant ids tell this acquire's queue entry from an earlier one of the same holder.
+        self._gid_prefix = secrets.token_hex(4) + "."
+        self._gids = itertools.count()
+        # The leading elements of every script's JSON argument (see _redis_scripts).
+        self._base: list[Any] = [self._prefix, self._proc, _us(lease_s), _us(starve_after_s)]
         self._table = LeaseTable()
         self._clock = ServerClock()
         self._stack: contextlib.AsyncExitStack | None = None
         self._closing = False
         self._scripts: dict[str, Any] = {}
+        self._inbox: Inbox | None = None
+
+    @property
+    def namespace(self) -> str:
+        """The key prefix shared by cooperating processes."""
+        return self._namespace
 
     # -- life cycle -------------------------------------------------------------------------
 
@@ -178,7 +191,7 @@ class RedisCoordinator(RedisSharedState):
                 client=renew_client,
                 script=renew_client.register_script(RENEW),
                 route=self._route,
-                args=self._args,
+                base=self._base,
                 lease_s=self._lease_s,
                 io_timeout_s=io_timeout_s,
                 clock=self._clock,
@@ -196,6 +209,7 @@ class RedisCoordinator(RedisSharedState):
             )
             renewer.start()
             inbox.start()
+            self._inbox = inbox
             stop_s = self._block_s + 2 * io_timeout_s + 1.0
             stack.push_async_callback(
                 _shielded, functools.partial(self._stop_helpers, renewer, inbox, stop_s), stop_s
@@ -233,8 +247,7 @@ class RedisCoordinator(RedisSharedState):
     async def _release_all(self) -> None:
         holds, waits = self._table.drain()
         for waiter in waits:  # an acquire still running sees the coordinator closing
-            waiter.outcome = GONE
-            waiter.event.set()
+            waiter.settle(GONE)
         pairs = [(h.grant.need.holder, h.gid) for h in holds]
         pairs += [(w.need.holder, w.gid) for w in waits]
         if not pairs:
@@ -265,42 +278,46 @@ class RedisCoordinator(RedisSharedState):
         self, need: Need, *, timeout_s: float | None = None, on_blocked: OnBlocked | None = None
     ) -> Grant:
         self._require_open()
-        waiter = self._table.add_waiter(need, secrets.token_hex(8))
-        started = anyio.current_time()
+        waiter = self._table.add_waiter(need, f"{self._gid_prefix}{next(self._gids)}")
+        started = time.monotonic()
+        # A cancel scope costs more than the rest of an uncontended acquire: only if needed.
+        limit = anyio.fail_after(timeout_s) if timeout_s is not None else contextlib.nullcontext()
         reported = False
         try:
-            with anyio.fail_after(timeout_s):
+            with limit:
                 while True:
                     if waiter.outcome == GONE:  # pruned, or Redis lost it: queue again
                         self._require_open()
-                        waiter.outcome, waiter.event = None, anyio.Event()
+                        waiter.outcome = None
                     if isinstance(waiter.outcome, Granted):
                         return self._hold(waiter, waiter.outcome)
-                    credit_s = need.age_credit_s + anyio.current_time() - started
-                    sent, reply = await self._call(
+                    credit_s = need.age_credit_s + time.monotonic() - started
+                    sent, raw = await self._call(
                         functools.partial(
                             self._scripts["acquire"],
                             keys=[self._route],
-                            args=self._acquire_args(need, waiter.gid, credit_s),
+                            args=[self._acquire_arg(need, waiter.gid, credit_s)],
                         ),
                         grace_s=self._outage_grace_s,
                     )
-                    self._clock.note(sent, int(reply[1]))
-                    self._deliver_notes(reply[-1])
+                    reply = orjson.loads(raw)
                     if reply[0] == "dup":
                         raise ValueError(f"holder {need.holder!r} already holds or waits")
+                    self._clock.note(sent, int(reply[1]))
+                    self._deliver_notes(reply[-1])
                     if reply[0] == "granted":
                         deadline = sent + self._lease_s
-                        return self._hold(waiter, Granted(_fences(reply[2]), deadline))
+                        return self._hold(waiter, Granted(replies.fences(reply[2]), deadline))
                     if on_blocked is not None and not reported:
                         reported = True
-                        on_blocked(_blockers(reply[2]))
+                        on_blocked(replies.blockers(reply[2]))
                     wait_s = self._recheck_s
                     if int(reply[3]) >= 0:  # re-check just after a blocking lease ends
                         wait_s = min(wait_s, max(0.01, int(reply[3]) / 1e6 + 0.005))
                     if waiter.outcome is None:
+                        waiter.event = event = anyio.Event()
                         with anyio.move_on_after(wait_s):
-                            await waiter.event.wait()
+                            await event.wait()
         except TimeoutError:
             if isinstance(waiter.outcome, Granted):
                 return self._hold(waiter, waiter.outcome)
@@ -311,7 +328,7 @@ class RedisCoordinator(RedisSharedState):
             raise LockWaitTimeout(
                 need.holder,
                 [f"class:{need.resource_class}", *need.locks],
-                anyio.current_time() - started,
+                time.monotonic() - started,
             ) from None
         except BaseException:
             with anyio.CancelScope(shield=True):
@@ -332,43 +349,11 @@ class RedisCoordinator(RedisSharedState):
 
     async def snapshot(self) -> CoordinationSnapshot:
         self._require_open()
-        script = functools.partial(self._scripts["snapshot"], keys=[self._route], args=self._args)
+        arg = orjson.dumps(self._base)
+        script = functools.partial(self._scripts["snapshot"], keys=[self._route], args=[arg])
         _, reply = await self._call(script, grace_s=self._op_timeout_s)
-        now_us = int(reply[0])
-        holders = []
-        for holder, raw in _pairs(reply[1]):
-            rec = orjson.loads(raw)
-            holders.append(
-                HolderInfo(
-                    holder=holder,
-                    resource_class=rec["c"],
-                    locks=tuple(_list(rec["l"])),
-                    fences=_fences(rec["f"]),
-                    held_s=(now_us - int(rec["t"])) / 1e6,
-                    labels=_dict(rec["lab"]),
-                )
-            )
-        holders.sort(key=lambda h: (-h.held_s, h.holder))
-        waiters = []
-        for holder, raw in _pairs(reply[2]):
-            rec = orjson.loads(raw)
-            waiters.append(
-                WaiterInfo(
-                    holder=holder,
-                    resource_class=rec["c"],
-                    locks=tuple(_list(rec["l"])),
-                    priority=int(rec["pr"]),
-                    waited_s=(now_us - int(rec["e"]) + int(rec["cr"])) / 1e6,
-                    labels=_dict(rec["lab"]),
-                )
-            )
         self._deliver_notes(reply[5])
-        return CoordinationSnapshot(
-            holders=tuple(holders),
-            waiters=tuple(waiters),
-            class_usage={cls: int(n) for cls, n in _pairs(reply[3])},
-            fences={lock: int(token) for lock, token in _pairs(reply[4])},
-        )
+        return replies.snapshot(reply)
 
     # -- internals --------------------------------------------------------------------------
 
@@ -382,11 +367,12 @@ class RedisCoordinator(RedisSharedState):
     async def _drop(
         self, mode: str, pairs: list[tuple[str, str]], *, grace_s: float
     ) -> list[dict[str, Any]]:
-        args = [*self._args, mode, *(x for pair in pairs for x in pair)]
-        script = functools.partial(self._scripts["drop"], keys=[self._route], args=args)
-        _, reply = await self._call(script, grace_s=grace_s)
+        arg = orjson.dumps([*self._base, mode, pairs])
+        script = functools.partial(self._scripts["drop"], keys=[self._route], args=[arg])
+        _, raw = await self._call(script, grace_s=grace_s)
+        reply = orjson.loads(raw)
         self._deliver_notes(reply[2])
-        return _list(orjson.loads(reply[1]))
+        return replies.as_list(reply[1])
 
     async def _leave(self, waiter: Waiting, mode: str) -> Granted | None:
         """Take ``waiter`` out of the queue; with mode "take" keep (and return) a grant made
@@ -397,28 +383,29 @@ class RedisCoordinator(RedisSharedState):
                 results = await self._drop(mode, [(waiter.need.holder, waiter.gid)], grace_s=0)
                 if results and results[0].get("k") == "held":
                     held = results[0]
-                    return Granted(
-                        _fences(held["f"]), self._clock.deadline(int(held["t"]), self._lease_s)
-                    )
+                    deadline = self._clock.deadline(int(held["t"]), self._lease_s)
+                    return Granted(replies.fences(held["f"]), deadline)
         except CoordinatorUnavailable as exc:
             self._log.warning(
                 "coordinator_leave_failed", holder=waiter.need.holder, reason=exc.reason
             )
         return None
 
-    def _acquire_args(self, need: Need, gid: str, credit_s: float) -> list[str]:
-        return [
-            *self._args,
-            need.holder,
-            gid,
-            need.resource_class,
-            str(-1 if need.cap is None else need.cap),
-            orjson.dumps(list(need.locks)).decode(),
-            str(need.priority),
-            _us(credit_s),
-            _us(self._aging_s),
-            orjson.dumps(dict(need.labels)).decode(),
-        ]
+    def _acquire_arg(self, need: Need, gid: str, credit_s: float) -> bytes:
+        return orjson.dumps(
+            [
+                *self._base,
+                need.holder,
+                gid,
+                need.resource_class,
+                -1 if need.cap is None else need.cap,
+                list(need.locks),
+                need.priority,
+                _us(credit_s),
+                _us(self._aging_s),
+                dict(need.labels),
+            ]
+        )
 
     def _hold(self, waiter: Waiting, granted: Granted) -> Grant:
         grant = Grant(need=waiter.need, fences=granted.fences, lost=anyio.Event())
@@ -432,19 +419,17 @@ class RedisCoordinator(RedisSharedState):
         waiter = self._table.waiting.get(holder)
         if waiter is None or waiter.gid != gid or waiter.outcome is not None:
             return  # it left (its leave call gives the grant back) or already knows
-        waiter.outcome = Granted(fences, self._clock.deadline(granted_us, self._lease_s))
-        waiter.event.set()
+        waiter.settle(Granted(fences, self._clock.deadline(granted_us, self._lease_s)))
 
     def _gone(self, holder: str, gid: str) -> None:
         """On the event loop: the waiter's entry vanished from Redis; it queues again."""
         waiter = self._table.waiting.get(holder)
         if waiter is not None and waiter.gid == gid and waiter.outcome is None:
-            waiter.outcome = GONE
-            waiter.event.set()
+            waiter.settle(GONE)
 
-    def _deliver_notes(self, raw: str) -> None:
-        for note in _list(orjson.loads(raw)):
-            self._deliver(note["h"], note["g"], _fences(note["f"]), int(note["t"]))
+    def _deliver_notes(self, raw: Any) -> None:
+        for note in replies.notes(raw):
+            self._deliver(*note)
 
 
 async def _shielded(call: Callable[[], Awaitable[object]], timeout_s: float) -> None:
@@ -453,31 +438,5 @@ async def _shielded(call: Callable[[], Awaitable[object]], timeout_s: float) -> 
         await call()
 
 
-def _us(seconds: float) -> str:
-    return str(round(seconds * 1e6))
-
-
-def _list(value: Any) -> list[Any]:
-    # cjson writes an empty Lua table as {}: an empty list here.
-    return value if isinstance(value, list) else []
-
-
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _fences(value: Any) -> dict[str, int]:
-    if isinstance(value, str):
-        value = orjson.loads(value)
-    return {lock: int(token) for lock, token in _dict(value).items()}
-
-
-def _pairs(flat: list[Any]) -> list[tuple[str, Any]]:
-    return list(zip(flat[::2], flat[1::2], strict=True))
-
-
-def _blockers(raw: str) -> tuple[Blocker, ...]:
-    return tuple(
-        Blocker(resource=b["r"], holders=tuple(_list(b["h"])), reason=b["why"])
-        for b in _list(orjson.loads(raw))
-    )
+def _us(seconds: float) -> int:
+    return round(seconds * 1e6)

@@ -9,14 +9,17 @@ import pytest
 
 from orchestrator.coordination import Coordinator, InProcessCoordinator, Need
 from orchestrator.errors import LockWaitTimeout
+from tests.servers import open_redis_coordinator
 
 
-@pytest.fixture(params=["memory"])
+@pytest.fixture(params=["memory", "redis"])
 async def coordinator(request: pytest.FixtureRequest) -> AsyncIterator[Coordinator]:
+    """Every backend, unchanged tests: in-process, and Redis on a real redis-server."""
     if request.param == "memory":
         yield InProcessCoordinator()
-    else:  # pragma: no cover - other backends add their parameter here
-        raise AssertionError(request.param)
+    else:
+        async with open_redis_coordinator(request.getfixturevalue("redis_server")) as coord:
+            yield coord
 
 
 def need(

@@ -1,0 +1,103 @@
+"""Decoding the replies of the Redis backend's Lua scripts (see :mod:`._redis_scripts`).
+
+Scripts reply with JSON written by Redis's cjson, which writes an empty Lua table as ``{}``
+whether it stood for a list or a mapping; the scripts write large numbers as strings
+(fencing tokens and microsecond times need more digits than cjson keeps).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from orchestrator.coordination.base import (
+    Blocker,
+    CoordinationSnapshot,
+    HolderInfo,
+    WaiterInfo,
+)
+
+__all__ = ["Note", "as_dict", "as_list", "blockers", "fences", "note", "notes", "snapshot"]
+
+#: A grant made for a waiter: (holder, grant id, fences, grant time in us).
+Note = tuple[str, str, dict[str, int], int]
+
+
+def as_list(value: Any) -> list[Any]:
+    """A JSON array, or [] for cjson's empty table."""
+    if isinstance(value, str):
+        value = orjson.loads(value)
+    return value if isinstance(value, list) else []
+
+
+def as_dict(value: Any) -> dict[str, Any]:
+    """A JSON object, or {} for anything else."""
+    if isinstance(value, str):
+        value = orjson.loads(value)
+    return value if isinstance(value, dict) else {}
+
+
+def fences(value: Any) -> dict[str, int]:
+    """``{lock: token}`` from a JSON object of token strings."""
+    return {lock: int(token) for lock, token in as_dict(value).items()}
+
+
+def note(value: Any) -> Note:
+    """One grant note (a JSON object, or its text from a process's inbox)."""
+    n = as_dict(value)
+    return (n["h"], n["g"], fences(n["f"]), int(n["t"]))
+
+
+def notes(raw: Any) -> list[Note]:
+    """The grants a script made for waiters of the calling process."""
+    return [note(n) for n in as_list(raw)]
+
+
+def blockers(raw: Any) -> tuple[Blocker, ...]:
+    return tuple(
+        Blocker(resource=b["r"], holders=tuple(as_list(b["h"])), reason=b["why"])
+        for b in as_list(raw)
+    )
+
+
+def _pairs(flat: list[Any]) -> list[tuple[str, Any]]:
+    return list(zip(flat[::2], flat[1::2], strict=True))
+
+
+def snapshot(reply: list[Any]) -> CoordinationSnapshot:
+    """Decode the SNAPSHOT script's reply: now, holders, waiters, usage, fences."""
+    now_us = int(reply[0])
+    holders = []
+    for holder, raw in _pairs(reply[1]):
+        rec = orjson.loads(raw)
+        holders.append(
+            HolderInfo(
+                holder=holder,
+                resource_class=rec["c"],
+                locks=tuple(as_list(rec["l"])),
+                fences=fences(rec["f"]),
+                held_s=(now_us - int(rec["t"])) / 1e6,
+                labels=as_dict(rec["lab"]),
+            )
+        )
+    holders.sort(key=lambda h: (-h.held_s, h.holder))  # in grant order, as in memory.py
+    waiters = []
+    for holder, raw in _pairs(reply[2]):
+        rec = orjson.loads(raw)
+        waiters.append(
+            WaiterInfo(
+                holder=holder,
+                resource_class=rec["c"],
+                locks=tuple(as_list(rec["l"])),
+                priority=int(rec["pr"]),
+                waited_s=(now_us - int(rec["e"]) + int(rec["cr"])) / 1e6,
+                labels=as_dict(rec["lab"]),
+            )
+        )
+    return CoordinationSnapshot(
+        holders=tuple(holders),
+        waiters=tuple(waiters),
+        class_usage={cls: int(n) for cls, n in _pairs(reply[3])},
+        fences={lock: int(token) for lock, token in _pairs(reply[4])},
+    )
