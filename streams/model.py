@@ -207,6 +207,7 @@ class StreamSpec(_Model):
     methodology: str | None = None
     success_probability: Probability | None = None
     risk: Probability | None = Field(default=None, description="Planner's risk, e.g. 0.15.")
+    risk_level: Literal["low", "medium", "high", "critical"] | None = None
     timeline: TimelineField | None = None
     group: str | None = Field(default=None, description="Execution group, e.g. 'stream-2'.")
     current_state: str | None = None

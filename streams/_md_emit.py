@@ -1,0 +1,193 @@
+"""The imported plan written as YAML text, with comments naming the source lines.
+
+Written by hand rather than dumped so that the comments can sit where they help: a header
+listing what was not mapped and what was assumed, the source line of each stream and value,
+and the words of a source line that have no plan field. Every value itself goes through
+``yaml.safe_dump``, so quoting is always right.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import yaml
+
+from streams._md_draft import PlanDraft, Sourced, StreamDraft
+from streams._md_report import ImportReport, ReportItem
+
+__all__ = ["DRIVER_COMMAND", "DRIVER_PASS_ENV", "emit"]
+
+# The example agent another part of the project ships (examples/agents/echo_agent.py): a
+# placeholder that lets the imported plan validate and run; the report says to replace it.
+DRIVER_COMMAND = ("python3", "agents/echo_agent.py")
+# The driver's process gets only these of the daemon's environment (python3 is looked up
+# on PATH), as in examples/agent-plan.yaml.
+DRIVER_PASS_ENV = ("PATH", "HOME", "LANG")
+
+_COMMENT_COLUMN = 44
+# Characters YAML forbids or reads as line breaks: never let one into a comment.
+_NOT_IN_COMMENT = re.compile(
+    "[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029\ufeff\ufffe\uffff\ud800-\udfff]"
+)
+
+_FIELD_ORDER = (
+    "methodology",
+    "success_probability",
+    "risk",
+    "timeline",
+    "current_state",
+    "strategy",
+    "expected_improvement",
+)
+
+
+def _value(value: object) -> str:
+    """``value`` as one line of YAML (flow style for lists and mappings)."""
+    text = yaml.safe_dump(
+        value, default_flow_style=True, allow_unicode=True, width=1 << 30, sort_keys=False
+    ).strip()
+    return text.removesuffix("\n...").strip()
+
+
+def _comment(text: str) -> str:
+    return " ".join(_NOT_IN_COMMENT.sub("?", text).split())
+
+
+class _Writer:
+    def __init__(self) -> None:
+        self.out: list[str] = []
+
+    def line(self, text: str, comment: str = "") -> None:
+        comment = _comment(comment)
+        if comment:
+            text = (
+                f"{text.ljust(_COMMENT_COLUMN)}  # {comment}"
+                if text.strip()
+                else f"{text}# {comment}"
+            )
+        self.out.append(text.rstrip())
+
+    def key(self, indent: int, key: str, value: object, comment: str = "") -> None:
+        self.line(f"{' ' * indent}{_value(key)}: {_value(value)}", comment)
+
+
+def _where(line: int, note: str = "") -> str:
+    if not line:
+        return note
+    return f"line {line}" + (f": {note}" if note else "")
+
+
+def _items(writer: _Writer, title: str, source: str, items: Sequence[ReportItem]) -> None:
+    if not items:
+        return
+    writer.line("#")
+    writer.line(f"# {title} ({source} line: text: why):")
+    for item in items:
+        text = f"{item.text!r}: " if item.text else ""
+        writer.line(f"#   {item.where()}: {_comment(text + item.detail)}")
+
+
+def emit(plan: PlanDraft, report: ImportReport) -> str:
+    """The plan file for ``plan``, its header listing ``report``'s unmapped and assumed
+    items with their lines."""
+    w = _Writer()
+    w.line(f"# Imported from {_comment(report.source)} by `orchestrator import`; review before")
+    w.line(
+        f"# running. Every agent runs the example driver `{' '.join(DRIVER_COMMAND)}` (relative to"
+    )
+    w.line("# this file's directory): replace it with each agent's real driver.")
+    _items(w, "Not mapped", report.source, report.unmapped)
+    _items(w, "Assumed", report.source, report.assumptions)
+    w.line("version: 1")
+    w.key(0, "plan", plan.plan_id)
+    if plan.title is not None:
+        w.key(0, "title", plan.title.value, _where(plan.title.line))
+    if plan.summary is not None:
+        w.key(0, "summary", plan.summary.value, _where(plan.summary.line))
+    w.key(
+        0,
+        "caps",
+        plan.caps,
+        _where(plan.caps_line, "Resource Allocation Matrix")
+        if plan.caps_line
+        else "defaults: the file has no resource allocation matrix",
+    )
+    if plan.resources is not None:
+        w.key(0, "resources", plan.resources.value, _where(plan.resources.line))
+    w.line("agents:")
+    for name, agent in plan.agents.items():
+        spec: dict[str, object] = {"class": agent.resource_class}
+        if agent.role:
+            spec["role"] = agent.role
+        spec["driver"] = {"command": list(DRIVER_COMMAND), "pass_env": list(DRIVER_PASS_ENV)}
+        w.key(
+            2, name, spec, _where(agent.line) if agent.line else "not in the matrix: default class"
+        )
+    w.line("streams:")
+    for stream in plan.streams:
+        _stream(w, stream)
+    return "\n".join(w.out) + "\n"
+
+
+def _sourced(w: _Writer, indent: int, key: str, item: Sourced[Any] | None) -> None:
+    if item is not None:
+        w.key(indent, key, item.value, _where(item.line, item.note))
+
+
+def _stream(w: _Writer, s: StreamDraft) -> None:
+    w.line("")
+    w.line(f"  # {_where(s.line, s.heading)}")
+    w.line(f"  - id: {_value(s.id)}")
+    w.key(4, "title", s.title)
+    w.key(4, "priority", s.priority.value, _where(s.priority.line))
+    _sourced(w, 4, "group", s.group)
+    for key in _FIELD_ORDER:
+        _sourced(w, 4, key, s.fields.get(key))
+    w.key(4, "team", s.team, _where(s.team_line))
+    if s.lead is not None:
+        w.key(4, "lead", s.lead.value, _where(s.lead.line, s.lead.note))
+    if s.depends_on or s.dependencies is not None:
+        deps = list(dict.fromkeys(d.value for d in s.depends_on))
+        said = s.dependencies or s.depends_on[0]
+        w.key(
+            4, "depends_on", deps, _where(said.line, s.dependencies.value if s.dependencies else "")
+        )
+    w.line("    steps:")
+    for number, step in enumerate(s.steps, 1):
+        if number < len(s.steps) or not s.evidence or s.lead is None:
+            w.line(f"      - {_value(step.value)}", _where(step.line, step.note))
+            continue
+        # The stream's evidence counts only from a step that declares it, and a sentence
+        # step written as a plain string cannot: the last one is spelled out to declare it.
+        spec = {
+            "id": f"step-{number}",
+            "agent": s.lead.value,
+            "instruction": step.value,
+            "evidence": [ev.value[0] for ev in s.evidence],
+        }
+        w.line(f"      - {_value(spec)}", _where(step.line, step.note))
+    if s.threshold is not None or s.criteria:
+        w.line("    gate:")
+        if s.threshold is not None:
+            w.key(6, "threshold", s.threshold.value, _where(s.threshold.line))
+        if s.criteria:
+            w.line("      criteria:")
+            for criterion in s.criteria:
+                w.line(
+                    f"        - {_value(criterion.value)}", _where(criterion.line, criterion.note)
+                )
+    if s.evidence:
+        w.line("    evidence:")
+        for ev in s.evidence:
+            ev_id, description = ev.value
+            w.line(f"      - {_value({'id': ev_id, 'description': description})}", _where(ev.line))
+    if s.rollback_steps or s.rollback_budget is not None:
+        w.line("    rollback:", _where(s.rollback_line))
+        if s.rollback_budget is not None:
+            w.key(6, "budget", s.rollback_budget.value, _where(s.rollback_budget.line))
+        if s.rollback_steps:
+            w.line("      steps:")
+            for step in s.rollback_steps:
+                w.line(f"        - {_value(step.value)}", _where(step.line))
