@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -20,9 +20,11 @@ from rich.console import Console
 
 from agents.actions import builtin_registry
 from context_packages import render_package
+from orchestrator import analysis
 from orchestrator.cli_daemon import register
 from orchestrator.errors import OrchestratorError
 from orchestrator.events import JsonlSink, MemorySink
+from orchestrator.evidence_view import EvidenceReport, evidence_json, load_evidence, render_evidence
 from orchestrator.logging import configure_logging
 from orchestrator.progress import LiveProgress, PlainProgress
 from orchestrator.runs import (
@@ -34,6 +36,7 @@ from orchestrator.runs import (
 )
 from orchestrator.scheduler import RunResult, RunStatus
 from orchestrator.settings import Settings
+from orchestrator.store import HistoryRecord, open_store
 from orchestrator.verify import verify_event_files
 from streams.loader import load_plan
 from streams.markdown_import import decode_markdown, import_markdown
@@ -116,6 +119,7 @@ def schema() -> None:
 )
 @click.option("--lease-s", type=float, default=None, help="Redis lease period in seconds.")
 @click.option("--plain", is_flag=True, help="Plain progress lines even on a terminal.")
+@click.option("--force", is_flag=True, help="Run even below the plan's min_confidence.")
 def run(
     plan_file: Path,
     events_path: Path | None,
@@ -123,6 +127,7 @@ def run(
     redis_url: str | None,
     lease_s: float | None,
     plain: bool,
+    force: bool,
 ) -> None:
     """Run PLAN_FILE in this process with live progress; the exit code is the outcome."""
     settings = _settings(state_dir=state_dir, redis_url=redis_url, lease_s=lease_s)
@@ -131,11 +136,16 @@ def run(
     except OrchestratorError as exc:
         _fail(exc)
         return
-    pending = _not_enforced(plan)
-    if pending:
-        click.echo(
-            f"note: this version records but does not enforce: {', '.join(pending)}", err=True
-        )
+    if plan.min_confidence is not None and not force:
+        try:
+            problems = anyio.run(_confidence_problems, settings, plan)
+        except OrchestratorError as exc:
+            _fail(exc)
+            return
+        if problems:
+            click.echo(f"plan {plan.plan} not run: " + "; ".join(problems), err=True)
+            click.echo("(fix: --force to run it anyway, or lower min_confidence)", err=True)
+            sys.exit(2)
     run_id = new_run_id()
     path = events_path or events_path_for(settings, run_id)
     click.echo(f"run {run_id}: plan {plan.plan}, events in {path}", err=True)
@@ -210,12 +220,11 @@ async def _run(
     return result
 
 
-def _not_enforced(plan: Plan) -> list[str]:
-    """Plan features that validate but that the scheduler does not act on yet."""
-    found: list[str] = []
-    if plan.min_confidence is not None:
-        found.append("min_confidence")
-    return found
+async def _confidence_problems(settings: Settings, plan: Plan) -> list[str]:
+    """Streams whose predicted success probability is below the plan's min_confidence."""
+    async with open_store(settings.store_url(), state_dir=settings.state_dir) as store:
+        history = await analysis.load_history(store, plan)
+    return analysis.check_min_confidence(plan, analysis.estimate_streams(plan, history))
 
 
 async def _cancel_on_signal(scope: anyio.CancelScope) -> None:
@@ -313,6 +322,61 @@ def verify_log(event_files: tuple[Path, ...], as_json: bool) -> None:
     else:
         click.echo(report.render())
     sys.exit(0 if report.ok else 1)
+
+
+@cli.command("analyze")
+@click.argument("plan_file", type=click.Path(path_type=Path))
+@_state_dir_option
+@click.option("--json", "as_json", is_flag=True, help="Print the analysis as JSON.")
+def analyze_command(plan_file: Path, state_dir: Path | None, as_json: bool) -> None:
+    """Print PLAN_FILE's strategic decision matrix: per stream its success probability (the
+    plan's estimate updated by recorded runs), risk, timeline, methodology and how many runs
+    it rests on; then the expected makespan and critical path under the plan's caps and
+    locks. Nothing runs."""
+    settings = _settings(state_dir=state_dir)
+    try:
+        plan = load_plan(plan_file)
+        history = anyio.run(_plan_history, settings, plan)
+        result = analysis.analyze(
+            plan, history, aging_s=settings.aging_s, starve_after_s=settings.starve_after_s
+        )
+    except OrchestratorError as exc:
+        _fail(exc)
+        return
+    if as_json:
+        click.echo(json.dumps(analysis.analysis_json(result), indent=2))
+    else:
+        click.echo(analysis.render_analysis(result), nl=False)
+
+
+async def _plan_history(settings: Settings, plan: Plan) -> Mapping[str, list[HistoryRecord]]:
+    async with open_store(settings.store_url(), state_dir=settings.state_dir) as store:
+        return await analysis.load_history(store, plan)
+
+
+@cli.command()
+@click.argument("run_id")
+@click.option("--stream", default=None, help="Only this stream's evidence.")
+@_state_dir_option
+@click.option("--json", "as_json", is_flag=True, help="Print the evidence as JSON.")
+def evidence(run_id: str, stream: str | None, state_dir: Path | None, as_json: bool) -> None:
+    """Show RUN_ID's evidence: what each step checked, from which source, verified by the
+    daemon or claimed by an agent, with metrics, excerpt and sha256; and each gate's verdict."""
+    settings = _settings(state_dir=state_dir)
+    try:
+        report = anyio.run(_run_evidence, settings, run_id, stream)
+    except OrchestratorError as exc:
+        _fail(exc)
+        return
+    if as_json:
+        click.echo(json.dumps(evidence_json(report), indent=2))
+    else:
+        click.echo(render_evidence(report), nl=False)
+
+
+async def _run_evidence(settings: Settings, run_id: str, stream: str | None) -> EvidenceReport:
+    async with open_store(settings.store_url(), state_dir=settings.state_dir) as store:
+        return await load_evidence(store, run_id, stream=stream)
 
 
 register(cli, _settings)

@@ -26,6 +26,7 @@ from pydantic import BaseModel, ValidationError
 
 from agents.registry import ActionRegistry
 from orchestrator import __version__
+from orchestrator.analysis import check_min_confidence, estimate_streams, load_history
 from orchestrator.control_socket import Connection, ControlServer, prepare_socket_path
 from orchestrator.coordination.base import Coordinator
 from orchestrator.errors import PlanInvalid
@@ -108,6 +109,16 @@ class Daemon:
             raise RpcError(
                 ErrorCode.PLAN_INVALID, str(exc), {"problems": [str(p) for p in exc.problems]}
             ) from None
+        if plan.min_confidence is not None and not params.force:
+            history = await load_history(self.store, plan)
+            problems = check_min_confidence(plan, estimate_streams(plan, history))
+            if problems:
+                raise RpcError(
+                    ErrorCode.CONFIDENCE_TOO_LOW,
+                    f"plan {plan.plan} not run: " + "; ".join(problems) + " (fix: submit "
+                    "with --force to run it anyway, or lower the plan's min_confidence)",
+                    {"problems": problems, "min_confidence": plan.min_confidence},
+                )
         run_id = await self.runs.submit(
             plan,
             params.plan_text,

@@ -10,9 +10,14 @@ The rules, in ``seq`` order:
   cleared); its ``streams`` get rows (``pending``) in plan order.
 - ``run_finished``: the run takes the event's ``status`` (checked by :func:`parse_events`)
   and ``finished_at``.
-- ``stream_started``: ``running`` with ``started_at``; ``stream_finished``: its status,
-  reason and ``finished_at``. Stream and step events without a ``stream`` (and ``step``)
-  name are stored but derive nothing.
+- ``stream_started``: ``running`` with ``started_at``, ``signature`` and ``methodology``;
+  ``stream_finished``: its status, reason and ``finished_at``. Stream and step events
+  without a ``stream`` (and ``step``) name are stored but derive nothing.
+- ``stream_finished`` with status ``succeeded`` or ``failed`` also adds the stream's
+  history row (:class:`HistoryPatch`): signature, methodology, status, duration since the
+  stream's ``stream_started`` (of this batch, else as stored on the stream's row) and the
+  gate's confidence. A stream with no ``signature`` (never started, or events from before
+  streams had one) has no history.
 - ``step_queued`` / ``step_waiting`` / ``step_started`` / ``step_retrying`` /
   ``step_skipped``: ``queued`` / ``waiting`` / ``running`` / ``retrying`` / ``skipped``;
   ``step_finished``: its status, ``duration_s``, ``reason``, ``exit_code``, ``finished_at``.
@@ -38,7 +43,9 @@ from orchestrator.store.base import FINISHED_STATUSES
 from orchestrator.store.errors import StoreError
 
 __all__ = [
+    "HISTORY_STATUSES",
     "Derived",
+    "HistoryPatch",
     "ParsedEvent",
     "RunPatch",
     "StepPatch",
@@ -49,6 +56,12 @@ __all__ = [
     "parse_events",
     "parse_ts",
 ]
+
+#: The stream outcomes that are history: a verdict on the stream's own work. ``skipped``
+#: streams never ran (a dependency failed); ``cancelled`` ones were stopped from outside (a
+#: user, a signal, a shutdown), which says nothing of whether their work would succeed, so
+#: counting either would pull the stream's success estimate down for another stream's fault.
+HISTORY_STATUSES = frozenset({"succeeded", "failed"})
 
 _STEP_STATUS = {
     "step_queued": "queued",
@@ -86,6 +99,28 @@ class StreamPatch:
     reason: str | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    signature: str | None = None
+    methodology: str | None = None
+
+
+@dataclass(slots=True)
+class HistoryPatch:
+    """A stream's verdict for ``stream_history``. ``started_at`` is set (with ``signature``
+    and ``methodology``) when the batch holds the stream's ``stream_started``; else the
+    backend takes all three from the stream's stored row."""
+
+    stream: str
+    seq: int
+    status: str
+    finished_at: datetime
+    gate_confidence: float | None
+    started_at: datetime | None = None
+    signature: str | None = None
+    methodology: str | None = None
+
+    def duration_s(self, started_at: datetime | None) -> float | None:
+        """Seconds from ``started_at`` (None: unknown) to the verdict."""
+        return None if started_at is None else (self.finished_at - started_at).total_seconds()
 
 
 @dataclass(slots=True)
@@ -112,6 +147,7 @@ class Derived:
     run: RunPatch | None = None
     streams: list[StreamPatch] = field(default_factory=list)
     steps: list[StepPatch] = field(default_factory=list)
+    history: list[HistoryPatch] = field(default_factory=list)
 
 
 def parse_ts(value: str) -> datetime:
@@ -186,10 +222,14 @@ def derive(events: Sequence[ParsedEvent]) -> Derived:
             patch.seq = ev.seq
             if name == "stream_started":
                 patch.status, patch.started_at = "running", ev.ts
+                patch.signature = _text_or_none(body.get("signature"))
+                patch.methodology = _text_or_none(body.get("methodology"))
             else:
                 patch.status = str(body.get("status") or "finished")
                 patch.reason = str(body.get("reason") or "")
                 patch.finished_at = ev.ts
+                if patch.status in HISTORY_STATUSES:
+                    out.history.append(_history(patch, ev))
         elif name == "run_started":
             run = out.run = out.run or RunPatch()
             run.seq, run.status, run.started_at = ev.seq, "running", ev.ts
@@ -205,6 +245,32 @@ def derive(events: Sequence[ParsedEvent]) -> Derived:
     out.streams = list(streams.values())
     out.steps = list(steps.values())
     return out
+
+
+def _history(stream: StreamPatch, ev: ParsedEvent) -> HistoryPatch:
+    gate = ev.body.get("gate")
+    confidence = gate.get("confidence") if isinstance(gate, Mapping) else None
+    started = stream.started_at is not None  # this batch started it: take what it said
+    return HistoryPatch(
+        stream=stream.stream,
+        seq=ev.seq,
+        status=str(stream.status),
+        finished_at=ev.ts,
+        gate_confidence=_number_or_none(confidence),
+        started_at=stream.started_at,
+        signature=stream.signature if started else None,
+        methodology=stream.methodology if started else None,
+    )
+
+
+def _text_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _number_or_none(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
 
 
 def _fold_step(steps: dict[tuple[str, str], StepPatch], stream: str, ev: ParsedEvent) -> None:

@@ -21,8 +21,10 @@ def _attempt_field(name: str) -> str:
     )
 
 
-# One statement: insert the events, patch the run, upsert streams and steps. A repeated
-# event fails it whole (events_pkey), and the caller retries with only the new ones.
+# One statement: insert the events, patch the run, upsert streams and steps, add history. A
+# repeated event fails it whole (events_pkey), and the caller retries with only the new ones.
+# Every part sees the tables as they were before the statement, so a verdict whose batch
+# lacks the stream's start takes it from the stream's stored row (``s`` in history_rows).
 APPEND = f"""
 WITH ins AS (
     INSERT INTO events (run_id, seq, ts, event, body)
@@ -42,17 +44,23 @@ WITH ins AS (
     RETURNING 1
 ), stream_rows AS (
     INSERT INTO streams AS s
-        (run_id, stream, position, status, reason, started_at, finished_at, last_seq)
+        (run_id, stream, position, status, reason, started_at, finished_at, last_seq,
+         signature, methodology)
     SELECT $1, p.stream, p.position, COALESCE(p.status, 'pending'), p.reason, p.started_at,
-           p.finished_at, p.seq
+           p.finished_at, p.seq, p.signature, p.methodology
     FROM unnest($11::text[], $12::bigint[], $13::text[], $14::text[], $15::timestamptz[],
-                $16::timestamptz[], $17::bigint[])
-        AS p(stream, position, status, reason, started_at, finished_at, seq)
+                $16::timestamptz[], $17::bigint[], $31::text[], $32::text[])
+        AS p(stream, position, status, reason, started_at, finished_at, seq, signature,
+             methodology)
     ON CONFLICT (run_id, stream) DO UPDATE SET
         status = excluded.status,
         reason = COALESCE(excluded.reason, s.reason),
         started_at = COALESCE(excluded.started_at, s.started_at),
         finished_at = COALESCE(excluded.finished_at, s.finished_at),
+        signature = CASE WHEN excluded.started_at IS NOT NULL THEN excluded.signature
+                         ELSE s.signature END,
+        methodology = CASE WHEN excluded.started_at IS NOT NULL THEN excluded.methodology
+                           ELSE s.methodology END,
         last_seq = excluded.last_seq
     WHERE s.last_seq < excluded.last_seq
     RETURNING 1
@@ -76,6 +84,26 @@ WITH ins AS (
         {_attempt_field("exit_code")},
         last_seq = excluded.last_seq
     WHERE st.last_seq < excluded.last_seq
+    RETURNING 1
+), history_rows AS (
+    INSERT INTO stream_history
+        (run_id, stream, signature, plan, methodology, status, duration_s, gate_confidence,
+         finished_at)
+    SELECT $1, h.stream, v.signature, r.plan, v.methodology, h.status,
+           EXTRACT(EPOCH FROM h.finished_at - v.started_at)::float8, h.gate_confidence,
+           h.finished_at
+    FROM unnest($33::text[], $34::text[], $35::timestamptz[], $36::float8[],
+                $37::timestamptz[], $38::text[], $39::text[])
+        AS h(stream, status, finished_at, gate_confidence, started_at, signature, methodology)
+    JOIN runs r ON r.run_id = $1
+    LEFT JOIN streams s ON s.run_id = $1 AND s.stream = h.stream
+    CROSS JOIN LATERAL (
+        SELECT CASE WHEN h.started_at IS NULL THEN s.started_at ELSE h.started_at END,
+               CASE WHEN h.started_at IS NULL THEN s.signature ELSE h.signature END,
+               CASE WHEN h.started_at IS NULL THEN s.methodology ELSE h.methodology END
+    ) AS v(started_at, signature, methodology)
+    WHERE v.signature IS NOT NULL
+    ON CONFLICT (run_id, stream) DO NOTHING
     RETURNING 1
 )
 SELECT (SELECT count(*) FROM ins)
@@ -117,3 +145,15 @@ STEPS = (
     "ORDER BY s.position NULLS LAST, st.stream, st.first_seq"
 )
 READ_EVENTS = "SELECT body FROM events WHERE run_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"
+
+HISTORY = """
+SELECT signature, run_id, stream, plan, methodology, status, duration_s, gate_confidence,
+       finished_at
+FROM (
+    SELECT *, row_number() OVER (
+        PARTITION BY signature ORDER BY finished_at DESC, run_id DESC) AS n
+    FROM stream_history WHERE signature = ANY($1::text[])
+) latest
+WHERE n <= $2
+ORDER BY signature, finished_at, run_id
+"""

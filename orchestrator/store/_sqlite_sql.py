@@ -26,16 +26,34 @@ UPDATE runs SET
 WHERE run_id = :run_id
 """
 UPSERT_STREAM = """
-INSERT INTO streams (run_id, stream, position, status, reason, started_at, finished_at, last_seq)
-VALUES (?, ?, ?, COALESCE(?, 'pending'), ?, ?, ?, ?)
+INSERT INTO streams (run_id, stream, position, status, reason, started_at, finished_at, last_seq,
+                     signature, methodology)
+VALUES (?, ?, ?, COALESCE(?, 'pending'), ?, ?, ?, ?, ?, ?)
 ON CONFLICT (run_id, stream) DO UPDATE SET
     status = excluded.status,
     reason = COALESCE(excluded.reason, streams.reason),
     started_at = COALESCE(excluded.started_at, streams.started_at),
     finished_at = COALESCE(excluded.finished_at, streams.finished_at),
+    signature = CASE WHEN excluded.started_at IS NOT NULL THEN excluded.signature
+                     ELSE streams.signature END,
+    methodology = CASE WHEN excluded.started_at IS NOT NULL THEN excluded.methodology
+                       ELSE streams.methodology END,
     last_seq = excluded.last_seq
 WHERE streams.last_seq < excluded.last_seq
 """
+#: A stream's stored start, signature and methodology, for a verdict whose batch lacks them.
+STREAM_START = (
+    "SELECT started_at, signature, methodology FROM streams WHERE run_id = ? AND stream = ?"
+)
+INSERT_HISTORY = """
+INSERT INTO stream_history (run_id, stream, signature, plan, methodology, status, duration_s,
+                            gate_confidence, finished_at)
+SELECT run_id, ?, ?, plan, ?, ?, ?, ?, ? FROM runs WHERE run_id = ?
+ON CONFLICT (run_id, stream) DO NOTHING
+"""
+HISTORY_COLUMNS = (
+    "signature, run_id, stream, plan, methodology, status, duration_s, gate_confidence, finished_at"
+)
 # A patch with a start, or of a later attempt, replaces the attempt's fields (see _derive).
 _FRESH = "(excluded.started_at IS NOT NULL OR excluded.attempt > steps.attempt)"
 UPSERT_STEP = f"""
@@ -84,3 +102,14 @@ STEPS = (
     "ORDER BY s.position NULLS LAST, st.stream, st.first_seq"
 )
 READ_EVENTS = "SELECT body FROM events WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?"
+
+
+def history_query(signatures: int) -> str:
+    """The latest ``?`` (a limit) rows of each of ``signatures`` (as many ``?``), oldest first."""
+    marks = ", ".join("?" * signatures)
+    return (
+        f"SELECT {HISTORY_COLUMNS} FROM (SELECT {HISTORY_COLUMNS}, row_number() OVER "
+        "(PARTITION BY signature ORDER BY finished_at DESC, run_id DESC) AS n "
+        f"FROM stream_history WHERE signature IN ({marks})) WHERE n <= ? "
+        "ORDER BY signature, finished_at, run_id"
+    )

@@ -4,8 +4,13 @@ A run is submitted (``queued``), started (``running``) and ends ``succeeded``, `
 ``cancelled`` or ``interrupted`` (the daemon stopped while it ran and did not resume it).
 Its events, exactly as :mod:`orchestrator.events` emitted them, are appended in batches;
 each batch also updates, in the same transaction, the state derived from it: the run's
-status and times, and one row per stream and per step (its latest attempt). Appending is
-idempotent on ``(run_id, seq)``, so replaying a batch after a crash is harmless.
+status and times, one row per stream and per step (its latest attempt), and the stream's
+history row when it reaches a verdict. Appending is idempotent on ``(run_id, seq)``, so
+replaying a batch after a crash is harmless.
+
+Stream history is keyed by the stream's signature
+(:meth:`streams.model.StreamSpec.signature`: its id, methodology and actions), so it
+accumulates across runs and plans, whichever way they ran (daemon or ``orchestrator run``).
 
 Backends: :class:`~orchestrator.store.sqlite.SqliteStore` (a file in the state directory,
 the default) and :class:`~orchestrator.store.postgres.PostgresStore` (asyncpg); open either
@@ -24,6 +29,7 @@ __all__ = [
     "FINISHED_STATUSES",
     "RUN_STATUSES",
     "UNFINISHED_STATUSES",
+    "HistoryRecord",
     "RunRecord",
     "RunStatus",
     "RunStore",
@@ -104,6 +110,25 @@ class StepRecord:
     exit_code: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class HistoryRecord:
+    """One past verdict of a stream: ``status`` ``succeeded`` or ``failed`` (skipped and
+    cancelled streams are not history), ``duration_s`` from its ``stream_started`` to its
+    ``stream_finished`` (queueing, its gate and any rollback included; None if its start is
+    unknown; for a resumed stream, since the resume), and its gate's ``confidence`` if it
+    had a gate."""
+
+    signature: str
+    run_id: str
+    stream: str
+    plan: str
+    methodology: str | None
+    status: str
+    duration_s: float | None
+    gate_confidence: float | None
+    finished_at: datetime
+
+
 class RunStore(Protocol):
     """Where runs live. Every method has a deadline; failures raise
     :class:`~orchestrator.store.StoreError` (:class:`~orchestrator.store.StoreUnavailable`
@@ -173,6 +198,13 @@ class RunStore(Protocol):
         self, run_id: str, *, after_seq: int = 0, limit: int = 1000
     ) -> list[dict[str, Any]]:
         """Up to ``limit`` events with ``seq > after_seq``, in ``seq`` order, as emitted."""
+        ...
+
+    async def stream_history(
+        self, signatures: Collection[str], *, limit: int = 1000
+    ) -> Mapping[str, list[HistoryRecord]]:
+        """The latest ``limit`` verdicts of each stream signature, oldest first; every
+        signature asked for is a key (with ``[]`` when it has no history)."""
         ...
 
     async def aclose(self) -> None:

@@ -9,7 +9,12 @@ lists, with the same number.
 Status values are checked by the code (``orchestrator.store.base.RUN_STATUSES``), not by
 CHECK constraints, so that adding a status never needs a table rebuild on SQLite.
 
-Planned (not yet here): evidence, stream history, context packages.
+Version 2 adds stream history: ``streams`` learns each stream's ``signature`` and
+``methodology`` (from ``stream_started``), and ``stream_history`` keeps one row per stream that
+ran to a verdict (see :mod:`orchestrator.store._derive`), backfilled from the stored events of
+runs recorded before it existed.
+
+Planned (not yet here): evidence, context packages.
 """
 
 from __future__ import annotations
@@ -106,6 +111,62 @@ SQLITE_MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
+    Migration(
+        2,
+        "stream history",
+        (
+            "ALTER TABLE streams ADD COLUMN signature TEXT",
+            "ALTER TABLE streams ADD COLUMN methodology TEXT",
+            # No foreign key to runs: history is what outlives a run's detailed records.
+            """
+            CREATE TABLE stream_history (
+                run_id          TEXT NOT NULL,
+                stream          TEXT NOT NULL,
+                signature       TEXT NOT NULL,
+                plan            TEXT NOT NULL,
+                methodology     TEXT,
+                status          TEXT NOT NULL,
+                duration_s      REAL,
+                gate_confidence REAL,
+                finished_at     TEXT NOT NULL,
+                PRIMARY KEY (run_id, stream)
+            ) WITHOUT ROWID
+            """,
+            """
+            CREATE INDEX stream_history_by_signature
+                ON stream_history (signature, finished_at)
+            """,
+            # Backfill from the events of runs recorded before: each verdict with the
+            # stream's latest start before it. Times are stored as fixed-width UTC text
+            # (YYYY-MM-DDTHH:MM:SS.ffffffZ), so whole seconds and microseconds are exact
+            # (strftime('%s'), not unixepoch(): that needs SQLite 3.38).
+            """
+            INSERT INTO stream_history (run_id, stream, signature, plan, methodology, status,
+                                        duration_s, gate_confidence, finished_at)
+            SELECT f.run_id, json_extract(f.body, '$.stream'),
+                   json_extract(st.body, '$.signature'), r.plan,
+                   json_extract(st.body, '$.methodology'), json_extract(f.body, '$.status'),
+                   ((CAST(strftime('%s', substr(f.ts, 1, 19)) AS INTEGER)
+                     - CAST(strftime('%s', substr(st.ts, 1, 19)) AS INTEGER)) * 1000000
+                    + CAST(substr(f.ts, 21, 6) AS INTEGER)
+                    - CAST(substr(st.ts, 21, 6) AS INTEGER)) / 1000000.0,
+                   CASE WHEN json_type(f.body, '$.gate.confidence') IN ('integer', 'real')
+                        THEN json_extract(f.body, '$.gate.confidence') END,
+                   f.ts
+            FROM events f
+            JOIN runs r ON r.run_id = f.run_id
+            JOIN events st ON st.run_id = f.run_id AND st.seq = (
+                SELECT max(s.seq) FROM events s
+                WHERE s.run_id = f.run_id AND s.event = 'stream_started' AND s.seq < f.seq
+                  AND json_extract(s.body, '$.stream') = json_extract(f.body, '$.stream'))
+            WHERE f.event = 'stream_finished'
+              AND json_extract(f.body, '$.status') IN ('succeeded', 'failed')
+              AND json_type(f.body, '$.stream') = 'text'
+              AND json_type(st.body, '$.signature') = 'text'
+            ON CONFLICT (run_id, stream) DO NOTHING
+            """,
+        ),
+    ),
 )
 
 POSTGRES_MIGRATIONS: tuple[Migration, ...] = (
@@ -175,6 +236,58 @@ POSTGRES_MIGRATIONS: tuple[Migration, ...] = (
                 last_seq       BIGINT NOT NULL,
                 PRIMARY KEY (run_id, stream, step)
             )
+            """,
+        ),
+    ),
+    Migration(
+        2,
+        "stream history",
+        (
+            "ALTER TABLE streams ADD COLUMN signature TEXT",
+            "ALTER TABLE streams ADD COLUMN methodology TEXT",
+            # No foreign key to runs: history is what outlives a run's detailed records.
+            """
+            CREATE TABLE stream_history (
+                run_id          TEXT NOT NULL,
+                stream          TEXT NOT NULL,
+                signature       TEXT NOT NULL,
+                plan            TEXT NOT NULL,
+                methodology     TEXT,
+                status          TEXT NOT NULL,
+                duration_s      DOUBLE PRECISION,
+                gate_confidence DOUBLE PRECISION,
+                finished_at     TIMESTAMPTZ NOT NULL,
+                PRIMARY KEY (run_id, stream)
+            )
+            """,
+            """
+            CREATE INDEX stream_history_by_signature
+                ON stream_history (signature, finished_at)
+            """,
+            # Backfill from the events of runs recorded before: each verdict with the
+            # stream's latest start before it.
+            """
+            INSERT INTO stream_history (run_id, stream, signature, plan, methodology, status,
+                                        duration_s, gate_confidence, finished_at)
+            SELECT f.run_id, f.body->>'stream', st.body->>'signature', r.plan,
+                   st.body->>'methodology', f.body->>'status',
+                   EXTRACT(EPOCH FROM f.ts - st.ts)::float8,
+                   CASE WHEN jsonb_typeof(f.body->'gate'->'confidence') = 'number'
+                        THEN (f.body->'gate'->>'confidence')::float8 END,
+                   f.ts
+            FROM events f
+            JOIN runs r ON r.run_id = f.run_id
+            JOIN LATERAL (
+                SELECT s.ts, s.body FROM events s
+                WHERE s.run_id = f.run_id AND s.event = 'stream_started' AND s.seq < f.seq
+                  AND s.body->>'stream' = f.body->>'stream'
+                ORDER BY s.seq DESC LIMIT 1
+            ) st ON true
+            WHERE f.event = 'stream_finished'
+              AND f.body->>'status' IN ('succeeded', 'failed')
+              AND jsonb_typeof(f.body->'stream') = 'string'
+              AND jsonb_typeof(st.body->'signature') = 'string'
+            ON CONFLICT (run_id, stream) DO NOTHING
             """,
         ),
     ),

@@ -35,6 +35,7 @@ from orchestrator.store._dsn import dsn_secrets, redact_dsn, scrub
 from orchestrator.store.base import (
     FINISHED_STATUSES,
     UNFINISHED_STATUSES,
+    HistoryRecord,
     RunRecord,
     RunStatus,
     StepRecord,
@@ -301,6 +302,30 @@ class PostgresStore:
         )
         return [_event_dict(orjson.loads(row[0])) for row in rows]
 
+    async def stream_history(
+        self, signatures: Collection[str], *, limit: int = 1000
+    ) -> dict[str, list[HistoryRecord]]:
+        wanted = sorted(set(signatures))
+        found: dict[str, list[HistoryRecord]] = {sig: [] for sig in wanted}
+        if not wanted or limit <= 0:
+            return found
+        rows = await self._run(lambda conn: conn.fetch(sql.HISTORY, wanted, limit))
+        for r in rows:
+            found[r[0]].append(
+                HistoryRecord(
+                    signature=r[0],
+                    run_id=r[1],
+                    stream=r[2],
+                    plan=r[3],
+                    methodology=r[4],
+                    status=r[5],
+                    duration_s=r[6],
+                    gate_confidence=r[7],
+                    finished_at=r[8],
+                )
+            )
+        return found
+
     # -- the one way to the server ---------------------------------------------------------
 
     async def _run(self, op: Callable[[Conn], Awaitable[T]], *, write: bool = False) -> T:
@@ -358,7 +383,7 @@ async def _migrate(conn: Conn, where: str, schema: str) -> None:
 async def _append(conn: Conn, run_id: str, events: Sequence[ParsedEvent]) -> int:
     derived: Derived = derive(events)
     run = derived.run
-    streams, steps = derived.streams, derived.steps
+    streams, steps, history = derived.streams, derived.steps, derived.history
     count = await conn.fetchval(
         sql.APPEND,
         run_id,
@@ -391,6 +416,15 @@ async def _append(conn: Conn, run_id: str, events: Sequence[ParsedEvent]) -> int
         [s.exit_code for s in steps],
         [s.first_seq for s in steps],
         [s.seq for s in steps],
+        [_text_or_none(s.signature) for s in streams],
+        [_text_or_none(s.methodology) for s in streams],
+        [h.stream for h in history],
+        [h.status for h in history],
+        [h.finished_at for h in history],
+        [h.gate_confidence for h in history],
+        [h.started_at for h in history],
+        [_text_or_none(h.signature) for h in history],
+        [_text_or_none(h.methodology) for h in history],
     )
     return int(count)
 

@@ -31,10 +31,19 @@ import anyio
 import orjson
 
 from orchestrator.store import _sqlite_sql as sql
-from orchestrator.store._derive import Derived, ParsedEvent, derive, iso, parse_events, parse_ts
+from orchestrator.store._derive import (
+    Derived,
+    HistoryPatch,
+    ParsedEvent,
+    derive,
+    iso,
+    parse_events,
+    parse_ts,
+)
 from orchestrator.store.base import (
     FINISHED_STATUSES,
     UNFINISHED_STATUSES,
+    HistoryRecord,
     RunRecord,
     RunStatus,
     StepRecord,
@@ -190,6 +199,34 @@ class SqliteStore:
     ) -> list[dict[str, Any]]:
         rows = await self._call(_query, sql.READ_EVENTS, (run_id, after_seq, max(0, limit)))
         return [orjson.loads(row[0]) for row in rows]
+
+    async def stream_history(
+        self, signatures: Collection[str], *, limit: int = 1000
+    ) -> dict[str, list[HistoryRecord]]:
+        wanted = sorted(set(signatures))
+        found: dict[str, list[HistoryRecord]] = {sig: [] for sig in wanted}
+        if not wanted or limit <= 0:
+            return found
+        # SQLite binds at most 32766 variables per statement; plans have far fewer streams.
+        for start in range(0, len(wanted), 1000):
+            chunk = wanted[start : start + 1000]
+            query = sql.history_query(len(chunk))
+            rows = await self._call(_query, query, (*chunk, limit))
+            for r in rows:
+                found[r[0]].append(
+                    HistoryRecord(
+                        signature=r[0],
+                        run_id=r[1],
+                        stream=r[2],
+                        plan=r[3],
+                        methodology=r[4],
+                        status=r[5],
+                        duration_s=r[6],
+                        gate_confidence=r[7],
+                        finished_at=parse_ts(r[8]),
+                    )
+                )
+        return found
 
     # -- the one way into the connection -----------------------------------------------------
 
@@ -396,10 +433,14 @@ def _apply(conn: sqlite3.Connection, run_id: str, derived: Derived) -> None:
                     _iso_or_none(s.started_at),
                     _iso_or_none(s.finished_at),
                     s.seq,
+                    s.signature,
+                    s.methodology,
                 )
                 for s in derived.streams
             ],
         )
+    for history in derived.history:  # after the streams: a start stored earlier is there
+        _add_history(conn, run_id, history)
     if derived.steps:
         conn.executemany(
             sql.UPSERT_STEP,
@@ -423,6 +464,29 @@ def _apply(conn: sqlite3.Connection, run_id: str, derived: Derived) -> None:
                 for s in derived.steps
             ],
         )
+
+
+def _add_history(conn: sqlite3.Connection, run_id: str, patch: HistoryPatch) -> None:
+    started_at, signature, methodology = patch.started_at, patch.signature, patch.methodology
+    if started_at is None:
+        row = conn.execute(sql.STREAM_START, (run_id, patch.stream)).fetchone()
+        if row is not None:
+            started_at, signature, methodology = _ts(row[0]), row[1], row[2]
+    if signature is None:
+        return
+    conn.execute(
+        sql.INSERT_HISTORY,
+        (
+            patch.stream,
+            signature,
+            methodology,
+            patch.status,
+            patch.duration_s(started_at),
+            patch.gate_confidence,
+            iso(patch.finished_at),
+            run_id,
+        ),
+    )
 
 
 def _set_status(

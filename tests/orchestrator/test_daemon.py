@@ -329,7 +329,7 @@ def test_peer_with_another_uid_is_refused(tmp_path: Path) -> None:
             "import socket, sys\n"
             "s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])\n"
             "try:\n"
-            "    s.sendall(b'{\"jsonrpc\": \"2.0\", \"id\": 1, \"method\": \"health\"}\\n')\n"
+            '    s.sendall(b\'{"jsonrpc": "2.0", "id": 1, "method": "health"}\\n\')\n'
             "except BrokenPipeError:\n"
             "    pass\n"
             "print(s.recv(65536).decode())\n"
@@ -351,3 +351,25 @@ def test_peer_with_another_uid_is_refused(tmp_path: Path) -> None:
     finally:
         daemon.close()
         shutil.rmtree(public, ignore_errors=True)
+
+
+def test_submit_refuses_a_plan_below_its_min_confidence_unless_forced(
+    sqlite_daemon: DaemonProcess, tmp_path: Path
+) -> None:
+    plan = tmp_path / "shaky.yaml"
+    plan.write_text("""
+version: 1
+plan: shaky
+min_confidence: 0.8
+caps: {light: null}
+agents: {a: {class: light, can: [sleep]}}
+streams:
+  - {id: risky, success_probability: 0.5, team: [a],
+     steps: [{id: x, agent: a, action: sleep, with: {seconds: 0}}]}
+""")
+    refused = sqlite_daemon.cli("submit", str(plan))
+    assert refused.returncode == 2 and refused.stdout == ""
+    assert "stream risky: predicted success probability 50%" in refused.stderr
+    assert "--force" in refused.stderr
+    forced = sqlite_daemon.cli("submit", str(plan), "--force", "--wait")
+    assert forced.returncode == 0, forced.stderr
