@@ -62,7 +62,11 @@ class Connection:
 
     async def send(self, message: dict[str, Any], timeout_s: float = 10.0) -> None:
         """Write one message; a client that does not read within ``timeout_s`` is dropped."""
-        data = orjson.dumps(message, default=str) + b"\n"
+        await self.send_many([message], timeout_s)
+
+    async def send_many(self, messages: list[dict[str, Any]], timeout_s: float = 10.0) -> None:
+        """Write several messages at once (one line each); same deadline as :meth:`send`."""
+        data = b"".join(orjson.dumps(m, default=str) + b"\n" for m in messages)
         async with self._send_lock:
             with anyio.fail_after(timeout_s):
                 await self.stream.send(data)

@@ -17,6 +17,7 @@ import resource
 import signal
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import suppress
 from typing import Any
 
 import anyio
@@ -54,6 +55,11 @@ _log = structlog.get_logger("orchestrator.daemon")
 
 Method = Callable[[Any, Connection], Awaitable[Any]]
 
+#: Notifications a watcher gets in one write at most.
+_SEND_BATCH = 256
+#: runs.get answers kept for reuse (one per run, oldest dropped first).
+_DETAIL_CACHE = 16
+
 
 def _raise_fd_limit() -> None:
     """Idle clients cost a descriptor each: allow as many as the hard limit permits."""
@@ -73,6 +79,8 @@ class Daemon:
         self.coordinator = coordinator
         self.runs = runs
         self.started = time.monotonic()
+        self._parsing = anyio.CapacityLimiter(1)
+        self._details: dict[str, tuple[tuple[int, int], dict[str, Any]]] = {}
         self._methods: dict[str, tuple[type[BaseModel], Method]] = {
             "submit": (SubmitParams, self.submit),
             "runs.list": (RunsListParams, self.runs_list),
@@ -104,7 +112,11 @@ class Daemon:
                 ErrorCode.SHUTTING_DOWN, "the daemon is shutting down; submit again once it is back"
             )
         try:
-            plan = self.runs.parse(params.plan_text, params.plan_path)
+            # Off the event loop: a large plan parses for seconds, and status, watchers and
+            # every run's event pipeline would wait that long.
+            plan = await anyio.to_thread.run_sync(
+                self.runs.parse, params.plan_text, params.plan_path, limiter=self._parsing
+            )
         except PlanInvalid as exc:
             raise RpcError(
                 ErrorCode.PLAN_INVALID, str(exc), {"problems": [str(p) for p in exc.problems]}
@@ -139,10 +151,20 @@ class Daemon:
                 ErrorCode.RUN_NOT_FOUND,
                 f"no run {params.run_id!r}; `orchestrator status` lists the runs",
             )
+        active = self.runs.active.get(params.run_id)
+        # Streams, steps and the live view change only with stored events: reuse the last
+        # answer while neither the store's last_seq nor the view's has moved.
+        key = (run.last_seq, active.pipeline.stored_seq if active else -1)
+        cached = self._details.get(params.run_id)
+        if cached is not None and cached[0] == key:
+            return {**cached[1], **run_summary(run)}
         streams = await self.store.get_streams(params.run_id)
         steps = await self.store.get_steps(params.run_id)
-        active = self.runs.active.get(params.run_id)
-        return run_detail(run, streams, steps, active.pipeline.view if active else None)
+        detail = run_detail(run, streams, steps, active.pipeline.view if active else None)
+        self._details[params.run_id] = (key, detail)
+        while len(self._details) > _DETAIL_CACHE:
+            del self._details[next(iter(self._details))]
+        return detail
 
     async def runs_cancel(self, params: RunIdParams, conn: Connection) -> dict[str, Any]:
         if params.run_id not in self.runs.active:
@@ -209,9 +231,17 @@ class Daemon:
                 last = active.pipeline.stored_seq
             if subscription is not None:
                 async for event in subscription.receive:
-                    if int(event["seq"]) > last:
-                        await conn.send(notification("events.event", {"event": event}))
-                        last = int(event["seq"])
+                    # Whatever else is already queued goes out in the same write.
+                    batch = [event]
+                    with suppress(anyio.WouldBlock, anyio.EndOfStream):
+                        while len(batch) < _SEND_BATCH:
+                            batch.append(subscription.receive.receive_nowait())
+                    fresh = [e for e in batch if int(e["seq"]) > last]
+                    if fresh:
+                        await conn.send_many(
+                            [notification("events.event", {"event": e}) for e in fresh]
+                        )
+                        last = int(fresh[-1]["seq"])
                 # The run ended; a slow watcher may have been dropped: catch up from the store.
                 async for event in self.runs.stored_events(run_id, after_seq=last):
                     await conn.send(notification("events.event", {"event": event}))
