@@ -31,6 +31,7 @@ from orchestrator.analysis import check_min_confidence, estimate_streams, load_h
 from orchestrator.control_socket import Connection, ControlServer, prepare_socket_path
 from orchestrator.coordination.base import Coordinator
 from orchestrator.errors import PlanInvalid
+from orchestrator.gpus import GpuAllocator, NvmlProbe
 from orchestrator.rpc import (
     AgentsListParams,
     ErrorCode,
@@ -265,6 +266,7 @@ async def run_daemon(
     async with (
         open_store(settings.store_url(), state_dir=settings.state_dir) as store,
         open_coordinator(settings) as coordinator,
+        NvmlProbe() as gpu_probe,  # opens NVML only if a step ever asks for a GPU
         anyio.create_task_group() as tg,
     ):
         runs = RunManager(
@@ -273,6 +275,7 @@ async def run_daemon(
             coordinator=coordinator,
             registry=registry,
             task_group=tg,
+            gpus=GpuAllocator(gpu_probe),
         )
         daemon = Daemon(settings, store, coordinator, runs)
         server = ControlServer(

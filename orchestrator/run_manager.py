@@ -22,6 +22,7 @@ from agents.registry import ActionRegistry
 from orchestrator.coordination.base import Coordinator
 from orchestrator.errors import OrchestratorError
 from orchestrator.events import EventLog, JsonlSink, Redactor
+from orchestrator.gpus import GpuAllocator
 from orchestrator.progress import RunView
 from orchestrator.runs import new_run_id
 from orchestrator.scheduler import PriorState, RunResult, Scheduler, SchedulerConfig
@@ -127,12 +128,14 @@ class RunManager:
         coordinator: Coordinator,
         registry: ActionRegistry,
         task_group: TaskGroup,
+        gpus: GpuAllocator | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.coordinator = coordinator
         self.registry = registry
         self.task_group = task_group
+        self.gpus = gpus  # one allocator for every run, so exclusivity holds across runs
         self.active: dict[str, ActiveRun] = {}
         self.draining = False
 
@@ -225,6 +228,7 @@ class RunManager:
             registry=self.registry,
             events=events,
             prior=prior,
+            gpus=self.gpus,
             config=SchedulerConfig(
                 workdir=record.workdir,
                 env=self.settings.step_env(),

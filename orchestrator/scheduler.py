@@ -41,6 +41,7 @@ from agents.registry import ActionRegistry
 from context_packages import AgentPackage, build_package
 from orchestrator.coordination.base import PRIORITY_LEVELS, Coordinator
 from orchestrator.events import EventLog
+from orchestrator.gpus import GpuAllocator, NvmlProbe
 from orchestrator.rollback import RollbackReport, roll_back
 from orchestrator.step_runner import (
     Drain,
@@ -165,6 +166,7 @@ class Scheduler:
         events: EventLog,
         config: SchedulerConfig | None = None,
         prior: PriorState | None = None,
+        gpus: GpuAllocator | None = None,
     ) -> None:
         self.plan = plan
         self.run_id = run_id
@@ -174,6 +176,7 @@ class Scheduler:
         # Sentence steps go to the agent's driver through an action no plan can name.
         registry = with_external(registry)
         self.registry = registry
+        self._own_probe: NvmlProbe | None = None
         self._drain = Drain()
         self._outcomes: dict[str, StreamOutcome] = {}
         self._done: dict[str, anyio.Event] = {}
@@ -192,6 +195,7 @@ class Scheduler:
             ),
             drain=self._drain,
             rng=random.Random(self.config.seed),
+            gpus=gpus or self._own_gpus(plan),
         )
         # Parameters were validated with the plan; parse them into models once, here.
         self._params: dict[tuple[str, str], BaseModel] = {}
@@ -217,6 +221,17 @@ class Scheduler:
             package=self.packages[step.agent],
             timeout_s=timeout_s,
         )
+
+    def _own_gpus(self, plan: Plan) -> GpuAllocator | None:
+        """A GPU allocator of this run's own, when a step needs GPUs and none was given
+        (the daemon gives one shared by all its runs)."""
+        steps = [
+            st for s in plan.streams for st in [*s.steps, *(s.rollback.steps if s.rollback else [])]
+        ]
+        if not any(st.gpus for st in steps):
+            return None
+        self._own_probe = NvmlProbe()
+        return GpuAllocator(self._own_probe)
 
     def drain(self) -> None:
         """Start no new step attempts; the run ends ``suspended`` once running ones end."""
@@ -259,6 +274,8 @@ class Scheduler:
                 self.events.emit("run_suspended", streams=streams)
             else:
                 self.events.emit("run_finished", status=status.value, streams=streams)
+            if self._own_probe is not None:
+                await self._own_probe.aclose()  # shielded, under its own deadline
         return RunResult(self.run_id, status, dict(self._outcomes))
 
     # -- streams ----------------------------------------------------------------------------
@@ -502,6 +519,9 @@ class Scheduler:
             labels={} if phase == "step" else {"phase": phase},
             evidence_ids=tuple(step.evidence),
             drainable=phase == "step",
+            gpus=step.gpus if phase != "undo" else 0,
+            gpu_exclusive=step.gpu_exclusive,
+            on_no_gpu=step.on_no_gpu,
             resource_class=resource_class,
             cap=plan.caps[resource_class],
             locks=tuple(step.locks),

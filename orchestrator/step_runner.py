@@ -22,11 +22,13 @@ import anyio
 import structlog
 from pydantic import BaseModel
 
+from agents.actions.gpu import no_gpu_result
 from agents.base import ActionContext, ActionResult
 from agents.registry import ActionFunc, ActionRegistry
 from orchestrator.coordination.base import Blocker, Coordinator, Grant, Need
 from orchestrator.errors import ActionFailed, CoordinationError, LockWaitTimeout
 from orchestrator.events import EventLog
+from orchestrator.gpus import GpuAllocator, GpuError, GpuUnavailable, cuda_env
 
 __all__ = [
     "Drain",
@@ -101,6 +103,9 @@ class StepJob:
     labels: Mapping[str, str] = field(default_factory=dict)
     evidence_ids: tuple[str, ...] = ()
     drainable: bool = True  # undo and rollback steps run on through a drain
+    gpus: int = 0
+    gpu_exclusive: bool = True
+    on_no_gpu: str = "fail"  # or "skip"
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +139,7 @@ class StepRunner:
         config: StepRunnerConfig,
         drain: Drain,
         rng: random.Random,
+        gpus: GpuAllocator | None = None,
     ) -> None:
         self.run_id = run_id
         self.plan_name = plan_name
@@ -143,6 +149,7 @@ class StepRunner:
         self.drain = drain
         self._never_drained = Drain()
         self._random = rng
+        self.gpus = gpus
 
     def backoff_s(self, attempt: int) -> float:
         """Delay before retry ``attempt`` (1-based): exponential, capped, equal jitter."""
@@ -188,7 +195,10 @@ class StepRunner:
                         timeout_s=job.lock_timeout_s,
                         on_blocked=self._on_blocked(log, attempt),
                     )
-            except LockWaitTimeout as exc:
+                    gpus = await self._take_gpus(job, grant, log, attempt)
+            except GpuError as exc:  # the grant has been given back
+                return self._without_gpu(job, attempt, exc, log)
+            except LockWaitTimeout as exc:  # GpuWaitTimeout too: the grant was given back
                 lock_waits += 1
                 age_credit_s += exc.waited_s
                 delay = self.backoff_s(lock_waits)
@@ -205,7 +215,7 @@ class StepRunner:
                     await anyio.sleep(delay)
                 continue
             waited_s = anyio.current_time() - queued_at
-            outcome = await self._attempt(job, grant, attempt, waited_s, log)
+            outcome = await self._attempt(job, grant, gpus, attempt, waited_s, log)
             if outcome.status in (StepStatus.SUCCEEDED, StepStatus.CANCELLED):
                 return outcome
             if attempt >= last_attempt:
@@ -235,8 +245,66 @@ class StepRunner:
 
         return blocked
 
+    async def _take_gpus(
+        self, job: StepJob, grant: Grant, log: EventLog, attempt: int
+    ) -> tuple[int, ...]:
+        """The job's GPUs, taken once its need is granted (so a GPU is never held while its
+        step waits for locks). Whatever goes wrong, the grant is given back first."""
+        if job.gpus == 0:
+            return ()
+        try:
+            if self.gpus is None:
+                raise GpuUnavailable("this scheduler was given no GPU allocator")
+            return await self.gpus.allocate(
+                grant.need.holder,
+                job.gpus,
+                exclusive=job.gpu_exclusive,
+                timeout_s=job.lock_timeout_s,
+                on_blocked=lambda held: log.emit(
+                    "step_waiting",
+                    attempt=attempt,
+                    waiting_for=[
+                        f"GPU {i} (held by {', '.join(h)})".replace(f"{self.run_id}/", "")
+                        for i, h in held.items()
+                    ],
+                    blocked_on=[
+                        {"resource": f"gpu:{i}", "holders": list(h)} for i, h in held.items()
+                    ],
+                ),
+            )
+        except BaseException:
+            with anyio.move_on_after(self.config.release_timeout_s, shield=True):
+                await self.coordinator.release(grant)
+            raise
+
+    def _without_gpu(self, job: StepJob, attempt: int, exc: GpuError, log: EventLog) -> StepOutcome:
+        """A step that cannot have its GPUs: skipped (``on_no_gpu: skip`` and there is no
+        GPU at all) or failed, with the "no GPU" evidence; never retried."""
+        if isinstance(exc, GpuUnavailable):
+            result = no_gpu_result(exc.reason, exc.fix, skip=job.on_no_gpu == "skip")
+        else:  # asks for more GPUs than the machine has: a plan error, never skipped
+            result = ActionResult(ok=False, summary=str(exc), details={"skipped": False})
+        status = StepStatus.SUCCEEDED if result.ok else StepStatus.FAILED
+        log.emit(
+            "step_finished",
+            attempt=attempt,
+            status=status.value,
+            duration_s=0.0,
+            reason=result.summary,
+            skipped=bool(result.details.get("skipped")),
+            metrics=dict(result.metrics),
+        )
+        self._record_evidence(job, attempt, status, result, log)
+        return StepOutcome(status, result.summary, attempt, result)
+
     async def _attempt(
-        self, job: StepJob, grant: Grant, attempt: int, waited_s: float, log: EventLog
+        self,
+        job: StepJob,
+        grant: Grant,
+        gpus: tuple[int, ...],
+        attempt: int,
+        waited_s: float,
+        log: EventLog,
     ) -> StepOutcome:
         """Run the action once while holding ``grant``; always record the end and release."""
         definition = self.registry.get_action(job.action)
@@ -247,7 +315,7 @@ class StepRunner:
             agent=job.agent,
             attempt=attempt,
             fences=dict(grant.fences),
-            env=self._env(job, attempt, grant),
+            env={**self._env(job, attempt, grant), **(cuda_env(gpus) if gpus else {})},
             workdir=self.config.workdir,
             kill_grace_s=self.config.kill_grace_s,
         )
@@ -258,6 +326,7 @@ class StepRunner:
             fences=dict(grant.fences),
             waited_s=round(waited_s, 6),
             timeout_s=job.timeout_s,
+            **({"gpus": list(gpus)} if gpus else {}),
         )
         status, result, reason = StepStatus.CANCELLED, None, "cancelled"
         try:
@@ -290,6 +359,8 @@ class StepRunner:
             log.emit("step_finished", **fields)
             if result is not None:
                 self._record_evidence(job, attempt, status, result, log)
+            if gpus and self.gpus is not None:
+                self.gpus.release(grant.need.holder)
             with anyio.move_on_after(self.config.release_timeout_s, shield=True):
                 await self.coordinator.release(grant)
         return StepOutcome(status, reason, attempt, result)

@@ -163,6 +163,22 @@ class StepSpec(_Model):
     evidence: list[str] = Field(
         default_factory=list, description="Ids of the stream's evidence this step provides."
     )
+    gpus: int = Field(
+        default=0,
+        ge=0,
+        le=64,
+        description="GPUs the step needs: the least-loaded by NVML, given to it as "
+        "CUDA_VISIBLE_DEVICES.",
+    )
+    gpu_exclusive: bool = Field(
+        default=True,
+        description="No other step uses this step's GPUs meanwhile (false: shared with other "
+        "non-exclusive steps).",
+    )
+    on_no_gpu: Literal["fail", "skip"] = Field(
+        default="fail",
+        description="With gpus: and no NVIDIA driver or GPU here: fail the step, or skip it.",
+    )
 
 
 class GateCriterion(_Model):

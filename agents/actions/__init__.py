@@ -1,6 +1,6 @@
 """The built-in actions and the default registry holding them."""
 
-from agents.actions import http, postgres
+from agents.actions import gpu, http, postgres
 from agents.actions import redis as redis_actions
 from agents.actions.command import CommandParams, run_command
 from agents.actions.sleep import SleepParams, run_sleep
@@ -14,6 +14,6 @@ def builtin_registry() -> ActionRegistry:
     registry = ActionRegistry()
     registry.register("command", CommandParams, "run a program (argv, no shell)")(run_command)
     registry.register("sleep", SleepParams, "wait a while")(run_sleep)
-    for module in (redis_actions, postgres, http):
+    for module in (redis_actions, postgres, http, gpu):
         module.register(registry)
     return registry
