@@ -54,9 +54,8 @@ def url_secrets(url: str) -> list[str]:
     return sorted({*found, *(unquote(v) for v in found)})
 
 
-def scrub(text: str, secrets: Iterable[str]) -> str:
-    """``text`` with each secret (of 3 characters or more) replaced by ``***``."""
-    for secret in sorted(secrets, key=len, reverse=True):
-        if len(secret) >= 3:
-            text = text.replace(secret, "***")
+def scrub(text: str, secrets: Iterable[str | None]) -> str:
+    """``text`` with each secret (of 3 characters or more; None is skipped) as ``***``."""
+    for secret in sorted((s for s in secrets if s and len(s) >= 3), key=len, reverse=True):
+        text = text.replace(secret, "***")
     return text

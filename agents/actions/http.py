@@ -12,10 +12,8 @@ query keys such as ``token``) are shown as ``***``; header values are never show
 from __future__ import annotations
 
 import hashlib
-import math
 import time
 from collections import Counter
-from collections.abc import Sequence
 from typing import Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -23,10 +21,12 @@ import anyio
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from agents.actions._stats import percentile
 from agents.base import ActionContext, ActionResult, Evidence
 from agents.registry import ActionRegistry
 from orchestrator.errors import ActionFailed
 from orchestrator.events import utc_timestamp
+from orchestrator.redaction import scrub
 from streams.durations import Duration
 
 __all__ = ["HttpProbeParams", "register", "run_probe"]
@@ -107,20 +107,6 @@ def _redact(url: str) -> tuple[str, list[str]]:
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment)), secrets
 
 
-def _scrub(text: str, secrets: Sequence[str]) -> str:
-    for secret in sorted((s for s in secrets if len(s) >= 3), key=len, reverse=True):
-        text = text.replace(secret, _MASK)
-    return text
-
-
-def _percentile(samples: Sequence[float], q: float) -> float:
-    """The ``q`` quantile (0..1) of ``samples``, interpolating between closest ranks."""
-    ordered = sorted(samples)
-    rank = q * (len(ordered) - 1)
-    low, high = math.floor(rank), math.ceil(rank)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
-
-
 def _headers(ctx: ActionContext, params: HttpProbeParams) -> tuple[dict[str, str], list[str]]:
     headers = dict(params.headers)
     secrets = list(params.headers.values())
@@ -182,7 +168,7 @@ async def run_probe(ctx: ActionContext, params: HttpProbeParams) -> ActionResult
             except httpx.HTTPError as exc:
                 errors, last_status = errors + 1, 0
                 statuses["error"] += 1
-                reason = _scrub(str(exc) or type(exc).__name__, secrets)
+                reason = scrub(str(exc) or type(exc).__name__, secrets)
                 lines.append(f"{index + 1}: {type(exc).__name__}: {reason[:300]}")
             else:
                 elapsed_ms = (time.perf_counter() - started) * 1000
@@ -202,8 +188,8 @@ async def run_probe(ctx: ActionContext, params: HttpProbeParams) -> ActionResult
         f"{prefix}.timeouts": float(timeouts),
     }
     if latencies:
-        metrics[f"{prefix}.latency_ms.p50"] = _percentile(latencies, 0.50)
-        metrics[f"{prefix}.latency_ms.p95"] = _percentile(latencies, 0.95)
+        metrics[f"{prefix}.latency_ms.p50"] = percentile(latencies, 0.50)
+        metrics[f"{prefix}.latency_ms.p95"] = percentile(latencies, 0.95)
     ok = metrics[f"{prefix}.ok_ratio"] >= params.min_ok_ratio
     seen = ", ".join(f"{status} x{n}" for status, n in sorted(statuses.items()))
     summary = f"{params.method} {shown}: {good}/{params.count} ok ({seen})"
@@ -211,7 +197,7 @@ async def run_probe(ctx: ActionContext, params: HttpProbeParams) -> ActionResult
         summary += f", p50 {metrics[f'{prefix}.latency_ms.p50']:.1f} ms"
     if not ok:
         summary += f"; needs an ok ratio of at least {params.min_ok_ratio:g}"
-    text = _scrub(body.decode("utf-8", "replace"), secrets)
+    text = scrub(body.decode("utf-8", "replace"), secrets)
     excerpt = "\n".join(lines) + (
         f"\n--- last body ({body_bytes} bytes) ---\n{text}" if text else ""
     )

@@ -13,7 +13,6 @@ and timeouts are ``ok=False`` results saying why; a missing variable raises
 from __future__ import annotations
 
 import hashlib
-import math
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
@@ -26,6 +25,7 @@ import anyio
 import asyncpg
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from agents.actions._stats import percentile
 from agents.base import ActionContext, ActionResult, Evidence, UndoRecord
 from agents.registry import ActionRegistry
 from orchestrator.errors import ActionFailed
@@ -260,18 +260,10 @@ def _failed(target: _Target, what: str, exc: BaseException, timeout_s: float) ->
     )
 
 
-def _percentile(samples: Sequence[float], q: float) -> float:
-    """The ``q`` quantile (0..1) of ``samples``, interpolating between closest ranks."""
-    ordered = sorted(samples)
-    rank = q * (len(ordered) - 1)
-    low, high = math.floor(rank), math.ceil(rank)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
-
-
 def _distribution(prefix: str, samples: Sequence[float]) -> dict[str, float]:
     return {
-        f"{prefix}.p50": _percentile(samples, 0.50),
-        f"{prefix}.p95": _percentile(samples, 0.95),
+        f"{prefix}.p50": percentile(samples, 0.50),
+        f"{prefix}.p95": percentile(samples, 0.95),
         f"{prefix}.mean": sum(samples) / len(samples),
         f"{prefix}.min": min(samples),
         f"{prefix}.max": max(samples),
@@ -446,10 +438,10 @@ async def run_pool_stats(ctx: ActionContext, params: PoolStatsParams) -> ActionR
         f"{prefix}.size_peak": float(peak),
         f"{prefix}.size": float(size),
         f"{prefix}.idle": float(idle),
-        f"{prefix}.acquire_ms.p50": _percentile(waits, 0.50),
-        f"{prefix}.acquire_ms.p95": _percentile(waits, 0.95),
-        f"{prefix}.query_ms.p50": _percentile(durations, 0.50),
-        f"{prefix}.query_ms.p95": _percentile(durations, 0.95),
+        f"{prefix}.acquire_ms.p50": percentile(waits, 0.50),
+        f"{prefix}.acquire_ms.p95": percentile(waits, 0.95),
+        f"{prefix}.query_ms.p50": percentile(durations, 0.50),
+        f"{prefix}.query_ms.p95": percentile(durations, 0.95),
     }
     text = "\n".join(f"{name}={value:.3f}" for name, value in metrics.items())
     query = _mask_sql(params.query, target)

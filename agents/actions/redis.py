@@ -12,7 +12,6 @@ as pydantic ``SecretStr`` (printed ``**********``).
 from __future__ import annotations
 
 import hashlib
-import math
 import re
 import time
 from collections import Counter
@@ -26,10 +25,12 @@ import redis.asyncio
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from redis.backoff import NoBackoff
 
+from agents.actions._stats import percentile
 from agents.base import ActionContext, ActionResult, Evidence, UndoRecord
 from agents.registry import ActionRegistry
 from orchestrator.errors import ActionFailed
 from orchestrator.events import utc_timestamp
+from orchestrator.redaction import scrub
 from streams.durations import Duration
 
 __all__ = [
@@ -232,13 +233,6 @@ async def _call(timeout_s: float, func: Callable[[], Awaitable[T]]) -> T:
         return await func()
 
 
-def _scrub(text: str, secrets: Sequence[str | None]) -> str:
-    """``text`` with each secret of 3 characters or more replaced by ``***``."""
-    for secret in sorted((s for s in secrets if s and len(s) >= 3), key=len, reverse=True):
-        text = text.replace(secret, _MASK)
-    return text
-
-
 def _auth_code(exc: redis.AuthenticationError, target: _Target) -> str:
     code = getattr(exc, "status_code", None)  # set by redis-py 6+ from the reply's prefix
     if code in ("NOAUTH", "WRONGPASS"):
@@ -248,7 +242,7 @@ def _auth_code(exc: redis.AuthenticationError, target: _Target) -> str:
 
 def _reason(exc: BaseException, target: _Target, timeout_s: float, secrets: Sequence[str]) -> str:
     """Why a call failed, in words a user can act on, with no secret in it."""
-    text = _scrub(str(exc), [target.password, *secrets])
+    text = scrub(str(exc), [target.password, *secrets])
     if isinstance(exc, redis.AuthenticationError) and _auth_code(exc, target) == "NOAUTH":
         return "NOAUTH: a password is required (fix: set password_env, or put it in the URL)"
     if isinstance(exc, redis.AuthenticationError):
@@ -263,14 +257,6 @@ def _reason(exc: BaseException, target: _Target, timeout_s: float, secrets: Sequ
     if isinstance(exc, redis.ResponseError):
         return f"server replied: {text}"
     return f"{type(exc).__name__}: {text}"
-
-
-def _percentile(samples: Sequence[float], q: float) -> float:
-    """The ``q`` quantile (0..1) of ``samples``, interpolating between closest ranks."""
-    ordered = sorted(samples)
-    rank = q * (len(ordered) - 1)
-    low, high = math.floor(rank), math.ceil(rank)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
 def _evidence(
@@ -323,12 +309,12 @@ async def run_probe(ctx: ActionContext, params: RedisProbeParams) -> ActionResul
                     await _call(params.timeout_s, client.initialize)
             except redis.AuthenticationError as exc:
                 replies[code := _auth_code(exc, target)] += 1
-                lines.append(f"{what}: {code} {_scrub(str(exc), [target.password])[:300]}")
+                lines.append(f"{what}: {code} {scrub(str(exc), [target.password])[:300]}")
                 if not index:  # refused at the door: every PING would be refused the same way
                     refusal = _reason(exc, target, params.timeout_s, [])
                     break
             except redis.ResponseError as exc:  # e.g. NOPERM for an ACL user
-                text = _scrub(str(exc), [target.password])
+                text = scrub(str(exc), [target.password])
                 replies[text.split(" ", 1)[0] or "ERR"] += 1
                 lines.append(f"{what}: {text[:300]}")
             except _FAILURES as exc:
@@ -351,8 +337,8 @@ async def run_probe(ctx: ActionContext, params: RedisProbeParams) -> ActionResul
     metrics["redis.noauth_errors"] = float(replies["NOAUTH"] + replies["WRONGPASS"])
     metrics["redis.pings_ok"] = float(len(rtts))
     if rtts:
-        metrics["redis.rtt_ms.p50"] = _percentile(rtts, 0.50)
-        metrics["redis.rtt_ms.p95"] = _percentile(rtts, 0.95)
+        metrics["redis.rtt_ms.p50"] = percentile(rtts, 0.50)
+        metrics["redis.rtt_ms.p95"] = percentile(rtts, 0.95)
 
     if failure:
         ok, summary = False, f"redis {target.shown}: {failure}"
