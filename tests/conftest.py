@@ -4,4 +4,4 @@ Loaded as plugins (not imported) so pytest sees their fixtures before any test m
 imports the helper modules themselves.
 """
 
-pytest_plugins = ["tests.servers", "tests.servers_postgres"]
+pytest_plugins = ["tests.servers", "tests.servers_postgres", "tests.servers_docker"]

@@ -1,5 +1,7 @@
 """The built-in actions and the default registry holding them."""
 
+from agents.actions import compose as compose_actions
+from agents.actions import docker as docker_actions
 from agents.actions import gpu, http, postgres
 from agents.actions import redis as redis_actions
 from agents.actions.command import CommandParams, run_command
@@ -14,6 +16,6 @@ def builtin_registry() -> ActionRegistry:
     registry = ActionRegistry()
     registry.register("command", CommandParams, "run a program (argv, no shell)")(run_command)
     registry.register("sleep", SleepParams, "wait a while")(run_sleep)
-    for module in (redis_actions, postgres, http, gpu):
+    for module in (redis_actions, postgres, http, gpu, docker_actions, compose_actions):
         module.register(registry)
     return registry

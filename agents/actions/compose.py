@@ -1,0 +1,759 @@
+"""docker-compose file actions: ``compose.patch``, ``compose.restore``, ``compose.validate``.
+
+``compose.patch`` sets or removes values at dotted paths (``services.redis.command``,
+``services.redis.environment.REDIS_PASSWORD``, ``services.redis.command[2]`` or
+``services.redis.command.2`` for list items, ``labels["com.example.tier"]`` for keys with
+dots). It edits the YAML round-trip (ruamel.yaml), so comments, key order, quoting and
+indentation stay as they were and the diff shows only the change: a removed entry takes its
+own lines with it (and the comment lines directly above it), never the comments that belong
+to its neighbours. Missing mappings on the way to a ``set`` are created; an ``environment``
+written as a list of ``KEY=value`` items is addressed by key like a mapping. The file is
+written atomically (temporary file, fsync, rename; mode kept) after a backup copy, and the
+result's UndoRecord is ``compose.restore``, which puts the original bytes back exactly.
+
+``compose.validate`` runs ``docker-compose -f FILE config -q`` (``docker compose`` when only
+the plugin is there). A path that does not exist, or that runs through a scalar, raises
+:class:`~orchestrator.errors.ActionFailed` naming the file, the path and what is there.
+Secret values (``--requirepass X``, variables named like ``*PASSWORD*``) are masked in diffs.
+"""
+
+from __future__ import annotations
+
+import base64
+import difflib
+import hashlib
+import io
+import itertools
+import os
+import re
+import shutil
+import stat
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+import yaml as pyyaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import CommentMark, YAMLError
+from ruamel.yaml.scalarstring import DoubleQuotedScalarString, SingleQuotedScalarString
+from ruamel.yaml.tokens import CommentToken
+from ruamel.yaml.util import load_yaml_guess_indent
+
+from agents.actions.docker import mask_command, mask_text
+from agents.base import ActionContext, ActionResult, Evidence, UndoRecord
+from agents.registry import ActionRegistry
+from context_packages.masking import MASK, is_secret_name
+from orchestrator.errors import ActionFailed
+from orchestrator.events import utc_timestamp
+from streams.durations import Duration
+
+__all__ = [
+    "ComposePatchParams",
+    "ComposeRestoreParams",
+    "ComposeValidateParams",
+    "parse_path",
+    "register",
+    "run_patch",
+    "run_restore",
+    "run_validate",
+]
+
+#: Originals up to this size travel inside the UndoRecord too (the backup file may go).
+INLINE_ORIGINAL_BYTES = 256 * 1024
+_EXCERPT = 4096
+Key = str | int
+
+
+class ComposePatchParams(BaseModel):
+    """Parameters of ``compose.patch``: ``set`` (path -> value) then ``remove`` (paths)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    file: str = Field(min_length=1, description="Relative to the run's working directory.")
+    set: dict[str, Any] = Field(default_factory=dict)
+    remove: list[str] = Field(default_factory=list)
+    backup: bool = Field(default=True, description="Keep a copy beside the file.")
+    check: bool = Field(
+        default=False,
+        description="Run `docker-compose config -q`; put the original back if not ok.",
+    )
+    env_file: str | None = Field(default=None, description="For check: --env-file.")
+    allow_reformat: bool = Field(
+        default=False, description="Write even if other lines would change formatting."
+    )
+    timeout_s: Duration = Field(default=60.0, gt=0)
+
+    @field_validator("set", "remove")
+    @classmethod
+    def _paths(cls, paths: Any) -> Any:
+        for path in paths:  # the keys of set, the items of remove
+            parse_path(path)
+        return paths
+
+
+class ComposeRestoreParams(BaseModel):
+    """Parameters of ``compose.restore`` (as ``compose.patch``'s UndoRecord gives them)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    file: str = Field(min_length=1)
+    original_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    original_b64: str | None = None
+    backup: str | None = None
+    patched_sha256: str | None = Field(
+        default=None, description="Refuse if the file changed since (unless force)."
+    )
+    force: bool = False
+
+
+class ComposeValidateParams(BaseModel):
+    """Parameters of ``compose.validate``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    file: str = Field(min_length=1)
+    env_file: str | None = None
+    binary: list[str] | None = Field(default=None, description="Default: docker-compose.")
+    timeout_s: Duration = Field(default=60.0, gt=0)
+
+
+_SEGMENT = re.compile(r"""\[(-?\d+)\]|\[(?:"([^"]*)"|'([^']*)')\]|([^.\[\]"']+)""")
+
+
+def parse_path(path: str) -> list[Key]:
+    """``a.b[2]["c.d"]`` -> ``["a", "b", 2, "c.d"]``; a bare ``.2`` stays the string ``"2"``
+    (an index where a list is found there). Raises ValueError for a malformed path."""
+    keys: list[Key] = []
+    at = 0
+    while at < len(path):
+        if keys and path[at] == ".":
+            at += 1
+        match = _SEGMENT.match(path, at)
+        if match is None or match.end() == at:
+            raise ValueError(
+                f"bad path {path!r} at character {at + 1}; write a.b.c, a.b[0] "
+                'or a["key.with.dots"]'
+            )
+        index, double, single, bare = match.groups()
+        keys.append(
+            int(index)
+            if index is not None
+            else (double if double is not None else single if single is not None else bare)
+        )
+        at = match.end()
+    if not keys:
+        raise ValueError("empty path")
+    return keys
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class _Doc:
+    """A YAML text with the dumper that reproduces its formatting."""
+
+    text: str
+    yaml: YAML
+    data: Any
+
+    @classmethod
+    def load(cls, text: str, where: str) -> _Doc:
+        try:
+            _, seq_indent, offset = load_yaml_guess_indent(text)
+        except YAMLError as exc:
+            raise ActionFailed("compose.patch", f"{where}: not valid YAML: {exc}") from None
+        yaml = YAML()
+        yaml.preserve_quotes = True
+        yaml.width = 4096
+        yaml.explicit_start = text.lstrip().startswith("---")
+        yaml.indent(mapping=_mapping_indent(text), sequence=seq_indent or 2, offset=offset or 0)
+        data = yaml.load(text)
+        if not isinstance(data, CommentedMap):
+            raise ActionFailed("compose.patch", f"{where}: the top level is not a mapping")
+        return cls(text, yaml, data)
+
+    def dump(self) -> str:
+        out = io.StringIO()
+        self.yaml.dump(self.data, out)
+        return out.getvalue()
+
+
+def _mapping_indent(text: str) -> int:
+    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    for line, after in itertools.pairwise(lines):
+        if line.rstrip().endswith(":") and not after.lstrip().startswith("-"):
+            step = (len(after) - len(after.lstrip())) - (len(line) - len(line.lstrip()))
+            if step > 0:
+                return step
+    return 2
+
+
+class _Path:
+    """One path resolved in a document: the containers along it and the final key. With
+    ``create``, the walk stops at the first missing mapping key; ``missing`` holds the keys
+    below it, for the caller to create as nested mappings."""
+
+    def __init__(self, doc: _Doc, path: str, where: str, *, create: bool) -> None:
+        self.path, self.where = path, where
+        keys = parse_path(path)
+        self.chain: list[tuple[Any, Key]] = []
+        self.missing: list[Key] = []
+        node: Any = doc.data
+        for depth, raw in enumerate(keys):
+            last = depth == len(keys) - 1
+            key = self._key(node, raw, keys[:depth], missing_ok=last or create)
+            self.chain.append((node, key))
+            if last:
+                break
+            if isinstance(node, CommentedMap) and key not in node:
+                self.missing = keys[depth + 1 :]
+                if any(isinstance(k, int) for k in self.missing):
+                    raise self.error(keys[: depth + 1], "does not exist: cannot make a list")
+                break
+            node = node[key]
+            if not isinstance(node, CommentedMap | CommentedSeq):
+                raise self.error(keys[: depth + 1], f"is {_kind(node)}, not a mapping or list")
+
+    def error(self, at: Sequence[Key], reason: str) -> ActionFailed:
+        shown = _show(at) or "the top level"
+        return ActionFailed("compose.patch", f"{self.where}: {self.path}: {shown} {reason}")
+
+    def _key(self, node: Any, raw: Key, at: Sequence[Key], *, missing_ok: bool) -> Key:
+        if isinstance(node, CommentedSeq):
+            if isinstance(raw, str) and not re.fullmatch(r"-?\d+", raw):
+                return raw  # KEY in a list of KEY=value items
+            index = int(raw)
+            size = len(node)
+            if -size <= index < size:
+                return index % size
+            if index == size and missing_ok:
+                return index  # appends
+            raise self.error([*at, raw], f"is out of range: the list has {size} items")
+        if isinstance(raw, int):
+            raise self.error(at, f"is a mapping, not a list: write .key, not [{raw}]")
+        if raw in node or missing_ok:
+            return raw
+        known = ", ".join(str(k) for k in node) or "none"
+        raise self.error([*at, raw], f"does not exist (keys there: {known})")
+
+    @property
+    def container(self) -> Any:
+        return self.chain[-1][0]
+
+    @property
+    def key(self) -> Key:
+        return self.chain[-1][1]
+
+
+def _show(keys: Sequence[Key]) -> str:
+    out = ""
+    for key in keys:
+        out += f"[{key}]" if isinstance(key, int) else (f".{key}" if out else str(key))
+    return out
+
+
+def _kind(value: Any) -> str:
+    return "null" if value is None else f"a {type(value).__name__.replace('Scalar', '')} value"
+
+
+def _env_index(items: Sequence[Any], name: str) -> int | None:
+    for at, item in enumerate(items):
+        if isinstance(item, str) and (item == name or item.startswith(f"{name}=")):
+            return at
+    return None
+
+
+def _to_yaml(value: Any, like: Any) -> Any:
+    """Plain data as ruamel nodes, in the style (flow, quotes) of the node it replaces.
+    Strings that YAML 1.1 readers (PyYAML, so docker-compose v1) would take for something
+    else (``yes``, ``on``, ``1.0``, ``~``) are quoted."""
+    if isinstance(value, Mapping):
+        likes = like if isinstance(like, Mapping) else {}
+        node: Any = CommentedMap((k, _to_yaml(v, likes.get(k))) for k, v in value.items())
+    elif isinstance(value, list | tuple):
+        items = like if isinstance(like, CommentedSeq) else ()
+        quoted = [item for item in items if isinstance(item, _QUOTED)]
+        node = CommentedSeq(_to_yaml(v, quoted[0] if quoted else None) for v in value)
+    elif isinstance(value, str):
+        if isinstance(like, _QUOTED):
+            return type(like)(value)
+        return value if _plain_is_str(value) else DoubleQuotedScalarString(value)
+    else:
+        return value
+    if isinstance(like, CommentedMap | CommentedSeq) and like.fa.flow_style():
+        node.fa.set_flow_style()
+    return node
+
+
+_QUOTED = (DoubleQuotedScalarString, SingleQuotedScalarString)
+
+
+def _plain_is_str(value: str) -> bool:
+    """Whether ``value`` written plain reads back as the same string in YAML 1.1 and 1.2."""
+    try:
+        return bool(pyyaml.safe_load(value) == value) and YAML(typ="safe").load(value) == value
+    except (pyyaml.YAMLError, YAMLError):
+        return False
+
+
+def _trailing_slot(node: Any, key: Key) -> tuple[list[Any], int]:
+    """The comment slot after entry ``key``'s last line (descending into block values)."""
+    value = node[key]
+    if isinstance(value, CommentedMap | CommentedSeq) and len(value) and not value.fa.flow_style():
+        return _trailing_slot(value, _last_key(value))
+    slots = node.ca.items.setdefault(key, [None, None, None, None])
+    return slots, 2 if isinstance(node, CommentedMap) else 0
+
+
+def _take_trailing(node: Any, key: Key) -> str:
+    """Detach the comment lines after entry ``key`` (they belong to what follows it)."""
+    slots, at = _trailing_slot(node, key)
+    token = slots[at]
+    if token is None or "\n" not in token.value:
+        return ""
+    eol, _, rest = token.value.partition("\n")
+    token.value = eol + "\n"
+    return str(rest)
+
+
+def _give_trailing(node: Any, key: Key, rest: str) -> None:
+    if rest:
+        slots, at = _trailing_slot(node, key)
+        if slots[at] is None:
+            slots[at] = CommentToken("\n" + rest, CommentMark(0), None)
+        else:
+            slots[at].value += rest
+
+
+def _set(doc: _Doc, path: str, value: Any, where: str) -> str:
+    target = _Path(doc, path, where, create=True)
+    node, key = target.container, target.key
+    for missing in reversed(target.missing):
+        value = {missing: value}
+    if isinstance(node, CommentedSeq) and isinstance(key, str):  # environment: [KEY=value]
+        if isinstance(value, Mapping | list):
+            raise target.error(parse_path(path), "is a KEY=value list item: give a scalar")
+        found = _env_index(node, key)
+        key, value = (
+            len(node) if found is None else found,
+            key if value is None else f"{key}={value}",
+        )
+    if key in (node if isinstance(node, CommentedMap) else range(len(node))):
+        rest = _take_trailing(node, key)
+        node[key] = _to_yaml(value, node[key])
+    else:
+        rest = _take_trailing(node, _last_key(node)) if len(node) else ""
+        if isinstance(node, CommentedMap):
+            node[key] = _to_yaml(value, None)
+        else:
+            node.append(_to_yaml(value, None))
+    _give_trailing(node, key, rest)
+    return doc.dump()
+
+
+def _last_key(node: Any) -> Key:
+    return next(reversed(node)) if isinstance(node, CommentedMap) else len(node) - 1
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip())
+
+
+def _is_comment_or_blank(line: str) -> bool:
+    return not line.strip() or line.lstrip().startswith("#")
+
+
+def _line_of(node: Any, key: Key) -> int:
+    return int(node.lc.key(key)[0] if isinstance(node, CommentedMap) else node.lc.item(key)[0])
+
+
+def _remove(doc: _Doc, path: str, where: str) -> str:
+    target = _Path(doc, path, where, create=False)
+    node, key = target.container, target.key
+    if isinstance(node, CommentedSeq) and isinstance(key, str):
+        found = _env_index(node, key)
+        if found is None:
+            raise target.error(parse_path(path), "is not in the KEY=value list")
+        key = found
+    if len(node) == 1 and len(target.chain) > 1:  # keep an empty {} / [] rather than null
+        parent, parent_key = target.chain[-2]
+        parent[parent_key] = CommentedSeq() if isinstance(node, CommentedSeq) else CommentedMap()
+        parent[parent_key].fa.set_flow_style()
+        return doc.dump()
+    lines = doc.text.splitlines(keepends=True)
+    start = _line_of(node, key)
+    block = not node.fa.flow_style() and not (
+        isinstance(node, CommentedMap)
+        and lines[start].lstrip().startswith("- ")
+        and next(iter(node)) == key
+    )
+    if not block:  # flow style, or the first key of a "- key: v" item: let ruamel do it
+        rest = _take_trailing(node, key)
+        keys = list(node) if isinstance(node, CommentedMap) else list(range(len(node)))
+        del node[key]
+        before = keys[keys.index(key) - 1] if keys.index(key) > 0 else None
+        if before is not None:
+            _give_trailing(node, before, rest)
+        return doc.dump()
+    end = len(lines)
+    for container, entry in reversed(
+        [*target.chain[:-1], (node, key)]
+    ):  # the next entry after this block
+        entries = list(container) if isinstance(container, CommentedMap) else None
+        position = entries.index(entry) if entries is not None else int(entry)
+        size = len(container)
+        if position + 1 < size:
+            end = _line_of(container, entries[position + 1] if entries else position + 1)
+            break
+    indent = _indent(lines[start])
+    while end - 1 > start and (
+        not lines[end - 1].strip()
+        or (lines[end - 1].lstrip().startswith("#") and _indent(lines[end - 1]) <= indent)
+    ):
+        end -= 1  # blank lines and comments at the end belong to what follows
+    while (
+        start > 0
+        and lines[start - 1].lstrip().startswith("#")
+        and (_indent(lines[start - 1]) == indent)
+    ):
+        start -= 1  # the comment block directly above belongs to the entry
+    while (
+        start > 0 and not lines[start - 1].strip() and (end >= len(lines) or not lines[end].strip())
+    ):
+        start -= 1  # one blank line between what was before and after is enough
+    return "".join(lines[:start] + lines[end:])
+
+
+def _resolve(ctx: ActionContext, file: str) -> Path:
+    path = Path(file)
+    return (path if path.is_absolute() else ctx.workdir / path).resolve()
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data``: temp file beside it, fsync, rename, fsync the dir."""
+    try:
+        old = path.stat()
+    except FileNotFoundError:
+        old = None
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if old is not None:
+            os.chmod(tmp, stat.S_IMODE(old.st_mode))
+            if os.geteuid() == 0:
+                os.chown(tmp, old.st_uid, old.st_gid)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def _compose_secrets(text: str) -> list[str]:
+    """Secret values written literally in a compose file (env and command of services)."""
+    try:
+        data = YAML(typ="safe").load(text)
+    except YAMLError:
+        return []
+    found: list[str] = []
+    services = data.get("services") if isinstance(data, dict) else None
+    for service in (services or {}).values():
+        if not isinstance(service, dict):
+            continue
+        env = service.get("environment") or {}
+        pairs = env.items() if isinstance(env, dict) else (str(e).partition("=")[::2] for e in env)
+        found += [str(v) for k, v in pairs if is_secret_name(str(k)) and v not in (None, "")]
+        command = service.get("command")
+        if isinstance(command, list):
+            shown = mask_command([str(c) for c in command])
+            found += [str(c) for c, s in zip(command, shown, strict=True) if s == MASK]
+    return [s for s in found if not s.startswith("$")]
+
+
+def _diff(before: str, after: str, name: str) -> str:
+    secrets = _compose_secrets(before) + _compose_secrets(after)
+    lines = difflib.unified_diff(
+        before.splitlines(True), after.splitlines(True), f"a/{name}", f"b/{name}", n=2
+    )
+    return mask_text("".join(lines), secrets)
+
+
+def _first_difference(a: str, b: str) -> int:
+    """The 1-based number of the first line where ``a`` and ``b`` differ."""
+    pairs = itertools.zip_longest(a.splitlines(), b.splitlines())
+    return next((i for i, (x, y) in enumerate(pairs, 1) if x != y), 1)
+
+
+def _patched(original: bytes, params: ComposePatchParams, where: str) -> bytes:
+    """The file after ``set`` and ``remove`` (line endings kept)."""
+    try:
+        text = original.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ActionFailed("compose.patch", f"{where}: not UTF-8 text") from None
+    crlf = "\r\n" in text
+    text = text.replace("\r\n", "\n")
+    again = _Doc.load(text, where).dump()
+    if again != text and not params.allow_reformat:
+        line = _first_difference(text, again)
+        raise ActionFailed(
+            "compose.patch",
+            f"{where}:{line}: this file's formatting cannot be kept exactly, so the patch "
+            "would rewrite other lines too (fix: pass allow_reformat: true)",
+        )
+    for dotted, value in params.set.items():
+        text = _set(_Doc.load(text, where), dotted, value, where)
+    for dotted in params.remove:
+        text = _remove(_Doc.load(text, where), dotted, where)
+    _Doc.load(text, where)  # the result must parse
+    return (text.replace("\n", "\r\n") if crlf else text).encode("utf-8")
+
+
+async def run_patch(ctx: ActionContext, params: ComposePatchParams) -> ActionResult:
+    """Apply ``set`` then ``remove``; write atomically after a backup; the UndoRecord
+    (``compose.restore``) puts the original bytes back. ok=False (and the original back)
+    when ``check`` is asked and docker-compose rejects the result."""
+    path = _resolve(ctx, params.file)
+    where = str(path)
+    try:
+        original = await anyio.Path(path).read_bytes()
+    except OSError as exc:
+        raise ActionFailed("compose.patch", f"{where}: cannot read: {exc.strerror}") from None
+    patched = _patched(original, params, where)
+    before_sha, after_sha = _sha(original), _sha(patched)
+    diff = _diff(original.decode("utf-8"), patched.decode("utf-8"), path.name)
+    changed = sum(1 for ln in diff.splitlines() if ln[:1] in "+-" and ln[:3] not in ("+++", "---"))
+    detail: dict[str, Any] = {
+        "file": where,
+        "set": sorted(params.set),
+        "remove": list(params.remove),
+        "sha256_before": before_sha,
+        "sha256_after": after_sha,
+        "backup": None,
+    }
+    metrics: dict[str, float | str] = {"compose.changed_lines": float(changed)}
+    evidence = [
+        Evidence(
+            check=f"compose.patch {path.name}",
+            source="compose",
+            detail=detail,
+            excerpt=diff[:_EXCERPT],
+            sha256=after_sha,
+            metrics=metrics,
+            at=utc_timestamp(),
+        )
+    ]
+    if patched == original:
+        summary = f"{path.name} is already as asked: nothing written"
+        return ActionResult(
+            ok=True, summary=summary, metrics=metrics, evidence=tuple(evidence), details=detail
+        )
+    backup: Path | None = None
+    if params.backup:
+        stamp = utc_timestamp().replace(":", "").replace("-", "")
+        backup = path.with_name(f"{path.name}.{stamp}.bak")
+        await anyio.to_thread.run_sync(shutil.copy2, path, backup)
+        detail["backup"] = str(backup)
+    await anyio.to_thread.run_sync(_write_atomic, path, patched)
+    inline = backup is None or len(original) <= INLINE_ORIGINAL_BYTES
+    undo: UndoRecord | None = UndoRecord(
+        "compose.restore",
+        {
+            "file": where,
+            "original_sha256": before_sha,
+            "patched_sha256": after_sha,
+            "backup": str(backup) if backup else None,
+            "original_b64": base64.b64encode(original).decode() if inline else None,
+        },
+        f"restore {path.name} as it was",
+    )
+    ok, summary = True, f"patched {path.name}: {changed} lines changed"
+    if params.check:
+        try:
+            check = await _validate(ctx, path, params.env_file, None, params.timeout_s)
+        except BaseException:
+            # Cancelled mid-check: nobody will get the UndoRecord, so undo it here.
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(_write_atomic, path, original)
+            raise
+        evidence += check.evidence
+        if not check.ok:
+            await anyio.to_thread.run_sync(_write_atomic, path, original)
+            ok, undo, summary = False, None, f"{check.summary}; {path.name} put back as it was"
+    return ActionResult(
+        ok=ok,
+        summary=summary,
+        output=diff,
+        output_sha256=after_sha,
+        metrics=metrics,
+        evidence=tuple(evidence),
+        undo=undo,
+        details=detail,
+    )
+
+
+async def run_restore(ctx: ActionContext, params: ComposeRestoreParams) -> ActionResult:
+    """Write the original bytes back (from ``original_b64``, else the backup file, checked
+    against ``original_sha256``); refuse when the file changed since the patch."""
+    path = _resolve(ctx, params.file)
+    where = str(path)
+    try:
+        current = await anyio.Path(path).read_bytes()
+    except FileNotFoundError:
+        current = b""
+    if params.original_b64 is not None:
+        original = base64.b64decode(params.original_b64)
+    elif params.backup is not None:
+        try:
+            original = await anyio.Path(params.backup).read_bytes()
+        except OSError as exc:
+            raise ActionFailed(
+                "compose.restore", f"{params.backup}: cannot read the backup: {exc.strerror}"
+            ) from None
+    else:
+        raise ActionFailed("compose.restore", f"{where}: neither original_b64 nor backup given")
+    if _sha(original) != params.original_sha256:
+        raise ActionFailed(
+            "compose.restore",
+            f"{params.backup or 'original_b64'}: its sha256 is "
+            "not the original's; refusing to write it",
+        )
+    now_sha = _sha(current)
+    if now_sha == params.original_sha256:
+        return ActionResult(ok=True, summary=f"{path.name} is already the original")
+    if params.patched_sha256 not in (None, now_sha) and not params.force:
+        return ActionResult(
+            ok=False,
+            summary=f"{path.name} changed since the patch "
+            f"(sha256 {now_sha[:12]}); not restoring (pass force: true to "
+            "restore anyway)",
+        )
+    await anyio.to_thread.run_sync(_write_atomic, path, original)
+    diff = _diff(current.decode("utf-8", "replace"), original.decode("utf-8", "replace"), path.name)
+    detail = {"file": where, "sha256_before": now_sha, "sha256_after": params.original_sha256}
+    evidence = Evidence(
+        check=f"compose.restore {path.name}",
+        source="compose",
+        detail=detail,
+        excerpt=diff[:_EXCERPT],
+        sha256=params.original_sha256,
+        at=utc_timestamp(),
+    )
+    undo = UndoRecord(
+        "compose.restore",
+        {
+            "file": where,
+            "original_sha256": now_sha,
+            "original_b64": base64.b64encode(current).decode(),
+            "patched_sha256": params.original_sha256,
+        },
+        f"re-apply the patch to {path.name}",
+    )
+    return ActionResult(
+        ok=True,
+        summary=f"restored {path.name} ({len(original)} bytes)",
+        output=diff,
+        evidence=(evidence,),
+        undo=undo,
+        details=detail,
+    )
+
+
+def _compose_binary(ctx: ActionContext) -> list[str] | None:
+    search = ctx.env.get("PATH") or os.environ.get("PATH")
+    if found := shutil.which("docker-compose", path=search):
+        return [found]
+    if found := shutil.which("docker", path=search):
+        return [found, "compose"]
+    return None
+
+
+async def _validate(
+    ctx: ActionContext,
+    path: Path,
+    env_file: str | None,
+    binary: list[str] | None,
+    timeout_s: float,
+) -> ActionResult:
+    argv = binary or _compose_binary(ctx)
+    if argv is None:
+        return ActionResult(
+            ok=False,
+            summary="no docker-compose to validate with (fix: "
+            "apt-get install docker-compose, or pass binary)",
+        )
+    argv = [*argv, "-f", str(path)]
+    if env_file:
+        argv += ["--env-file", str(_resolve(ctx, env_file))]
+    argv += ["config", "-q"]
+    try:
+        with anyio.fail_after(timeout_s):
+            done = await anyio.run_process(argv, env=dict(ctx.env), cwd=path.parent, check=False)
+    except TimeoutError:
+        return ActionResult(ok=False, summary=f"{argv[0]} config took over {timeout_s:g}s")
+    except OSError as exc:
+        return ActionResult(ok=False, summary=f"could not start {argv[0]}: {exc.strerror}")
+    content = await anyio.Path(path).read_bytes()
+    output = mask_text(
+        (done.stdout + done.stderr).decode("utf-8", "replace"),
+        _compose_secrets(content.decode("utf-8", "replace")),
+    )
+    ok = done.returncode == 0
+    detail = {"argv": argv, "exit_code": done.returncode, "file": str(path)}
+    evidence = Evidence(
+        check=f"{Path(argv[0]).name} config -q {path.name}",
+        source="command",
+        detail=detail,
+        excerpt=output[-_EXCERPT:],
+        sha256=_sha(content),
+        metrics={"exit_code": float(done.returncode)},
+        at=utc_timestamp(),
+    )
+    reason = output.strip().splitlines()[-1][:300] if output.strip() else ""
+    summary = (
+        f"{path.name}: compose config ok"
+        if ok
+        else (f"{path.name}: compose config failed (exit {done.returncode}): {reason}")
+    )
+    return ActionResult(
+        ok=ok,
+        summary=summary,
+        exit_code=done.returncode,
+        output=output,
+        evidence=(evidence,),
+        details=detail,
+    )
+
+
+async def run_validate(ctx: ActionContext, params: ComposeValidateParams) -> ActionResult:
+    """``docker-compose -f FILE config -q``: ok when it exits 0."""
+    path = _resolve(ctx, params.file)
+    if not path.is_file():
+        raise ActionFailed("compose.validate", f"{path}: no such file")
+    return await _validate(ctx, path, params.env_file, params.binary, params.timeout_s)
+
+
+def register(registry: ActionRegistry) -> None:
+    """Add the compose.* actions to ``registry``."""
+    registry.register(
+        "compose.patch", ComposePatchParams, "set or remove paths in a compose file (undoable)"
+    )(run_patch)
+    registry.register(
+        "compose.restore", ComposeRestoreParams, "put a compose file back byte for byte"
+    )(run_restore)
+    registry.register("compose.validate", ComposeValidateParams, "docker-compose config -q")(
+        run_validate
+    )
