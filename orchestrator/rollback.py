@@ -47,16 +47,20 @@ class RollbackReport:
     def describe(self) -> str:
         if self.status == "nothing to do":
             return "nothing to roll back"
-        budget = "" if self.budget_s is None else (
-            f" ({'within' if self.within_budget else 'OVER'} its {self.budget_s:g}s budget)")
+        budget = (
+            ""
+            if self.budget_s is None
+            else (f" ({'within' if self.within_budget else 'OVER'} its {self.budget_s:g}s budget)")
+        )
         text = f"rolled back in {self.duration_s:.3g}s{budget}"
         if self.failed:
             text = f"rollback INCOMPLETE, failed: {', '.join(self.failed)}; " + text
         return text
 
 
-def _undo_of(step: StepSpec, outcome: StepOutcome | None,
-             registry: ActionRegistry) -> tuple[str, BaseModel] | str | None:
+def _undo_of(
+    step: StepSpec, outcome: StepOutcome | None, registry: ActionRegistry
+) -> tuple[str, BaseModel] | str | None:
     """The undo action and parsed params for a completed step; a string says why none."""
     if step.undo is not None:
         action, params = step.undo.action, dict(step.undo.with_)
@@ -87,36 +91,67 @@ async def roll_back(
     for step, outcome in reversed(completed):
         undo = _undo_of(step, outcome, registry)
         if isinstance(undo, str):
-            log.emit("rollback_step_failed", step=f"{step.id}.undo", agent=step.agent,
-                     reason=undo, level="error")
+            log.emit(
+                "rollback_step_failed",
+                step=f"{step.id}.undo",
+                agent=step.agent,
+                reason=undo,
+                level="error",
+            )
         elif undo is not None:
             undo_plan.append((step, *undo))
     procedure = list(stream.rollback.steps) if stream.rollback else []
     if not undo_plan and not procedure:
         return RollbackReport("nothing to do", 0.0, budget_s, (), ())
-    log.emit("rollback_started", reason=reason, budget_s=budget_s,
-             undo=[f"{s.id}.undo" for s, _, _ in undo_plan], steps=[s.id for s in procedure])
+    log.emit(
+        "rollback_started",
+        reason=reason,
+        budget_s=budget_s,
+        undo=[f"{s.id}.undo" for s, _, _ in undo_plan],
+        steps=[s.id for s in procedure],
+    )
     started = anyio.current_time()
     failed: list[str] = []
     ran: list[str] = []
-    jobs: list[StepJob] = [job(step, action, p, f"{step.id}.undo", "undo")
-                           for step, action, p in undo_plan]
-    jobs += [job(step, step.action or "", params(step), step.id, "rollback")
-             for step in procedure]
+    jobs: list[StepJob] = [
+        job(step, action, p, f"{step.id}.undo", "undo") for step, action, p in undo_plan
+    ]
+    jobs += [job(step, step.action or "", params(step), step.id, "rollback") for step in procedure]
     for item in jobs:
         result = await runner.run(item, log)
         ran.append(item.step)
         if result.status is not StepStatus.SUCCEEDED:
             failed.append(item.step)
             # Loud on purpose: the system may be half-restored and someone must look.
-            _diag.error("rollback_step_failed", stream=stream.id, step=item.step,
-                        status=result.status.value, reason=result.reason)
-            log.emit("rollback_step_failed", step=item.step, agent=item.agent,
-                     status=result.status.value, reason=result.reason, level="error")
-    report = RollbackReport("incomplete" if failed else "completed",
-                            anyio.current_time() - started, budget_s, tuple(failed), tuple(ran))
-    fields: dict[str, Any] = {"status": report.status, "duration_s": round(report.duration_s, 6),
-                              "budget_s": budget_s, "within_budget": report.within_budget,
-                              "failed": list(failed), "reason": reason}
+            _diag.error(
+                "rollback_step_failed",
+                stream=stream.id,
+                step=item.step,
+                status=result.status.value,
+                reason=result.reason,
+            )
+            log.emit(
+                "rollback_step_failed",
+                step=item.step,
+                agent=item.agent,
+                status=result.status.value,
+                reason=result.reason,
+                level="error",
+            )
+    report = RollbackReport(
+        "incomplete" if failed else "completed",
+        anyio.current_time() - started,
+        budget_s,
+        tuple(failed),
+        tuple(ran),
+    )
+    fields: dict[str, Any] = {
+        "status": report.status,
+        "duration_s": round(report.duration_s, 6),
+        "budget_s": budget_s,
+        "within_budget": report.within_budget,
+        "failed": list(failed),
+        "reason": reason,
+    }
     log.emit("rollback_finished", **fields)
     return report

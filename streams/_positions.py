@@ -69,8 +69,7 @@ def _unwrap(annotation: Any, part: str | int | None) -> Any:
         return _unwrap(args[0], part)
     if origin in (typing.Union, types.UnionType):
         models = [a for a in (_unwrap(a, None) for a in args) if a is not None]
-        model = next((m for m in models if isinstance(m, type) and issubclass(m, BaseModel)),
-                     None)
+        model = next((m for m in models if isinstance(m, type) and issubclass(m, BaseModel)), None)
         if part is None:
             return model
         return _unwrap(model, part) if model is not None else None
@@ -85,8 +84,9 @@ def _unwrap(annotation: Any, part: str | int | None) -> Any:
     return None
 
 
-def describe_error(error: Any, label: str, pos: Positions, prefix: Loc = (),
-                   model: type[BaseModel] = Plan) -> PlanProblem:
+def describe_error(
+    error: Any, label: str, pos: Positions, prefix: Loc = (), model: type[BaseModel] = Plan
+) -> PlanProblem:
     """Turn one pydantic error into a PlanProblem at its place in the file.
 
     ``error["loc"]`` is relative to ``prefix`` in the file and to ``model`` (for example an
@@ -98,9 +98,7 @@ def describe_error(error: Any, label: str, pos: Positions, prefix: Loc = (),
         line, column = pos.at(loc, key=True)
         key = str(loc[-1])
         parent = _model_at(tuple(error["loc"])[:-1], model)
-        allowed = (
-            sorted(f.alias or n for n, f in parent.model_fields.items()) if parent else []
-        )
+        allowed = sorted(f.alias or n for n, f in parent.model_fields.items()) if parent else []
         close = difflib.get_close_matches(key, allowed, n=1)
         fix = f"did you mean {close[0]!r}?" if close else "remove it."
         if allowed:
@@ -112,5 +110,5 @@ def describe_error(error: Any, label: str, pos: Positions, prefix: Loc = (),
     if kind == "missing":
         return PlanProblem(label, line, column, f"missing required key {where!r}", "add it")
     if message.startswith("Value error, "):
-        message = message[len("Value error, "):]
+        message = message[len("Value error, ") :]
     return PlanProblem(label, line, column, f"{where}: {message}", "")

@@ -94,11 +94,15 @@ class Timeline(BaseModel):
             value = {"expected_s": expected, "limit_s": limit}
         elif isinstance(value, dict) and not set(value) <= {"expected_s", "limit_s"}:
             unknown = ", ".join(sorted(repr(k) for k in set(value) - {"expected", "limit"}))
-            raise ValueError(f"unknown timeline key {unknown}; write {{expected: 15m, "
-                             "limit: 30m}, expected..limit such as 15m..30m, or one duration")
+            raise ValueError(
+                f"unknown timeline key {unknown}; write {{expected: 15m, "
+                "limit: 30m}, expected..limit such as 15m..30m, or one duration"
+            )
         elif not isinstance(value, dict | cls):
-            raise ValueError(f"not a timeline: {value!r}; write expected..limit such as "
-                             "15m..30m, or one duration")
+            raise ValueError(
+                f"not a timeline: {value!r}; write expected..limit such as "
+                "15m..30m, or one duration"
+            )
         if isinstance(value, dict) and "limit_s" in value and "expected_s" in value:
             if value["limit_s"] < value["expected_s"]:
                 raise ValueError(
