@@ -13,9 +13,20 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-__all__ = ["ActionContext", "ActionResult", "Evidence", "UndoRecord"]
+__all__ = ["ActionContext", "ActionResult", "Evidence", "SharedState", "UndoRecord"]
+
+
+class SharedState(Protocol):
+    """The coordinator's key/value space with versions (in-process, or in Redis so that
+    several daemons share it). ``state_get`` returns an object with ``value`` and
+    ``version`` or None; ``state_cas`` writes if the version is still ``expected_version``
+    (0: absent) and returns the new version, or None if someone else wrote first."""
+
+    async def state_get(self, key: str) -> Any: ...
+
+    async def state_cas(self, key: str, value: Any, *, expected_version: int) -> int | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +48,7 @@ class ActionContext:
     env: Mapping[str, str]
     workdir: Path
     kill_grace_s: float = 5.0
+    state: SharedState | None = None
 
 
 @dataclass(frozen=True, slots=True)

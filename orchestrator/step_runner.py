@@ -318,6 +318,7 @@ class StepRunner:
             env={**self._env(job, attempt, grant), **(cuda_env(gpus) if gpus else {})},
             workdir=self.config.workdir,
             kill_grace_s=self.config.kill_grace_s,
+            state=self.coordinator,
         )
         started = anyio.current_time()
         log.emit(
