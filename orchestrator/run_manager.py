@@ -21,10 +21,11 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from agents.registry import ActionRegistry
 from orchestrator.coordination.base import Coordinator
 from orchestrator.errors import OrchestratorError
+from orchestrator.event_relay import EventRelay
 from orchestrator.events import EventLog, JsonlSink, Redactor
 from orchestrator.gpus import GpuAllocator
 from orchestrator.progress import RunView
-from orchestrator.runs import new_run_id
+from orchestrator.runs import new_run_id, relay_for
 from orchestrator.scheduler import PriorState, RunResult, Scheduler, SchedulerConfig
 from orchestrator.settings import Settings
 from orchestrator.store import RunRecord, RunStore
@@ -113,6 +114,7 @@ class ActiveRun:
     pipeline: EventPipeline
     scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
     done: anyio.Event = field(default_factory=anyio.Event)
+    relay: EventRelay | None = None
     result: RunResult | None = None
     cancel_requested: bool = False
 
@@ -215,9 +217,10 @@ class RunManager:
         file = JsonlSink(self.settings.state_dir / "runs" / record.run_id / "events.jsonl")
         pipeline = EventPipeline(record.run_id, self.store, view, file)
         pipeline.stored_seq = record.last_seq
+        relay = relay_for(self.coordinator, record.run_id)
         events = EventLog(
             record.run_id,
-            [pipeline],
+            [pipeline, *([relay] if relay else [])],
             redactor=Redactor(self.settings.secrets()),
             first_seq=first_seq,
         )
@@ -235,18 +238,24 @@ class RunManager:
                 kill_grace_s=self.settings.kill_grace_s,
             ),
         )
-        active = ActiveRun(record.run_id, plan, scheduler, pipeline)
+        active = ActiveRun(record.run_id, plan, scheduler, pipeline, relay=relay)
         self.active[record.run_id] = active
         self.task_group.start_soon(self._execute, active)
 
     async def _execute(self, active: ActiveRun) -> None:
         async with anyio.create_task_group() as tg:
             tg.start_soon(active.pipeline.write_forever)
+            if active.relay is not None:
+                tg.start_soon(active.relay.run)
             try:
                 with active.scope:
                     active.result = await active.scheduler.run()
             finally:
                 await active.pipeline.flush(timeout_s=30)
+                if active.relay is not None:
+                    active.relay.close()
+                    with anyio.move_on_after(10, shield=True):
+                        await active.relay.finished.wait()
                 tg.cancel_scope.cancel()
                 active.pipeline.file.close()
                 for subscriber in list(active.pipeline.subscribers):

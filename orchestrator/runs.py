@@ -6,6 +6,7 @@ from the settings, bind an event log to the run's sinks and hand them to the sch
 
 from __future__ import annotations
 
+import functools
 import secrets
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -19,13 +20,21 @@ import structlog
 from agents.registry import ActionRegistry
 from orchestrator.coordination import Coordinator, InProcessCoordinator
 from orchestrator.errors import OrchestratorError
+from orchestrator.event_relay import EventRelay
 from orchestrator.events import EventLog, EventSink, Redactor
 from orchestrator.scheduler import RunResult, Scheduler, SchedulerConfig
 from orchestrator.settings import Settings
 from orchestrator.store import RunRecord, open_store
 from streams.model import Plan
 
-__all__ = ["events_path_for", "execute_plan", "new_run_id", "open_coordinator", "record_run"]
+__all__ = [
+    "events_path_for",
+    "execute_plan",
+    "new_run_id",
+    "open_coordinator",
+    "record_run",
+    "relay_for",
+]
 
 _log = structlog.get_logger("orchestrator.runs")
 
@@ -101,8 +110,12 @@ async def execute_plan(
     sinks: Sequence[EventSink],
     workdir: Path,
 ) -> RunResult:
-    """Run ``plan`` once with events going to ``sinks``; return how it ended."""
-    events = EventLog(run_id, sinks, redactor=Redactor(settings.secrets()))
+    """Run ``plan`` once with events going to ``sinks`` (and, with Redis, to the run's
+    Redis event stream); return how it ended."""
+    relay = relay_for(coordinator, run_id)
+    events = EventLog(
+        run_id, [*sinks, *([relay] if relay else [])], redactor=Redactor(settings.secrets())
+    )
     scheduler = Scheduler(
         plan,
         run_id=run_id,
@@ -113,4 +126,20 @@ async def execute_plan(
             workdir=workdir, env=settings.step_env(), kill_grace_s=settings.kill_grace_s
         ),
     )
-    return await scheduler.run()
+    if relay is None:
+        return await scheduler.run()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(relay.run)
+        try:
+            result = await scheduler.run()
+        finally:
+            relay.close()  # the relay task writes what is left, then the group ends
+    return result
+
+
+def relay_for(coordinator: Coordinator, run_id: str) -> EventRelay | None:
+    """A relay into the coordinator's event stream, if it has one (Redis does)."""
+    append = getattr(coordinator, "append_event", None)
+    if append is None:
+        return None
+    return EventRelay(functools.partial(append, run_id))

@@ -132,3 +132,63 @@ def test_several_processes_never_exceed_caps_or_share_a_lock(
         timeout=60,
     )
     assert merged.returncode == 0 and merged.stdout.startswith("OK: ")
+
+
+def test_watchers_follow_a_run_through_the_redis_event_stream(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    from agents import builtin_registry
+    from orchestrator.runs import execute_plan
+    from orchestrator.settings import Settings
+
+    plan = plan_from(
+        [
+            {
+                "id": "s",
+                "team": ["light-agent"],
+                "steps": [
+                    {
+                        "id": f"t{i}",
+                        "agent": "light-agent",
+                        "action": "sleep",
+                        "with": {"seconds": 0.05},
+                    }
+                    for i in range(5)
+                ],
+            }
+        ]
+    )
+    namespace = f"t{secrets.token_hex(4)}"
+
+    async def go() -> list[dict[str, Any]]:
+        seen: list[dict[str, Any]] = []
+        async with (
+            RedisCoordinator(redis_server.url, namespace=namespace, lease_s=2) as runner,
+            RedisCoordinator(redis_server.url, namespace=namespace, lease_s=2) as watcher,
+            anyio.create_task_group() as tg,
+        ):
+
+            async def follow() -> None:
+                async for event in watcher.follow_events("run-x", from_start=True):
+                    seen.append(event)
+                    if event["event"] == "run_finished":
+                        tg.cancel_scope.cancel()
+
+            tg.start_soon(follow)
+            await execute_plan(
+                plan,
+                run_id="run-x",
+                settings=Settings(state_dir=tmp_path),
+                coordinator=runner,
+                registry=builtin_registry(),
+                sinks=[],
+                workdir=tmp_path,
+            )
+            with anyio.fail_after(30):
+                await anyio.sleep_forever()  # until the watcher has seen run_finished
+        return seen
+
+    seen = anyio.run(go)
+    assert seen[0]["event"] == "run_started" and seen[-1]["event"] == "run_finished"
+    assert [e["seq"] for e in seen] == list(range(1, len(seen) + 1))
+    assert sum(e["event"] == "step_finished" for e in seen) == 5
