@@ -36,6 +36,7 @@ _FIELD_ORDER = (
     "methodology",
     "success_probability",
     "risk",
+    "risk_level",
     "timeline",
     "current_state",
     "strategy",

@@ -228,13 +228,11 @@ class _Reader:
         if found.fraction is None:
             self.ledger.skip(line, title, text, "no percentage: no risk taken from this line")
             return
-        note = "; ".join(part for part in (found.level, found.rationale) if part)
-        self.draft.fields["risk"] = Sourced(found.fraction, line, note)
+        self.draft.fields["risk"] = Sourced(found.fraction, line, found.rationale or "")
         self.ledger.map(line, title, text, f"{self.where}.risk")
-        if found.level:
-            self.ledger.skip(
-                line, title, text, f"risk level {found.level!r}: no plan field (kept as a comment)"
-            )
+        if found.level in ("low", "medium", "high", "critical"):
+            self.draft.fields["risk_level"] = Sourced(found.level, line)
+            self.ledger.map(line, title, text, f"{self.where}.risk_level")
 
     def _team(self, value: str, line: int, text: str) -> None:
         names = agent_names(value)
