@@ -26,7 +26,7 @@ from orchestrator.errors import OrchestratorError
 from orchestrator.events import JsonlSink, MemorySink
 from orchestrator.evidence_view import EvidenceReport, evidence_json, load_evidence, render_evidence
 from orchestrator.logging import configure_logging
-from orchestrator.progress import LiveProgress, PlainProgress
+from orchestrator.progress import progress_sink
 from orchestrator.runs import (
     events_path_for,
     execute_plan,
@@ -187,16 +187,12 @@ async def _run(
 ) -> RunResult | None:
     sink = JsonlSink(path)
     kept = MemorySink()
-    progress: LiveProgress | PlainProgress = (
-        LiveProgress(console) if console.is_terminal and not plain else PlainProgress(sys.stdout)
-    )
+    progress = progress_sink(console, sys.stdout, plain=plain)
     result: RunResult | None = None
     try:
         async with anyio.create_task_group() as tg, open_coordinator(settings) as coordinator:
             tg.start_soon(_cancel_on_signal, tg.cancel_scope)
-            if isinstance(progress, LiveProgress):
-                progress.__enter__()
-            try:
+            with progress:
                 result = await execute_plan(
                     plan,
                     run_id=run_id,
@@ -206,9 +202,6 @@ async def _run(
                     sinks=[sink, progress, kept],
                     workdir=workdir,
                 )
-            finally:
-                if isinstance(progress, LiveProgress):
-                    progress.__exit__(None, None, None)
             tg.cancel_scope.cancel()
     finally:
         sink.close()

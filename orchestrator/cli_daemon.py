@@ -23,7 +23,7 @@ from agents.actions import builtin_registry
 from orchestrator.client import ControlClient
 from orchestrator.daemon import run_daemon
 from orchestrator.errors import OrchestratorError, first_orchestrator_error
-from orchestrator.progress import LiveProgress, PlainProgress
+from orchestrator.progress import progress_sink
 from orchestrator.settings import Settings
 
 __all__ = ["register"]
@@ -158,19 +158,10 @@ def register(cli: click.Group, settings_of: Callable[..., Settings]) -> None:
                     if event.get("event") == "run_finished":
                         status = str(event.get("status"))
                 return _EXIT.get(status, 1)
-            sink: LiveProgress | PlainProgress = (
-                LiveProgress(console)
-                if console.is_terminal and not plain
-                else PlainProgress(sys.stdout)
-            )
-            if isinstance(sink, LiveProgress):
-                sink.__enter__()
-            try:
+            sink = progress_sink(console, sys.stdout, plain=plain)
+            with sink:
                 async for event in client.subscribe(run_id, from_start=True):
                     sink.emit(event)
-            finally:
-                if isinstance(sink, LiveProgress):
-                    sink.__exit__(None, None, None)
             status = sink.view.status
             code = _EXIT.get(status, 1)
             click.echo(f"run {run_id}: {status} (exit code {code})", err=True)

@@ -244,6 +244,12 @@ class PlainProgress:
         self.view = RunView()
         self._out = out
 
+    def __enter__(self) -> PlainProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._out.flush()
+
     def emit(self, event: Mapping[str, Any]) -> None:
         self.view.apply(event)
         line = self._line(event)
@@ -306,6 +312,8 @@ class PlainProgress:
         return None
 
 
-def progress_sink(console: Console, out: TextIO) -> LiveProgress | PlainProgress:
-    """A live table on a terminal, plain lines otherwise."""
-    return LiveProgress(console) if console.is_terminal else PlainProgress(out)
+def progress_sink(
+    console: Console, out: TextIO, *, plain: bool = False
+) -> LiveProgress | PlainProgress:
+    """A live table on a terminal (unless ``plain``), plain lines to ``out`` otherwise."""
+    return LiveProgress(console) if console.is_terminal and not plain else PlainProgress(out)
