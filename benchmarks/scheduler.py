@@ -20,7 +20,7 @@ fences, needs). Timed figures are medians over ``--repeats`` runs, interleaved w
 floors. CPU/wall of the CPU-bound runs is printed: below 0.9 other load shared the CPUs and
 wall-clock figures are inflated. Usage::
 
-    .venv/bin/python benchmarks/scheduler.py            # full, 2-3 minutes
+    .venv/bin/python benchmarks/scheduler.py            # full, about 3 minutes
     .venv/bin/python benchmarks/scheduler.py --quick    # smoke version, ~15 s
     .venv/bin/python benchmarks/scheduler.py --only makespan,peer
 
@@ -451,6 +451,15 @@ def bench_validation(bench: Bench, data: Mapping[str, Any]) -> dict[str, Any]:
         }
     out["model_validate_s"] = _median(model)
     out["check_plan_s"] = _median(checks)
+    yaml_path = bench.workdir / "validate.yaml"
+    tuned: list[float] = []
+    for _ in range(bench.repeats):
+        gc.collect()
+        with _GcThresholds(TUNED_GC):
+            started = time.perf_counter()
+            load_plan(yaml_path)
+            tuned.append(time.perf_counter() - started)
+    out["yaml_tuned_gc"] = {"thresholds": TUNED_GC, "load_s": _summary(tuned)}
     return out
 
 
@@ -645,6 +654,17 @@ def profile_dispatch(bench: Bench, plan: Plan) -> dict[str, Any]:
 # -- report ---------------------------------------------------------------------------------
 
 
+def _git(*args: str) -> str:
+    """Output of a read-only git command in the repository ("" if git is unavailable)."""
+    try:
+        done = subprocess.run(
+            ["git", *args], cwd=RESULTS.parent.parent, capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return done.stdout.strip()
+
+
 def machine() -> dict[str, Any]:
     cpu = next(
         (
@@ -671,6 +691,8 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "gc_thresholds": gc.get_threshold(),
+        "commit": _git("rev-parse", "--short", "HEAD"),
+        "uncommitted_changes": bool(_git("status", "--porcelain", "--untracked-files=no")),
         "versions": versions,
     }
 
@@ -842,6 +864,14 @@ def _rows_validation(v: Mapping[str, Any]) -> list[Row]:
             f"{after_parse * 1e3:.0f} ms",
             f"model_validate {v['model_validate_s'] * 1e3:.0f} ms, "
             f"check_plan {v['check_plan_s'] * 1e3:.0f} ms",
+            "",
+        )
+    )
+    rows.append(
+        (
+            f"  what-if: gc thresholds {tuple(v['yaml_tuned_gc']['thresholds'])}, YAML",
+            f"{v['yaml_tuned_gc']['load_s']['median'] * 1e3:.0f} ms",
+            "",
             "",
         )
     )

@@ -33,6 +33,7 @@ from orchestrator.runs import (
     new_run_id,
     open_coordinator,
     record_run,
+    tune_gc,
 )
 from orchestrator.scheduler import RunResult, RunStatus
 from orchestrator.settings import Settings
@@ -75,6 +76,7 @@ def _state_dir_option(func: F) -> F:
 @click.version_option(package_name="orchestrator")
 def cli() -> None:
     """Run phase plans: parallel streams of agents' steps under caps and locks."""
+    tune_gc()
 
 
 @cli.command()

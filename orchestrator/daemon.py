@@ -45,7 +45,7 @@ from orchestrator.rpc import (
     params_error,
 )
 from orchestrator.run_manager import RunManager
-from orchestrator.runs import open_coordinator
+from orchestrator.runs import open_coordinator, tune_gc
 from orchestrator.settings import Settings
 from orchestrator.store import RunStore, open_store
 from orchestrator.views import agents_of, locks_of, run_detail, run_summary
@@ -261,6 +261,7 @@ async def run_daemon(
 ) -> None:
     """Serve until SIGTERM/SIGINT, then shut down gracefully (see module doc)."""
     _raise_fd_limit()
+    tune_gc()  # also here for callers that start the daemon without the CLI
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     prepare_socket_path(settings.socket_path())  # refuse early if a daemon is live there
     async with (

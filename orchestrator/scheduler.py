@@ -420,11 +420,36 @@ class Scheduler:
             for step_id, deps in needs.items()
         }
 
-        async def run_one(step: StepSpec, tg: anyio.abc.TaskGroup) -> None:
+        async def run_one(
+            step: StepSpec,
+            tg: anyio.abc.TaskGroup,
+            *,
+            task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+        ) -> None:
+            queued = False
+
+            def on_queued() -> None:
+                nonlocal queued
+                if not queued:
+                    queued = True
+                    task_status.started()
+
+            async def start_successors() -> None:
+                # Awaited while this step still holds its grant: each successor stands in
+                # the coordinator's queue (tg.start returns then) before the release.
+                if failed or self._drain.started:
+                    return
+                for child in dependents[step.id]:
+                    waiting[child] -= 1
+                    if waiting[child] == 0:
+                        await tg.start(run_one, by_id[child], tg)
+
             status = StepStatus.CANCELLED
             try:
                 job = self._job(stream, step, first_attempt=first_attempt.get(step.id, 1))
-                result = await self._steps.run(job, log)
+                result = await self._steps.run(
+                    job, log, on_queued=on_queued, before_release=start_successors
+                )
                 status = result.status
                 if status is StepStatus.SUCCEEDED:
                     outcome.completed.append((step, result))
@@ -432,17 +457,11 @@ class Scheduler:
                 suspended.append(step.id)
                 return
             finally:
+                on_queued()  # a step that never queued (drained first) must not hang tg.start
                 if step.id not in suspended:
                     outcome.steps[step.id] = status
             if status is not StepStatus.SUCCEEDED:
                 failed.append(step.id)
-                return
-            if failed or self._drain.started:
-                return
-            for child in dependents[step.id]:
-                waiting[child] -= 1
-                if waiting[child] == 0:
-                    tg.start_soon(run_one, by_id[child], tg)
 
         async with anyio.create_task_group() as tg:
             if not failed:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import enum
 import random
-from collections.abc import Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -156,8 +156,21 @@ class StepRunner:
         base: float = min(self.config.backoff_max_s, self.config.backoff_s * 2.0 ** (attempt - 1))
         return base * (0.5 + self._random.random() / 2)
 
-    async def run(self, job: StepJob, stream_log: EventLog) -> StepOutcome:
-        """Run ``job`` to its final status; raise :class:`Suspended` when draining first."""
+    async def run(
+        self,
+        job: StepJob,
+        stream_log: EventLog,
+        *,
+        on_queued: Callable[[], None] | None = None,
+        before_release: Callable[[], Awaitable[None]] | None = None,
+    ) -> StepOutcome:
+        """Run ``job`` to its final status; raise :class:`Suspended` when draining first.
+
+        ``on_queued`` is called once the need first stands in the coordinator's queue (or
+        was granted at once). ``before_release`` is awaited after a successful attempt while
+        its grant is still held, so successors queued there compete for the released slot
+        and locks by their keys instead of arriving after the release was handed out.
+        """
         drain = self.drain if job.drainable else self._never_drained
         log = stream_log.bind(
             step=job.step,
@@ -193,8 +206,10 @@ class StepRunner:
                     grant = await self.coordinator.acquire(
                         need,
                         timeout_s=job.lock_timeout_s,
-                        on_blocked=self._on_blocked(log, attempt),
+                        on_blocked=self._on_blocked(log, attempt, on_queued),
                     )
+                    if on_queued is not None:
+                        on_queued()
                     gpus = await self._take_gpus(job, grant, log, attempt)
             except GpuError as exc:  # the grant has been given back
                 return self._without_gpu(job, attempt, exc, log)
@@ -215,7 +230,7 @@ class StepRunner:
                     await anyio.sleep(delay)
                 continue
             waited_s = anyio.current_time() - queued_at
-            outcome = await self._attempt(job, grant, gpus, attempt, waited_s, log)
+            outcome = await self._attempt(job, grant, gpus, attempt, waited_s, log, before_release)
             if outcome.status in (StepStatus.SUCCEEDED, StepStatus.CANCELLED):
                 return outcome
             if attempt >= last_attempt:
@@ -233,8 +248,12 @@ class StepRunner:
                 await anyio.sleep(delay)
             attempt += 1
 
-    def _on_blocked(self, log: EventLog, attempt: int) -> Any:
+    def _on_blocked(
+        self, log: EventLog, attempt: int, on_queued: Callable[[], None] | None = None
+    ) -> Any:
         def blocked(blockers: tuple[Blocker, ...]) -> None:
+            if on_queued is not None:
+                on_queued()
             log.emit(
                 "step_waiting",
                 attempt=attempt,
@@ -305,6 +324,7 @@ class StepRunner:
         attempt: int,
         waited_s: float,
         log: EventLog,
+        before_release: Callable[[], Awaitable[None]] | None = None,
     ) -> StepOutcome:
         """Run the action once while holding ``grant``; always record the end and release."""
         definition = self.registry.get_action(job.action)
@@ -362,8 +382,12 @@ class StepRunner:
                 self._record_evidence(job, attempt, status, result, log)
             if gpus and self.gpus is not None:
                 self.gpus.release(grant.need.holder)
-            with anyio.move_on_after(self.config.release_timeout_s, shield=True):
-                await self.coordinator.release(grant)
+            try:
+                if status is StepStatus.SUCCEEDED and before_release is not None:
+                    await before_release()
+            finally:
+                with anyio.move_on_after(self.config.release_timeout_s, shield=True):
+                    await self.coordinator.release(grant)
         return StepOutcome(status, reason, attempt, result)
 
     @staticmethod
