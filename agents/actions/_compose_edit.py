@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import yaml as pyyaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import CommentMark, YAMLError
@@ -21,63 +20,8 @@ from ruamel.yaml.tokens import CommentToken
 from ruamel.yaml.util import load_yaml_guess_indent
 
 from orchestrator.errors import ActionFailed
-from streams.durations import Duration
 
-#: Originals up to this size travel inside the UndoRecord too (the backup file may go).
 Key = str | int
-
-
-class ComposePatchParams(BaseModel):
-    """Parameters of ``compose.patch``: ``set`` (path -> value) then ``remove`` (paths)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    file: str = Field(min_length=1, description="Relative to the run's working directory.")
-    set: dict[str, Any] = Field(default_factory=dict)
-    remove: list[str] = Field(default_factory=list)
-    backup: bool = Field(default=True, description="Keep a copy beside the file.")
-    check: bool = Field(
-        default=False,
-        description="Run `docker-compose config -q`; put the original back if not ok.",
-    )
-    env_file: str | None = Field(default=None, description="For check: --env-file.")
-    allow_reformat: bool = Field(
-        default=False, description="Write even if other lines would change formatting."
-    )
-    timeout_s: Duration = Field(default=60.0, gt=0)
-
-    @field_validator("set", "remove")
-    @classmethod
-    def _paths(cls, paths: Any) -> Any:
-        for path in paths:  # the keys of set, the items of remove
-            parse_path(path)
-        return paths
-
-
-class ComposeRestoreParams(BaseModel):
-    """Parameters of ``compose.restore`` (as ``compose.patch``'s UndoRecord gives them)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    file: str = Field(min_length=1)
-    original_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
-    original_b64: str | None = None
-    backup: str | None = None
-    patched_sha256: str | None = Field(
-        default=None, description="Refuse if the file changed since (unless force)."
-    )
-    force: bool = False
-
-
-class ComposeValidateParams(BaseModel):
-    """Parameters of ``compose.validate``."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    file: str = Field(min_length=1)
-    env_file: str | None = None
-    binary: list[str] | None = Field(default=None, description="Default: docker-compose.")
-    timeout_s: Duration = Field(default=60.0, gt=0)
 
 
 _SEGMENT = re.compile(r"""\[(-?\d+)\]|\[(?:"([^"]*)"|'([^']*)')\]|([^.\[\]"']+)""")

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
-from pathlib import Path
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
@@ -32,6 +32,7 @@ import orjson
 from orchestrator.store import _postgres_sql as sql
 from orchestrator.store._derive import Derived, ParsedEvent, as_utc, derive, parse_events
 from orchestrator.store._dsn import dsn_secrets, redact_dsn, scrub
+from orchestrator.store._records import history_record, run_record, step_record, stream_record
 from orchestrator.store.base import (
     FINISHED_STATUSES,
     UNFINISHED_STATUSES,
@@ -256,43 +257,27 @@ class PostgresStore:
 
     async def get_run(self, run_id: str) -> RunRecord | None:
         rows = await self._run(lambda conn: conn.fetch(sql.GET_RUN, run_id))
-        return _run_record(rows[0]) if rows else None
+        return run_record(rows[0], _as_is) if rows else None
 
     async def list_runs(
         self, *, limit: int = 50, statuses: Collection[RunStatus] | None = None
     ) -> list[RunRecord]:
         wanted = None if statuses is None else [check_status(s) for s in statuses]
         rows = await self._run(lambda conn: conn.fetch(sql.LIST_RUNS, wanted, max(0, limit)))
-        return [_run_record(row) for row in rows]
+        return [run_record(row, _as_is) for row in rows]
 
     async def unfinished_runs(self) -> list[RunRecord]:
         unfinished = list(UNFINISHED_STATUSES)
         rows = await self._run(lambda conn: conn.fetch(sql.UNFINISHED_RUNS, unfinished))
-        return [_run_record(row) for row in rows]
+        return [run_record(row, _as_is) for row in rows]
 
     async def get_streams(self, run_id: str) -> list[StreamRecord]:
         rows = await self._run(lambda conn: conn.fetch(sql.STREAMS, run_id))
-        return [StreamRecord(r[0], r[1], r[2], r[3] or "", r[4], r[5]) for r in rows]
+        return [stream_record(r, _as_is) for r in rows]
 
     async def get_steps(self, run_id: str) -> list[StepRecord]:
         rows = await self._run(lambda conn: conn.fetch(sql.STEPS, run_id))
-        return [
-            StepRecord(
-                run_id=r[0],
-                stream=r[1],
-                step=r[2],
-                status=r[3],
-                attempt=r[4],
-                agent=r[5],
-                resource_class=r[6],
-                started_at=r[7],
-                finished_at=r[8],
-                duration_s=r[9],
-                reason=r[10] or "",
-                exit_code=r[11],
-            )
-            for r in rows
-        ]
+        return [step_record(r, _as_is) for r in rows]
 
     async def read_events(
         self, run_id: str, *, after_seq: int = 0, limit: int = 1000
@@ -311,19 +296,7 @@ class PostgresStore:
             return found
         rows = await self._run(lambda conn: conn.fetch(sql.HISTORY, wanted, limit))
         for r in rows:
-            found[r[0]].append(
-                HistoryRecord(
-                    signature=r[0],
-                    run_id=r[1],
-                    stream=r[2],
-                    plan=r[3],
-                    methodology=r[4],
-                    status=r[5],
-                    duration_s=r[6],
-                    gate_confidence=r[7],
-                    finished_at=r[8],
-                )
-            )
+            found[r[0]].append(history_record(r, _as_is))
         return found
 
     # -- the one way to the server ---------------------------------------------------------
@@ -456,21 +429,8 @@ def _event_dict(body: dict[str, Any]) -> dict[str, Any]:
     return head
 
 
-def _run_record(row: asyncpg.Record) -> RunRecord:
-    return RunRecord(
-        run_id=row[0],
-        plan=row[1],
-        plan_source=row[2],
-        plan_path=None if row[3] is None else Path(row[3]),
-        workdir=Path(row[4]),
-        status=check_status(row[5]),
-        reason=row[6],
-        created_at=row[7],
-        started_at=row[8],
-        finished_at=row[9],
-        options=orjson.loads(row[10]),
-        last_seq=row[11],
-    )
+def _as_is(value: datetime | None) -> datetime | None:
+    return value  # asyncpg already gives timezone-aware datetimes (or None)
 
 
 # -- errors ----------------------------------------------------------------------------------

@@ -40,6 +40,7 @@ from orchestrator.store._derive import (
     parse_events,
     parse_ts,
 )
+from orchestrator.store._records import history_record, run_record, step_record, stream_record
 from orchestrator.store.base import (
     FINISHED_STATUSES,
     UNFINISHED_STATUSES,
@@ -151,7 +152,7 @@ class SqliteStore:
 
     async def get_run(self, run_id: str) -> RunRecord | None:
         rows = await self._call(_query, sql.GET_RUN, (run_id,))
-        return _run_record(rows[0]) if rows else None
+        return run_record(rows[0], _ts) if rows else None
 
     async def list_runs(
         self, *, limit: int = 50, statuses: Collection[RunStatus] | None = None
@@ -162,37 +163,21 @@ class SqliteStore:
             query += f" WHERE status IN ({', '.join('?' * len(args))})"
         query += " ORDER BY created_at DESC, run_id DESC LIMIT ?"
         rows = await self._call(_query, query, (*args, max(0, limit)))
-        return [_run_record(row) for row in rows]
+        return [run_record(row, _ts) for row in rows]
 
     async def unfinished_runs(self) -> list[RunRecord]:
         marks = ", ".join("?" * len(UNFINISHED_STATUSES))
         query = f"{sql.LIST_RUNS} WHERE status IN ({marks}) ORDER BY created_at, run_id"
         rows = await self._call(_query, query, UNFINISHED_STATUSES)
-        return [_run_record(row) for row in rows]
+        return [run_record(row, _ts) for row in rows]
 
     async def get_streams(self, run_id: str) -> list[StreamRecord]:
         rows = await self._call(_query, sql.STREAMS, (run_id,))
-        return [StreamRecord(r[0], r[1], r[2], r[3] or "", _ts(r[4]), _ts(r[5])) for r in rows]
+        return [stream_record(r, _ts) for r in rows]
 
     async def get_steps(self, run_id: str) -> list[StepRecord]:
         rows = await self._call(_query, sql.STEPS, (run_id,))
-        return [
-            StepRecord(
-                run_id=r[0],
-                stream=r[1],
-                step=r[2],
-                status=r[3],
-                attempt=r[4],
-                agent=r[5],
-                resource_class=r[6],
-                started_at=_ts(r[7]),
-                finished_at=_ts(r[8]),
-                duration_s=r[9],
-                reason=r[10] or "",
-                exit_code=r[11],
-            )
-            for r in rows
-        ]
+        return [step_record(r, _ts) for r in rows]
 
     async def read_events(
         self, run_id: str, *, after_seq: int = 0, limit: int = 1000
@@ -213,19 +198,7 @@ class SqliteStore:
             query = sql.history_query(len(chunk))
             rows = await self._call(_query, query, (*chunk, limit))
             for r in rows:
-                found[r[0]].append(
-                    HistoryRecord(
-                        signature=r[0],
-                        run_id=r[1],
-                        stream=r[2],
-                        plan=r[3],
-                        methodology=r[4],
-                        status=r[5],
-                        duration_s=r[6],
-                        gate_confidence=r[7],
-                        finished_at=parse_ts(r[8]),
-                    )
-                )
+                found[r[0]].append(history_record(r, _ts))
         return found
 
     # -- the one way into the connection -----------------------------------------------------
@@ -541,20 +514,3 @@ def _iso_or_none(value: Any) -> str | None:
 
 def _ts(value: str | None) -> datetime | None:
     return None if value is None else parse_ts(value)
-
-
-def _run_record(row: tuple[Any, ...]) -> RunRecord:
-    return RunRecord(
-        run_id=row[0],
-        plan=row[1],
-        plan_source=row[2],
-        plan_path=None if row[3] is None else Path(row[3]),
-        workdir=Path(row[4]),
-        status=check_status(row[5]),
-        reason=row[6],
-        created_at=parse_ts(row[7]),
-        started_at=_ts(row[8]),
-        finished_at=_ts(row[9]),
-        options=orjson.loads(row[10]),
-        last_seq=row[11],
-    )
