@@ -14,9 +14,9 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from orchestrator.redaction import redact_url, url_secrets
+from orchestrator.redaction import url_secrets
 
-__all__ = ["Settings", "default_state_dir", "redact_url"]
+__all__ = ["Settings", "default_state_dir"]
 
 #: Variables a step's subprocess inherits from the daemon; nothing else leaks in.
 DEFAULT_PASS_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "USER", "LOGNAME")
