@@ -27,7 +27,6 @@ from mcp.types import Resource, ToolAnnotations
 from pydantic import Field
 
 from context_packages import render_package
-from orchestrator import analysis
 from orchestrator.client import ControlClient
 from orchestrator.errors import (
     DaemonError,
@@ -70,6 +69,7 @@ RECENT_RUNS = 20
 MAX_EVENTS = 100_000
 START_DAEMON_TIMEOUT_S = 30.0
 ANALYSIS_TIMEOUT_S = 120.0
+LIST_TIMEOUT_S = 5.0
 
 Status = Literal["queued", "running", "succeeded", "failed", "cancelled", "interrupted"]
 PathArg = Annotated[
@@ -158,7 +158,9 @@ class OrchestratorMCP(MCPServer[Any]):
     async def list_resources(self) -> list[Resource]:
         resources = await super().list_resources()
         try:
-            reply = await self.client.call("runs.list", {"limit": RECENT_RUNS})
+            # A short deadline: a listing must not hang on a stuck daemon.
+            lister = ControlClient(self.client.socket_path, timeout_s=LIST_TIMEOUT_S)
+            reply = await lister.call("runs.list", {"limit": RECENT_RUNS})
         except OrchestratorError:  # no daemon: the static resources only
             return resources
         for run in reply.get("runs", []):
@@ -345,6 +347,9 @@ def build_server(settings: Settings, client: ControlClient | None = None) -> Orc
     ) -> AnalysisResult:
         """A plan's strategic decision matrix: per stream its success probability (updated
         by recorded runs), risk and timeline; the expected makespan and critical path."""
+        # Imported here: the schedule simulation (trio's test clock) costs 0.8 s at start-up.
+        from orchestrator import analysis
+
         with _tool_errors():
             _, _, plan = _load(path, None)
             async with open_store(settings.store_url(), state_dir=settings.state_dir) as store:

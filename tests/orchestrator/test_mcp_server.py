@@ -8,6 +8,7 @@ import os
 import re
 import signal
 import socket
+import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -319,3 +320,12 @@ def _answers(socket_path: Path) -> bool:
         except OSError:
             return False
     return True
+
+
+def test_the_cli_does_not_import_mcp_until_the_command_runs() -> None:
+    code = "import sys, orchestrator.cli; print(sorted(m for m in sys.modules if m == 'mcp'))"
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
