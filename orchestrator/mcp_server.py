@@ -111,7 +111,10 @@ def _tool_errors() -> Iterator[None]:
 def _plan_source(path: str | None, text: str | None, what: str = "path") -> tuple[str, str]:
     """(label, text) of a plan given as a path or as text (exactly one of them)."""
     if (path is None) == (text is None):
-        raise UsageError(f"give either {what} or text, not {'both' if path else 'neither'}")
+        raise UsageError(
+            f"give either {what} or text, not {'both' if path else 'neither'} "
+            "(fix: pass exactly one of them)"
+        )
     if text is not None:
         return "<text>", text
     assert path is not None
