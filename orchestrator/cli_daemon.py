@@ -295,3 +295,24 @@ def register(cli: click.Group, settings_of: Callable[..., Settings]) -> None:
 
         reply = _run_client(settings_of, socket_path, go)
         click.echo(f"run {reply['run_id']}: {reply['status']}", err=True)
+
+    @cli.command()
+    @_socket_option
+    @click.option(
+        "--start-daemon",
+        is_flag=True,
+        help="Start a detached daemon if none answers (its log: <state dir>/daemon.log).",
+    )
+    def mcp(socket_path: Path | None, start_daemon: bool) -> None:
+        """Serve the daemon's tools to an MCP client (e.g. Claude Code) on stdin/stdout."""
+        from orchestrator.mcp_server import serve  # imports `mcp` only for this command
+
+        settings = settings_of(socket=socket_path)
+        try:
+            anyio.run(serve, settings, start_daemon)
+        except (OrchestratorError, BaseExceptionGroup) as exc:
+            error = first_orchestrator_error(exc)
+            if error is None:
+                raise
+            click.echo(str(error), err=True)
+            sys.exit(error.exit_code)
