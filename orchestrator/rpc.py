@@ -49,6 +49,7 @@ STREAMING_METHODS = frozenset({"events.subscribe"})
 #: A plan's text is at most this many bytes of UTF-8.
 MAX_PLAN_BYTES = 16 * 1024 * 1024
 _INT64 = 2**63
+_FLOAT_EXACT = 2**53
 
 
 class ErrorCode:
@@ -101,10 +102,12 @@ def id_problem(value: object) -> str | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
         return f"id must be a string, a number or null, not {type(value).__name__}"
-    if isinstance(value, float) and not math.isfinite(value):
-        return "id must be a finite number"
-    if not -_INT64 <= value < _INT64:
-        return "id is out of range: numbers must fit a signed 64-bit integer"
+    if isinstance(value, float):
+        # Past 2**53 a float no longer echoes the digits the client sent.
+        if not math.isfinite(value) or abs(value) >= _FLOAT_EXACT:
+            return "id is out of range: a number id must be an int64 integer or within +-2**53"
+    elif not -_INT64 <= value < _INT64:
+        return "id is out of range: an integer id must fit a signed 64-bit integer"
     return None
 
 

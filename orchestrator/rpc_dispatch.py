@@ -129,6 +129,12 @@ async def _answer_one(entry: object, call: Call, *, in_batch: bool) -> dict[str,
     problem = id_problem(rid)
     if problem is not None:
         return _error(None, ErrorCode.INVALID_REQUEST, f"not a JSON-RPC 2.0 request: {problem}")
+    if not isinstance(entry.get("params", {}), dict | list):
+        return _error(
+            rid,
+            ErrorCode.INVALID_REQUEST,
+            "not a JSON-RPC 2.0 request: params must be an object (or an array)",
+        )
     try:
         request = RpcRequest.model_validate(entry)
     except ValidationError as exc:
