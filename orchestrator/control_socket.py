@@ -151,6 +151,16 @@ class ControlServer:
                 self.path.unlink()
 
     async def _serve_connection(self, stream: SocketStream) -> None:
+        """The per-connection boundary: nothing raised here reaches the listener's task
+        group (which would end the daemon); a bug is logged and ends this connection."""
+        try:
+            await self._serve_peer(stream)
+        except Exception:
+            _log.exception("rpc_connection_crashed")
+            with anyio.move_on_after(1, shield=True), suppress(Exception):
+                await stream.aclose()
+
+    async def _serve_peer(self, stream: SocketStream) -> None:
         try:
             pid, uid, _ = _peer_credentials(stream)
         except OSError:
@@ -185,7 +195,7 @@ class ControlServer:
             ConnectionError,
         ):
             pass  # the client went away or stopped reading: nothing to answer
-        except Exception:  # the per-connection boundary: a bug ends this connection only
+        except Exception:  # a bug ends this connection only, with a last answer
             _log.exception("rpc_connection_crashed", pid=conn.peer_pid)
             with suppress(Exception):
                 await conn.send(

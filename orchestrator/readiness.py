@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import socket
+from contextlib import suppress
 from pathlib import Path
 
 import structlog
@@ -27,12 +28,19 @@ def pid_file_of(socket_path: Path) -> Path:
     return socket_path.with_name(socket_path.name + ".pid")
 
 
-def write_pid_file(socket_path: Path) -> Path:
-    """Record this process as the daemon of ``socket_path`` (atomically replaced)."""
+def write_pid_file(socket_path: Path) -> Path | None:
+    """Record this process as the daemon of ``socket_path`` (atomically replaced). Only a
+    hint for clients: a failure (a full disk) is logged and the daemon goes on without it."""
     path = pid_file_of(socket_path)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(f"{os.getpid()}\n")
-    tmp.replace(path)
+    try:
+        tmp.write_text(f"{os.getpid()}\n")
+        tmp.replace(path)
+    except OSError as exc:
+        with suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        _log.warning("pid_file_not_written", path=str(path), error=exc.strerror or str(exc))
+        return None
     return path
 
 

@@ -21,6 +21,7 @@ import anyio
 import jsonrpcclient
 import pytest
 
+from orchestrator import control_socket
 from orchestrator.rpc import ErrorCode, RpcError, rpc_error_of
 from orchestrator.rpc_dispatch import MAX_BATCH, answer_line
 from orchestrator.store.errors import StoreError, StoreUnavailable
@@ -246,6 +247,49 @@ def test_bugs_stay_internal_errors_and_do_not_leak_their_text() -> None:
     assert bug is not None and down is not None
     assert json.loads(bug)["error"]["code"] == -32603 and b"secret" not in bug
     assert json.loads(down)["error"]["code"] == -32001
+
+
+async def test_a_bug_in_one_connection_ends_that_connection_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The mechanism, not a decoder: whatever escapes the answering of a line (here a
+    RuntimeError from answer_line itself) gets -32603, closes that connection, and the
+    server goes on serving others."""
+    real = control_socket.answer_line
+
+    async def buggy(line: bytes, call: Any) -> bytes | None:
+        if b"boom" in line:
+            raise RuntimeError("a bug")
+        return await real(line, call)
+
+    monkeypatch.setattr(control_socket, "answer_line", buggy)
+
+    async def handler(method: str, params: dict[str, Any], conn: Any) -> Any:
+        return {"status": "ok"}
+
+    server = control_socket.ControlServer(tmp_path / "s.sock", handler)
+
+    async def roundtrip(line: bytes) -> list[Any]:
+        async with await anyio.connect_unix(server.path) as stream:
+            await stream.send(line + b"\n")
+            data = b""
+            with anyio.fail_after(30):
+                while True:
+                    try:
+                        data += await stream.receive()
+                    except anyio.EndOfStream:
+                        break
+                    if line != b"boom" and data.endswith(b"\n"):
+                        break
+        return [json.loads(x) for x in data.splitlines()]
+
+    async with anyio.create_task_group() as tg:
+        await tg.start(server.serve)
+        [crashed] = await roundtrip(b"boom")  # then EndOfStream: the connection was closed
+        assert crashed["error"]["code"] == ErrorCode.INTERNAL_ERROR
+        [fine] = await roundtrip(_req("health", {}, 1).encode())
+        assert fine["result"] == {"status": "ok"}
+        tg.cancel_scope.cancel()
 
 
 # --- a starting daemon: clients wait; readiness via sd_notify --------------------------------
