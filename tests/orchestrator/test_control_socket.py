@@ -27,6 +27,7 @@ from orchestrator.rpc_dispatch import MAX_BATCH, answer_line
 from orchestrator.store.errors import StoreError, StoreUnavailable
 from tests.daemon_process import ROOT, DaemonProcess
 from tests.rpc_wire import exchange, shape
+from tests.servers_postgres import PostgresServer
 
 PLAN = """
 version: 1
@@ -348,3 +349,20 @@ def test_sd_notify_ready_and_stopping(tmp_path: Path, abstract: bool) -> None:
             assert systemd.recv(4096) == b"STOPPING=1"
         finally:
             process.close()
+
+
+def test_store_down_gets_its_own_code_and_the_daemon_goes_on(
+    tmp_path: Path, fresh_postgres: PostgresServer
+) -> None:
+    process = DaemonProcess(tmp_path, store=fresh_postgres.dsn).start()
+    try:
+        assert "runs" in process.call("runs.list")
+        fresh_postgres.stop()
+        [answer] = exchange(process.socket, _req("runs.list", {}, 1).encode())
+        assert answer["error"]["code"] == ErrorCode.STORE_UNAVAILABLE, answer
+        assert fresh_postgres.password not in json.dumps(answer)
+        fresh_postgres.start()
+        assert "runs" in process.call("runs.list", timeout_s=60)  # back without a restart
+        assert process.proc is not None and process.proc.poll() is None
+    finally:
+        process.close()
