@@ -175,19 +175,14 @@ def rpc_error_of(exc: BaseException) -> RpcError | None:
             if mapped is not None:
                 return mapped
         return None
-    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+    if _is_disk_full(exc):
         return RpcError(
             ErrorCode.DISK_FULL,
-            f"no space left for the daemon's state ({exc.strerror}: {exc.filename or '?'}) "
-            "(fix: free space in the state directory or the store's disk, then retry)",
+            f"no space left for the daemon's state or run store ({_where_full(exc)}) "
+            "(fix: free space on that disk, then retry)",
         )
     if isinstance(exc, sqlite3.Error):
         code = getattr(exc, "sqlite_errorcode", None)
-        if code == sqlite3.SQLITE_FULL:
-            return RpcError(
-                ErrorCode.DISK_FULL,
-                "the SQLite run store's disk is full (fix: free space, then retry)",
-            )
         if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_IOERR):
             return RpcError(
                 ErrorCode.STORE_UNAVAILABLE,
@@ -204,6 +199,38 @@ def rpc_error_of(exc: BaseException) -> RpcError | None:
     if isinstance(found, OrchestratorError):
         return RpcError(ErrorCode.SERVER_ERROR, str(found))
     return None
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """``exc`` and what it was raised from or during (a store translates a driver's error
+    ``from None``; the original stays in ``__context__``), at most 8 deep."""
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and len(chain) < 8:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain
+
+
+def _is_disk_full(exc: BaseException) -> bool:
+    """ENOSPC/EDQUOT, SQLite's SQLITE_FULL, or PostgreSQL's disk_full (SQLSTATE 53100)."""
+    for cause in _causes(exc):
+        if isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if getattr(cause, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+            return True
+        if getattr(cause, "sqlstate", None) == "53100":
+            return True
+    return False
+
+
+def _where_full(exc: BaseException) -> str:
+    for cause in _causes(exc):
+        if isinstance(cause, OSError) and cause.filename:
+            return f"{cause.strerror}: {cause.filename}"
+        if isinstance(cause, StoreError):
+            return f"run store {cause.where}"
+    return "disk full"
 
 
 def result_response(request_id: RequestId, result: Any) -> dict[str, Any]:

@@ -7,8 +7,10 @@ not supported (documented in docs/protocol.md): those examples get ``-32602``.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
+import os
 import socket
 import sqlite3
 import subprocess
@@ -364,5 +366,48 @@ def test_store_down_gets_its_own_code_and_the_daemon_goes_on(
         fresh_postgres.start()
         assert "runs" in process.call("runs.list", timeout_s=60)  # back without a restart
         assert process.proc is not None and process.proc.poll() is None
+    finally:
+        process.close()
+
+
+@pytest.fixture
+def small_state_dir(tmp_path: Path) -> Iterator[Path]:
+    """A 4 MiB tmpfs for the daemon's state (needs root, as CI has)."""
+    state = tmp_path / "state"
+    state.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(state)],
+        capture_output=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs: {mounted.stderr.decode(errors='replace')}")
+    try:
+        yield state
+    finally:
+        subprocess.run(["umount", "-l", str(state)], check=False)
+
+
+def test_disk_full_gets_its_own_code_and_submitting_works_once_space_returns(
+    tmp_path: Path, small_state_dir: Path
+) -> None:
+    process = DaemonProcess(tmp_path).start()  # its state dir is the small tmpfs
+    assert process.state == small_state_dir
+    filler = small_state_dir / "filler"
+    try:
+        with filler.open("wb") as out, contextlib.suppress(OSError):
+            while True:
+                out.write(b"\0" * 65536)
+                out.flush()
+        submit = _req("submit", {"plan_text": PLAN}, 1).encode()
+        [full] = exchange(process.socket, submit)
+        assert full["error"]["code"] == ErrorCode.DISK_FULL, full
+        assert "fix:" in full["error"]["message"]
+        assert process.call("health")["status"] == "ok"
+        filler.unlink()
+        [ok] = exchange(process.socket, submit)
+        assert shape(ok) == ("result", 1), ok
     finally:
         process.close()
