@@ -103,7 +103,8 @@ def test_connection_flood_leaves_the_daemon_serving_and_its_fds_back(tmp_path: P
         for sock in flood:
             sock.close()
         flood.clear()
-        _until(lambda: _fds(pid) <= fds_before + 2, 60, "the daemon kept the flood's fds")
+        # Near the start: a few descriptors may come and go with the run (its event file).
+        _until(lambda: _fds(pid) <= fds_before + 8, 60, "the daemon kept the flood's fds")
         settled_s = time.monotonic() - t2
         fds_after = _fds(pid)
         print(

@@ -299,7 +299,8 @@ async def test_a_bug_in_one_connection_ends_that_connection_only(
 
 
 def test_submit_right_after_starting_the_daemon_waits_for_it(tmp_path: Path) -> None:
-    process = DaemonProcess(tmp_path)
+    # A long wait: on a loaded machine the daemon's start alone can take seconds.
+    process = DaemonProcess(tmp_path, ORCH_CONNECT_WAIT_S="120")
     plan = tmp_path / "plan.yaml"
     plan.write_text(PLAN)
     log = process.log.open("ab")
