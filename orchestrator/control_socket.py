@@ -9,8 +9,10 @@ Safety properties, each tested:
   to start with a clear message.
 - Memory is bounded: a line up to ``max_line_bytes`` (1 MiB) is read by any connection; a
   longer one, up to ``max_long_line_bytes`` (32 MiB: a 16 MiB plan even after JSON
-  escaping), only while one of ``long_line_slots`` (2) is free, so all connections together
-  hold at most ``max_connections`` x 1 MiB + 2 x 32 MiB of request lines. A line longer still
+  escaping), only while one of ``long_line_slots`` (2) is free, and only ``submit`` may be
+  that long (any other request gets ``1004``), so all connections together
+  hold at most ``max_connections`` x 1 MiB + 2 x 32 MiB of request lines (a long line
+  keeps its slot until it is answered). A line longer still
   gets ``1004`` naming the limit and the connection is closed. A connection that sends no
   complete request within ``idle_timeout_s`` is closed; past ``max_connections`` the
   connection idle the longest is closed to make room, so idle clients cannot lock others out.
@@ -28,7 +30,7 @@ import os
 import socket
 import struct
 from collections.abc import Awaitable, Callable
-from contextlib import suppress
+from contextlib import AsyncExitStack, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -230,56 +232,51 @@ class ControlServer:
             return await self.handler(method, params, conn)
 
         while True:
-            try:
-                with anyio.fail_after(self.idle_timeout_s):
-                    line = await buffered.receive_until(b"\n", self.max_line_bytes)
-            except anyio.DelimiterNotFound:
-                long_line = await self._read_long_line(conn, buffered)
-                if long_line is None:
+            async with AsyncExitStack() as held:  # a long line keeps its slot until answered
+                line = await self._next_line(conn, buffered, held)
+                if line is None:
                     return
-                line = long_line
-            except anyio.IncompleteRead:
-                return  # the client closed mid-line
-            conn.last_active = anyio.current_time()
-            if not line.strip():
-                continue
-            conn.busy = True
-            try:
-                answer = await answer_line(line, call)
-                del line  # a long line's memory is not held while the answer is sent
-                if answer is not None:
-                    await conn.send_raw(answer + b"\n")
-            finally:
-                conn.busy = False
+                passed = self.max_line_bytes if len(line) > self.max_line_bytes else 0
                 conn.last_active = anyio.current_time()
+                if not line.strip():
+                    continue
+                conn.busy = True
+                try:
+                    answer = await answer_line(line, call, passed_limit=passed)
+                    del line  # a long line's memory is not held while the answer is sent
+                    if answer is not None:
+                        await conn.send_raw(answer + b"\n")
+                finally:
+                    conn.busy = False
+                    conn.last_active = anyio.current_time()
 
-    async def _read_long_line(
-        self, conn: Connection, buffered: BufferedByteReceiveStream
+    async def _next_line(
+        self, conn: Connection, buffered: BufferedByteReceiveStream, held: AsyncExitStack
     ) -> bytes | None:
-        """Finish a line past ``max_line_bytes`` in one of the few long-line slots; None
-        (after answering 1004) if it passes ``max_long_line_bytes`` too, or the client
-        closed mid-line."""
+        """The next request line; None when the connection is to end. A line past
+        ``max_line_bytes`` is finished in one of the few long-line slots, entered into
+        ``held``; one past ``max_long_line_bytes`` too is answered with 1004 (then None)."""
         try:
             with anyio.fail_after(self.idle_timeout_s):
-                async with self._long_lines:
-                    return await buffered.receive_until(b"\n", self.max_long_line_bytes)
+                return await buffered.receive_until(b"\n", self.max_line_bytes)
         except anyio.DelimiterNotFound:
-            limit = self.max_long_line_bytes
-            await conn.send_raw(
-                encode(
-                    error_response(
-                        None,
-                        RpcError(
-                            ErrorCode.REQUEST_TOO_LARGE,
-                            f"request line longer than {limit} bytes ({limit // 2**20} MiB); "
-                            "connection closed (fix: plans are limited to 16 MiB; split "
-                            "larger ones into phases)",
-                            {"max_line_bytes": limit},
-                        ),
-                    )
-                )
-                + b"\n"
-            )
-            return None
+            pass
+        except anyio.IncompleteRead:
+            return None  # the client closed mid-line
+        try:
+            with anyio.fail_after(self.idle_timeout_s):
+                await held.enter_async_context(self._long_lines)
+                return await buffered.receive_until(b"\n", self.max_long_line_bytes)
         except anyio.IncompleteRead:
             return None
+        except anyio.DelimiterNotFound:
+            pass
+        limit = self.max_long_line_bytes
+        error = RpcError(
+            ErrorCode.REQUEST_TOO_LARGE,
+            f"request line longer than {limit} bytes ({limit // 2**20} MiB); connection "
+            "closed (fix: plans are limited to 16 MiB; split larger ones into phases)",
+            {"max_line_bytes": limit},
+        )
+        await conn.send_raw(encode(error_response(None, error)) + b"\n")
+        return None

@@ -21,6 +21,7 @@ from orchestrator.store.base import RunStatus
 from orchestrator.store.errors import StoreError, StoreUnavailable
 
 __all__ = [
+    "LONG_LINE_METHODS",
     "MAX_PLAN_BYTES",
     "STREAMING_METHODS",
     "AgentsListParams",
@@ -46,6 +47,8 @@ RequestId = int | float | str | None
 #: Methods that stream notifications before their answer: not allowed in a batch, and
 #: ignored as a notification (a client that wants no answer gets no stream either).
 STREAMING_METHODS = frozenset({"events.subscribe"})
+#: The only methods whose request line may pass the 1 MiB first tier (up to 32 MiB).
+LONG_LINE_METHODS = frozenset({"submit"})
 #: A plan's text is at most this many bytes of UTF-8.
 MAX_PLAN_BYTES = 16 * 1024 * 1024
 _INT64 = 2**63

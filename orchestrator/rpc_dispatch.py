@@ -26,6 +26,7 @@ import structlog
 from pydantic import ValidationError
 
 from orchestrator.rpc import (
+    LONG_LINE_METHODS,
     STREAMING_METHODS,
     ErrorCode,
     RequestId,
@@ -78,7 +79,7 @@ def encode(message: dict[str, Any]) -> bytes:
     try:
         return orjson.dumps(message, default=str)
     except (TypeError, ValueError) as exc:  # orjson.JSONEncodeError is a TypeError
-        _log.error("rpc_answer_unencodable", error=str(exc), id=repr(message.get("id")))
+        _log.error("rpc_answer_unencodable", error=str(exc), id=repr(message.get("id"))[:80])
         safe_id = message.get("id") if id_problem(message.get("id")) is None else None
         return orjson.dumps(
             _error(
@@ -93,8 +94,10 @@ def _decode(line: bytes) -> tuple[Any, bool]:
     return raw, _depth_exceeds(raw, MAX_DEPTH)
 
 
-async def answer_line(line: bytes, call: Call) -> bytes | None:
-    """The answer to one request line (without the newline), or None when none is due."""
+async def answer_line(line: bytes, call: Call, *, passed_limit: int = 0) -> bytes | None:
+    """The answer to one request line (without the newline), or None when none is due.
+    ``passed_limit``: the line is longer than this first-tier limit (bytes), which only
+    :data:`~orchestrator.rpc.LONG_LINE_METHODS` may pass (one request, not a batch)."""
     try:
         if len(line) > _DECODE_IN_THREAD_BYTES:  # a 16 MiB plan decodes for ~0.1 s
             raw, too_deep = await anyio.to_thread.run_sync(_decode, line)
@@ -109,6 +112,19 @@ async def answer_line(line: bytes, call: Call) -> bytes | None:
                 rid if id_problem(rid) is None else None,
                 ErrorCode.INVALID_REQUEST,
                 f"request nests arrays/objects deeper than {MAX_DEPTH} levels",
+            )
+        )
+    if passed_limit and not (isinstance(raw, dict) and raw.get("method") in LONG_LINE_METHODS):
+        rid = raw.get("id") if isinstance(raw, dict) else None
+        return encode(
+            error_response(
+                rid if id_problem(rid) is None else None,
+                RpcError(
+                    ErrorCode.REQUEST_TOO_LARGE,
+                    f"request line longer than {passed_limit} bytes; only "
+                    f"{', '.join(sorted(LONG_LINE_METHODS))} may be longer (fix: split a batch)",
+                    {"max_line_bytes": passed_limit},
+                ),
             )
         )
     if not isinstance(raw, list):
@@ -157,7 +173,7 @@ async def _answer_one(entry: object, call: Call, *, in_batch: bool) -> dict[str,
     is_notification = "id" not in entry
     method = request.method
     if is_notification and method in STREAMING_METHODS:
-        _log.info("rpc_notification_ignored", method=method, reason="streams need an id")
+        _log.debug("rpc_notification_ignored", method=method, reason="streams need an id")
         return None
     try:
         if in_batch and method in STREAMING_METHODS:

@@ -260,10 +260,10 @@ async def test_a_bug_in_one_connection_ends_that_connection_only(
     server goes on serving others."""
     real = control_socket.answer_line
 
-    async def buggy(line: bytes, call: Any) -> bytes | None:
+    async def buggy(line: bytes, call: Any, **kwargs: Any) -> bytes | None:
         if b"boom" in line:
             raise RuntimeError("a bug")
-        return await real(line, call)
+        return await real(line, call, **kwargs)
 
     monkeypatch.setattr(control_socket, "answer_line", buggy)
 
