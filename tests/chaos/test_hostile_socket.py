@@ -231,6 +231,17 @@ _requestish = st.fixed_dictionaries(
     },
 )
 
+_wellformed = st.fixed_dictionaries(
+    {
+        "jsonrpc": st.just("2.0"),
+        "method": st.sampled_from(["health", "runs.get", "events.subscribe", "boom"]),
+    },
+    optional={
+        "params": st.dictionaries(st.text(max_size=6), _json, max_size=3) | _json,
+        "id": st.none() | st.integers() | st.floats() | st.text(max_size=8) | _json,
+    },
+)
+
 
 def _encoded(value: Any) -> bytes:
     return json.dumps(value, allow_nan=True).encode("utf-8", "surrogatepass")
@@ -240,7 +251,8 @@ _lines = st.one_of(
     st.binary(max_size=200),
     _json.map(_encoded),
     _requestish.map(_encoded),
-    st.lists(_requestish, max_size=5).map(_encoded),
+    _wellformed.map(_encoded),
+    st.lists(_requestish | _wellformed, max_size=5).map(_encoded),
     st.tuples(_requestish.map(_encoded), st.binary(max_size=4), st.integers(0, 300)).map(
         lambda t: t[0][: t[2]] + t[1] + t[0][t[2] :]  # a request with bytes spliced in
     ),
