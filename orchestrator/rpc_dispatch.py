@@ -79,7 +79,7 @@ def encode(message: dict[str, Any]) -> bytes:
     try:
         return orjson.dumps(message, default=str)
     except (TypeError, ValueError) as exc:  # orjson.JSONEncodeError is a TypeError
-        _log.error("rpc_answer_unencodable", error=str(exc), id=repr(message.get("id"))[:80])
+        _log.error("rpc_answer_encoding_failed", error=str(exc), id=repr(message.get("id"))[:80])
         safe_id = message.get("id") if id_problem(message.get("id")) is None else None
         return orjson.dumps(
             _error(

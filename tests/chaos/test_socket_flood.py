@@ -13,7 +13,7 @@ import os
 import resource
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -44,9 +44,10 @@ def _fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
-def _until(predicate: object, timeout_s: float, what: str) -> None:
+def _until(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
+    """Poll an outside process's state (its /proc fds): there is no event to wait on."""
     deadline = time.monotonic() + timeout_s
-    while not predicate():  # type: ignore[operator]
+    while not predicate():
         assert time.monotonic() < deadline, what
         time.sleep(0.05)
 

@@ -228,7 +228,7 @@ def test_expected_conditions_map_to_their_codes(exc: BaseException, code: int) -
 
 def test_sqlite_disk_full_maps_to_disk_full() -> None:
     error = sqlite3.OperationalError("database or disk is full")
-    error.sqlite_errorcode = sqlite3.SQLITE_FULL  # type: ignore[attr-defined]
+    error.sqlite_errorcode = sqlite3.SQLITE_FULL  # as sqlite3's C code sets it
     mapped = rpc_error_of(error)
     assert mapped is not None and mapped.code == ErrorCode.DISK_FULL
 
@@ -258,7 +258,7 @@ async def test_a_bug_in_one_connection_ends_that_connection_only(
     """The mechanism, not a decoder: whatever escapes the answering of a line (here a
     RuntimeError from answer_line itself) gets -32603, closes that connection, and the
     server goes on serving others."""
-    real = control_socket.answer_line
+    real = answer_line
 
     async def buggy(line: bytes, call: Any, **kwargs: Any) -> bytes | None:
         if b"boom" in line:
@@ -347,7 +347,8 @@ def test_sd_notify_ready_and_stopping(tmp_path: Path, abstract: bool) -> None:
         try:
             assert systemd.recv(4096) == b"READY=1"
             assert process.call("health")["status"] == "ok"
-            assert (tmp_path / "ctl.sock.pid").read_text().strip() == str(process.proc.pid)  # type: ignore[union-attr]
+            assert process.proc is not None
+            assert (tmp_path / "ctl.sock.pid").read_text().strip() == str(process.proc.pid)
             assert process.stop() == 0
             assert systemd.recv(4096) == b"STOPPING=1"
         finally:
