@@ -54,7 +54,7 @@ def _run_client(
     func: Callable[[ControlClient], Coroutine[Any, Any, T]],
 ) -> T:
     settings = settings_of(socket=socket_path)
-    client = ControlClient(settings.socket_path())
+    client = ControlClient(settings.socket_path(), connect_wait_s=settings.connect_wait_s)
     try:
         return anyio.run(func, client)
     except OrchestratorError as exc:

@@ -7,23 +7,30 @@ Safety properties, each tested:
   (``peer_refused``) and dropped.
 - A stale socket file (nothing listening) is replaced; a live one makes a second daemon refuse
   to start with a clear message.
-- Memory per connection is bounded: a line longer than ``max_line_bytes`` gets an error and
-  the connection is closed; a connection that sends no complete request within
-  ``idle_timeout_s`` is closed; past ``max_connections`` the connection idle the longest is
-  closed to make room, so idle clients can never lock others out.
-- Invalid JSON, a non-object, an unknown method or wrong params get the JSON-RPC error for it
-  and the connection stays usable. A handler's bug becomes ``-32603`` and is logged.
+- Memory is bounded: a line up to ``max_line_bytes`` (1 MiB) is read by any connection; a
+  longer one, up to ``max_long_line_bytes`` (32 MiB: a 16 MiB plan even after JSON
+  escaping), only while one of ``long_line_slots`` (2) is free, and only ``submit`` may be
+  that long (any other request gets ``1004``), so all connections together
+  hold at most ``max_connections`` x 1 MiB + 2 x 32 MiB of request lines (a long line
+  keeps its slot until it is answered). A line longer still
+  gets ``1004`` naming the limit and the connection is closed. A connection that sends no
+  complete request within ``idle_timeout_s`` is closed; past ``max_connections`` the
+  connection idle the longest is closed to make room, so idle clients cannot lock others out.
+- Nothing a client sends can end the daemon: each line is answered by
+  :func:`orchestrator.rpc_dispatch.answer_line` (every JSON-RPC error, batches,
+  notifications), and whatever else goes wrong in one connection's task is logged as a bug
+  (``rpc_connection_crashed``), answered with ``-32603`` where possible, and ends only that
+  connection.
 """
 
 from __future__ import annotations
 
 import errno
-import json
 import os
 import socket
 import struct
 from collections.abc import Awaitable, Callable
-from contextlib import suppress
+from contextlib import AsyncExitStack, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,16 +40,10 @@ import orjson
 import structlog
 from anyio.abc import SocketAttribute, SocketStream, TaskStatus
 from anyio.streams.buffered import BufferedByteReceiveStream
-from pydantic import ValidationError
 
 from orchestrator.errors import UsageError
-from orchestrator.rpc import (
-    ErrorCode,
-    RpcError,
-    RpcRequest,
-    error_response,
-    result_response,
-)
+from orchestrator.rpc import ErrorCode, RpcError, error_response
+from orchestrator.rpc_dispatch import answer_line, encode
 
 __all__ = ["Connection", "ControlServer", "Handler", "prepare_socket_path"]
 
@@ -67,6 +68,10 @@ class Connection:
     async def send_many(self, messages: list[dict[str, Any]], timeout_s: float = 10.0) -> None:
         """Write several messages at once (one line each); same deadline as :meth:`send`."""
         data = b"".join(orjson.dumps(m, default=str) + b"\n" for m in messages)
+        await self.send_raw(data, timeout_s)
+
+    async def send_raw(self, data: bytes, timeout_s: float = 10.0) -> None:
+        """Write already encoded lines; same deadline as :meth:`send`."""
         async with self._send_lock:
             with anyio.fail_after(timeout_s):
                 await self.stream.send(data)
@@ -120,12 +125,16 @@ class ControlServer:
         handler: Handler,
         *,
         max_line_bytes: int = 1024 * 1024,
+        max_long_line_bytes: int = 32 * 1024 * 1024,
+        long_line_slots: int = 2,
         idle_timeout_s: float = 60.0,
         max_connections: int = 512,
     ) -> None:
         self.path = path
         self.handler = handler
         self.max_line_bytes = max_line_bytes
+        self.max_long_line_bytes = max(max_long_line_bytes, max_line_bytes)
+        self._long_lines = anyio.CapacityLimiter(long_line_slots)
         self.idle_timeout_s = idle_timeout_s
         self.max_connections = max_connections
         self.connections: set[Connection] = set()
@@ -144,6 +153,16 @@ class ControlServer:
                 self.path.unlink()
 
     async def _serve_connection(self, stream: SocketStream) -> None:
+        """The per-connection boundary: nothing raised here reaches the listener's task
+        group (which would end the daemon); a bug is logged and ends this connection."""
+        try:
+            await self._serve_peer(stream)
+        except Exception:
+            _log.exception("rpc_connection_crashed")
+            with anyio.move_on_after(1, shield=True), suppress(Exception):
+                await stream.aclose()
+
+    async def _serve_peer(self, stream: SocketStream) -> None:
         try:
             pid, uid, _ = _peer_credentials(stream)
         except OSError:
@@ -178,6 +197,20 @@ class ControlServer:
             ConnectionError,
         ):
             pass  # the client went away or stopped reading: nothing to answer
+        except Exception:  # a bug ends this connection only, with a last answer
+            _log.exception("rpc_connection_crashed", pid=conn.peer_pid)
+            with suppress(Exception):
+                await conn.send(
+                    error_response(
+                        None,
+                        RpcError(
+                            ErrorCode.INTERNAL_ERROR,
+                            "internal error (a bug, logged as rpc_connection_crashed); "
+                            "connection closed",
+                        ),
+                    ),
+                    timeout_s=1,
+                )
         finally:
             self.connections.discard(conn)
             await conn.close()
@@ -194,74 +227,56 @@ class ControlServer:
 
     async def _read_requests(self, conn: Connection) -> None:
         buffered = BufferedByteReceiveStream(conn.stream)
-        while True:
-            try:
-                with anyio.fail_after(self.idle_timeout_s):
-                    line = await buffered.receive_until(b"\n", self.max_line_bytes)
-            except anyio.DelimiterNotFound:
-                await conn.send(
-                    error_response(
-                        None,
-                        RpcError(
-                            ErrorCode.REQUEST_TOO_LARGE,
-                            f"request line longer than {self.max_line_bytes} bytes; "
-                            "connection closed",
-                        ),
-                    )
-                )
-                return
-            except anyio.IncompleteRead:
-                return  # the client closed mid-line
-            conn.last_active = anyio.current_time()
-            if not line.strip():
-                continue
-            conn.busy = True
-            try:
-                await self._answer(conn, line)
-            finally:
-                conn.busy = False
-                conn.last_active = anyio.current_time()
 
-    async def _answer(self, conn: Connection, line: bytes) -> None:
+        async def call(method: str, params: dict[str, Any]) -> Any:
+            return await self.handler(method, params, conn)
+
+        while True:
+            async with AsyncExitStack() as held:  # a long line keeps its slot until answered
+                line = await self._next_line(conn, buffered, held)
+                if line is None:
+                    return
+                passed = self.max_line_bytes if len(line) > self.max_line_bytes else 0
+                conn.last_active = anyio.current_time()
+                if not line.strip():
+                    continue
+                conn.busy = True
+                try:
+                    answer = await answer_line(line, call, passed_limit=passed)
+                    del line  # a long line's memory is not held while the answer is sent
+                    if answer is not None:
+                        await conn.send_raw(answer + b"\n")
+                finally:
+                    conn.busy = False
+                    conn.last_active = anyio.current_time()
+
+    async def _next_line(
+        self, conn: Connection, buffered: BufferedByteReceiveStream, held: AsyncExitStack
+    ) -> bytes | None:
+        """The next request line; None when the connection is to end. A line past
+        ``max_line_bytes`` is finished in one of the few long-line slots, entered into
+        ``held``; one past ``max_long_line_bytes`` too is answered with 1004 (then None)."""
         try:
-            raw = json.loads(line)
-        except (ValueError, UnicodeDecodeError) as exc:
-            await conn.send(
-                error_response(None, RpcError(ErrorCode.PARSE_ERROR, f"invalid JSON: {exc}"))
-            )
-            return
-        request_id = raw.get("id") if isinstance(raw, dict) else None
-        if not isinstance(request_id, int | str | None):
-            request_id = None
+            with anyio.fail_after(self.idle_timeout_s):
+                return await buffered.receive_until(b"\n", self.max_line_bytes)
+        except anyio.DelimiterNotFound:
+            pass
+        except anyio.IncompleteRead:
+            return None  # the client closed mid-line
         try:
-            request = RpcRequest.model_validate(raw)
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc']) or 'request'}: {e['msg']}"
-                for e in exc.errors()
-            )
-            await conn.send(
-                error_response(
-                    request_id,
-                    RpcError(ErrorCode.INVALID_REQUEST, f"not a JSON-RPC 2.0 request: {problems}"),
-                )
-            )
-            return
-        try:
-            result = await self.handler(request.method, request.params, conn)
-        except RpcError as exc:
-            await conn.send(error_response(request.id, exc))
-            return
-        except Exception as exc:  # a handler bug must not take the daemon down
-            _log.exception("rpc_handler_crashed", method=request.method)
-            await conn.send(
-                error_response(
-                    request.id,
-                    RpcError(
-                        ErrorCode.INTERNAL_ERROR, f"internal error in {request.method}: {exc}"
-                    ),
-                )
-            )
-            return
-        if request.id is not None or result is not None:
-            await conn.send(result_response(request.id, result))
+            with anyio.fail_after(self.idle_timeout_s):
+                await held.enter_async_context(self._long_lines)
+                return await buffered.receive_until(b"\n", self.max_long_line_bytes)
+        except anyio.IncompleteRead:
+            return None
+        except anyio.DelimiterNotFound:
+            pass
+        limit = self.max_long_line_bytes
+        error = RpcError(
+            ErrorCode.REQUEST_TOO_LARGE,
+            f"request line longer than {limit} bytes ({limit // 2**20} MiB); connection "
+            "closed (fix: plans are limited to 16 MiB; split larger ones into phases)",
+            {"max_line_bytes": limit},
+        )
+        await conn.send_raw(encode(error_response(None, error)) + b"\n")
+        return None

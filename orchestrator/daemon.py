@@ -32,6 +32,7 @@ from orchestrator.control_socket import Connection, ControlServer, prepare_socke
 from orchestrator.coordination.base import Coordinator
 from orchestrator.errors import PlanInvalid
 from orchestrator.gpus import GpuAllocator, NvmlProbe
+from orchestrator.readiness import remove_pid_file, sd_notify, write_pid_file
 from orchestrator.rpc import (
     AgentsListParams,
     ErrorCode,
@@ -142,7 +143,7 @@ class Daemon:
         return {"run_id": run_id, "plan": plan.plan}
 
     async def runs_list(self, params: RunsListParams, conn: Connection) -> dict[str, Any]:
-        runs = await self.store.list_runs(limit=params.limit, statuses=params.status)  # type: ignore[arg-type]
+        runs = await self.store.list_runs(limit=params.limit, statuses=params.status)
         return {"runs": [run_summary(r) for r in runs]}
 
     async def runs_get(self, params: RunIdParams, conn: Connection) -> dict[str, Any]:
@@ -208,7 +209,6 @@ class Daemon:
             "active_runs": len(self.runs.active),
             "store": self.store.where,
             "coordinator": "redis" if self.settings.redis_url else "in-process",
-            "connections": None,
         }
 
     async def events_subscribe(
@@ -264,6 +264,17 @@ async def run_daemon(
     tune_gc()  # also here for callers that start the daemon without the CLI
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     prepare_socket_path(settings.socket_path())  # refuse early if a daemon is live there
+    write_pid_file(settings.socket_path())  # clients wait for a daemon that is starting
+    try:
+        await _serve(settings, registry, task_status)
+    finally:
+        remove_pid_file(settings.socket_path())
+    _log.info("daemon_stopped")
+
+
+async def _serve(
+    settings: Settings, registry: ActionRegistry, task_status: TaskStatus[None]
+) -> None:
     async with (
         open_store(settings.store_url(), state_dir=settings.state_dir) as store,
         open_coordinator(settings) as coordinator,
@@ -296,6 +307,7 @@ async def run_daemon(
                 version=__version__,
             )
             task_status.started()
+            sd_notify("READY=1")
             async for signum in signals:
                 _log.info(
                     "shutdown_requested",
@@ -303,7 +315,7 @@ async def run_daemon(
                     grace_s=settings.shutdown_grace_s,
                 )
                 break
+        sd_notify("STOPPING=1")
         # The socket keeps answering status and watch while running steps finish.
         await runs.drain(settings.shutdown_grace_s)
         tg.cancel_scope.cancel()
-    _log.info("daemon_stopped")
