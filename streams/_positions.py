@@ -104,8 +104,17 @@ def describe_error(
         if allowed:
             fix += f" Allowed keys here: {', '.join(allowed)}"
         return PlanProblem(label, line, column, f"unknown key {key!r}", fix)
-    line, column = pos.at(loc)
-    where = ".".join(str(p) for p in loc if not (isinstance(p, str) and p[:1].isupper()))
+    if loc[-1:] == ("[key]",):  # a mapping's key failed: place it at the key
+        loc = loc[:-1]
+        line, column = pos.at(loc, key=True)
+    else:
+        line, column = pos.at(loc)
+    where = ".".join(
+        # a name refused for its characters is quoted with repr(), as every message does
+        (p if p.isprintable() else repr(p)) if isinstance(p, str) else str(p)
+        for p in loc
+        if not (isinstance(p, str) and p[:1].isupper())
+    )
     message = error["msg"]
     if kind == "missing":
         return PlanProblem(label, line, column, f"missing required key {where!r}", "add it")

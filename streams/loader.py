@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import json
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -89,7 +90,10 @@ class _Builder:
         if isinstance(node, yaml.ScalarNode):
             if node.tag == _STR:
                 return node.value
-            return self.loader.construct_object(node)
+            try:
+                return self.loader.construct_object(node)
+            except ValueError:  # an int past sys.get_int_max_str_digits()
+                raise _too_many_digits(self.label, *self.pos.values[path]) from None
         if len(path) >= MAX_DEPTH and node.value:
             raise too_deep(self.label, *self.pos.values[path])
         if self.expanding:
@@ -166,6 +170,18 @@ class _Builder:
         return self.loader.construct_object(node, deep=True)
 
 
+def _too_many_digits(label: str, line: int, column: int) -> Refused:
+    return Refused(
+        PlanProblem(
+            label,
+            line,
+            column,
+            f"a number of more than {sys.get_int_max_str_digits():,} digits",
+            "write a shorter number, or quote it to make it a string",
+        )
+    )
+
+
 def _yaml_problem(label: str, exc: yaml.YAMLError, text: str) -> PlanProblem:
     mark = getattr(exc, "problem_mark", None)
     line, column = (mark.line + 1, mark.column + 1) if mark is not None else (0, 0)
@@ -215,6 +231,11 @@ def _parse(text: str, label: str) -> tuple[Any, Positions, list[PlanProblem]]:
         except RecursionError:  # nested hundreds deep: find the first level too many
             line, column = json_too_deep_at(text) or (1, 1)
             raise PlanInvalid([too_deep(label, line, column).problem]) from None
+        except ValueError:  # an int past sys.get_int_max_str_digits()
+            digits = re.search(rf"\d{{{sys.get_int_max_str_digits() + 1},}}", text)
+            index = digits.start() if digits is not None else 0
+            line, column = text.count("\n", 0, index) + 1, index - text.rfind("\n", 0, index)
+            raise PlanInvalid([_too_many_digits(label, line, column).problem]) from None
     is_json = label.endswith(".json")
     # Positions of a JSON plan come from YAML, which reads nearly all JSON as it is.
     loader = _CachingLoader(_JSON_NOT_YAML.sub(_json_for_yaml, text) if is_json else text)
