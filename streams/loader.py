@@ -90,10 +90,7 @@ class _Builder:
         if isinstance(node, yaml.ScalarNode):
             if node.tag == _STR:
                 return node.value
-            try:
-                return self.loader.construct_object(node)
-            except ValueError:  # an int past sys.get_int_max_str_digits()
-                raise _too_many_digits(self.label, *self.pos.values[path]) from None
+            return self._construct(node)
         if len(path) >= MAX_DEPTH and node.value:
             raise too_deep(self.label, *self.pos.values[path])
         if self.expanding:
@@ -144,11 +141,7 @@ class _Builder:
                         PlanProblem(self.label, *key_pos, "a key must be a plain value", "")
                     )
                     continue
-                key = (
-                    key_node.value
-                    if key_node.tag == _STR
-                    else self.loader.construct_object(key_node)
-                )
+                key = key_node.value if key_node.tag == _STR else self._construct(key_node)
                 if key in result and key not in merged:
                     self.problems.append(
                         PlanProblem(
@@ -167,7 +160,29 @@ class _Builder:
         # Other tags (!!set, !!omap, ...): PyYAML builds them, within the same bounds.
         if not self.expanding:
             self._count(node, path)
-        return self.loader.construct_object(node, deep=True)
+        return self._construct(node, deep=True)
+
+    def _construct(self, node: yaml.Node, *, deep: bool = False) -> Any:
+        """PyYAML's value for a tagged or implicitly typed node; what it cannot build
+        (2020-99-99, !!int abc, !!bool maybe, an int of 5,000 digits) is refused here."""
+        try:
+            return self.loader.construct_object(node, deep=deep)
+        except (ValueError, KeyError, TypeError, OverflowError) as exc:
+            line, column = node.start_mark.line + 1, node.start_mark.column + 1
+            if "integer string conversion" in str(exc):
+                raise _too_many_digits(self.label, line, column) from None
+            kind = str(node.tag).rsplit(":", 1)[-1]
+            shown = repr(node.value) if isinstance(node, yaml.ScalarNode) else "this value"
+            raise Refused(
+                PlanProblem(
+                    self.label,
+                    line,
+                    column,
+                    f"{shown[:80]} is read as {'an' if kind[:1] in 'aeiou' else 'a'} {kind} "
+                    "but is not a valid one",
+                    "quote it to make it a string, or correct it",
+                )
+            ) from None
 
 
 def _too_many_digits(label: str, line: int, column: int) -> Refused:

@@ -187,7 +187,7 @@ ALIAS_TEXTS = [
 def mutate_text(text: str, rng: random.Random) -> bytes:
     """A textual or byte-level mutation of a plan's text."""
     lines = text.splitlines(keepends=True)
-    action = rng.randrange(9)
+    action = rng.randrange(10)
     if action == 0 and lines:  # a duplicated line: duplicate keys
         i = rng.randrange(len(lines))
         lines.insert(i, lines[i])
@@ -209,6 +209,12 @@ def mutate_text(text: str, rng: random.Random) -> bytes:
     elif action == 6:  # aliases, appended or replacing the file
         extra = rng.choice(ALIAS_TEXTS)
         return (extra if rng.random() < 0.3 else text + extra).encode()
+    elif action == 8 and ": " in text:  # a YAML tag, or a bare date, on some value
+        tag = rng.choice(["!!int ", "!!float ", "!!bool ", "!!timestamp ", "!!binary ", "!!set "])
+        places = [i for i in range(len(text)) if text.startswith(": ", i)]
+        i = rng.choice(places) + 2
+        value = tag if rng.random() < 0.7 else rng.choice(["2020-99-99 #", "0x_ #", "1:2:x #"])
+        return (text[:i] + value + text[i:]).encode()
     elif action == 7 and lines:  # indentation broken
         i = rng.randrange(len(lines))
         lines[i] = rng.choice(["  ", "\t", ""]) + lines[i].lstrip()

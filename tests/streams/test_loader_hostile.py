@@ -161,6 +161,27 @@ def test_an_integer_past_pythons_digit_limit_is_placed(label: str) -> None:
     assert problem.line == before.count("\n") + 1
 
 
+@pytest.mark.parametrize(
+    ("value", "kind"),
+    [
+        ("2020-99-99", "a timestamp"),
+        ("!!timestamp 2020-02-30", "a timestamp"),
+        ("!!int abc", "an int"),
+        ("!!float x", "a float"),
+        ("!!bool maybe", "a bool"),
+        ("0x_", "an int"),
+    ],
+)
+@pytest.mark.parametrize("where", ["value", "key"])
+def test_a_value_yaml_cannot_build_is_placed(value: str, kind: str, where: str) -> None:
+    old = "title: A small plan"
+    text = edit(VALID, old, f"title: {value}" if where == "value" else f"{value}: 1")
+    problem = one(text)
+    assert problem.reason.endswith(f"is read as {kind} but is not a valid one")
+    assert problem.fix == "quote it to make it a string, or correct it"
+    assert (problem.line, problem.column) == locate(text, value)
+
+
 def test_a_duration_past_floats_range_is_a_problem_not_an_overflow() -> None:
     problem = one(edit(VALID, "timeout: 5m", "timeout: " + "9" * 400))
     assert "defaults.timeout" in problem.reason
