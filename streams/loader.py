@@ -164,10 +164,12 @@ class _Builder:
 
     def _construct(self, node: yaml.Node, *, deep: bool = False) -> Any:
         """PyYAML's value for a tagged or implicitly typed node; what it cannot build
-        (2020-99-99, !!int abc, !!bool maybe, an int of 5,000 digits) is refused here."""
+        (2020-99-99, !!int abc, !!bool maybe, !!timestamp x, an int of 5,000 digits) is
+        refused here."""
         try:
             return self.loader.construct_object(node, deep=deep)
-        except (ValueError, KeyError, TypeError, OverflowError) as exc:
+        except (ValueError, KeyError, TypeError, OverflowError, AttributeError, IndexError) as exc:
+            # what PyYAML's safe constructors raise on values their resolvers let through
             line, column = node.start_mark.line + 1, node.start_mark.column + 1
             if "integer string conversion" in str(exc):
                 raise _too_many_digits(self.label, line, column) from None

@@ -26,8 +26,9 @@ from typing import Any
 import pytest
 import yaml
 
+from agents.actions import builtin_registry
 from orchestrator.errors import PlanInvalid
-from streams.loader import load_plan
+from streams.loader import load_plan, load_plan_text
 from tests.streams.test_loader import VALID
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -196,10 +197,10 @@ def mutate_text(text: str, rng: random.Random) -> bytes:
     elif action == 2:  # truncation
         return text.encode()[: rng.randrange(len(text) + 1)]
     elif action == 3:  # random bytes spliced in
-        raw = bytearray(text.encode())
+        spliced = bytearray(text.encode())
         for _ in range(rng.randint(1, 8)):
-            raw.insert(rng.randrange(len(raw) + 1), rng.randrange(256))
-        return bytes(raw)
+            spliced.insert(rng.randrange(len(spliced) + 1), rng.randrange(256))
+        return bytes(spliced)
     elif action == 4:  # invalid UTF-8
         raw = text.encode()
         cut = rng.randrange(len(raw) + 1)
@@ -273,6 +274,70 @@ def test_mutated_plans_load_or_are_refused_with_placed_problems(seed: int, tmp_p
     print(f"seed {seed}: {total} cases: {dict(outcomes)}")
     assert total == CASES_PER_SEED * len(SEEDS)
     assert outcomes["invalid"] > total // 2  # the mutations do break plans
+
+
+PARAMETER_STRINGS = [
+    "(",
+    "[",
+    "*",
+    "\\",
+    "${X}",
+    "redis://:pw@[::1",
+    "http://\x00x",
+    "http://[",
+    "postgres://u:p@h:99999/db",
+    "://",
+    "services.x.environment[",
+    "a..b",
+    ".*{999999999}",
+    "2026-13-45T99:99",
+    "-5m",
+    "1e309",
+]
+
+
+@pytest.mark.parametrize("seed", [1])
+def test_weird_parameters_of_every_action_are_placed_problems(seed: int) -> None:
+    """Each built-in action's ``with:`` gets random fields holding weird values: its
+    parameter model (field validators included) may only give placed problems."""
+    registry = builtin_registry()
+    rng = random.Random(seed)
+    outcomes: Counter[str] = Counter()
+    for round_ in range(20):
+        for action in registry:
+            definition = registry.get(action)
+            assert definition is not None
+            fields = list(definition.params.model_fields)
+            with_ = {
+                field: rng.choice(PARAMETER_STRINGS) if rng.random() < 0.4 else weird_value(rng)
+                for field in rng.sample(fields, rng.randint(1, len(fields)))
+            }
+            plan = {
+                "plan": "p",
+                "caps": {"c": None},
+                "agents": {"a": {"class": "c", "can": [action]}},
+                "streams": [
+                    {
+                        "id": "s",
+                        "team": ["a"],
+                        "steps": [{"id": "x", "agent": "a", "action": action, "with": with_}],
+                    }
+                ],
+            }
+            label = rng.choice(["p.json", "p.yaml"])
+            text = _dump_json(plan) if label == "p.json" else _dump_yaml(plan, rng)
+            context = f"seed {seed} round {round_} action {action}: {with_!r}"
+            try:
+                load_plan_text(text, label, registry=registry)
+            except PlanInvalid as exc:
+                assert all(p.line >= 1 for p in exc.problems), context
+                outcomes["invalid"] += 1
+            except Exception as exc:  # the contract under test: nothing else may escape
+                pytest.fail(f"{context}: {type(exc).__name__}: {exc}"[:2000])
+            else:
+                outcomes["valid"] += 1
+    print(f"parameters, seed {seed}: {dict(outcomes)}")
+    assert outcomes["invalid"] > 0
 
 
 def _validate(path: Path) -> subprocess.CompletedProcess[str]:

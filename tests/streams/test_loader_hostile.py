@@ -166,6 +166,7 @@ def test_an_integer_past_pythons_digit_limit_is_placed(label: str) -> None:
     [
         ("2020-99-99", "a timestamp"),
         ("!!timestamp 2020-02-30", "a timestamp"),
+        ("!!timestamp soon", "a timestamp"),
         ("!!int abc", "an int"),
         ("!!float x", "a float"),
         ("!!bool maybe", "a bool"),
