@@ -68,14 +68,13 @@ def too_deep(label: str, line: int, column: int) -> Refused:
     )
 
 
-def too_big(label: str, size: int) -> Refused:
+def too_big(label: str) -> Refused:
     return Refused(
         PlanProblem(
             label,
             1,
             1,
-            f"the plan is {size:,} bytes, more than the {MAX_PLAN_BYTES // 2**20} MiB a plan "
-            "may have",
+            f"the plan is larger than the {MAX_PLAN_BYTES // 2**20} MiB a plan may have",
             "split it into several plans, or move large values into files the steps read",
         )
     )

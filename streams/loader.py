@@ -285,7 +285,7 @@ def load_plan_text(
 
         registry = builtin_registry()
     if len(text) > MAX_PLAN_BYTES:
-        raise PlanInvalid([too_big(label, len(text.encode(errors="replace"))).problem])
+        raise PlanInvalid([too_big(label).problem])
     if label.endswith(".json"):
         valid = _valid_json_plan(text, label, registry)
         if valid is not None:
@@ -365,9 +365,11 @@ def load_plan(path: str | Path, *, registry: ActionRegistry | None = None) -> Pl
     except FileNotFoundError:
         raise PlanInvalid.one(p, 0, 0, "no such file", "check the path") from None
     except OSError as exc:
-        raise PlanInvalid.one(p, 0, 0, f"cannot read the plan: {exc.strerror}", "") from None
+        raise PlanInvalid.one(
+            p, 0, 0, f"cannot read the plan: {exc}", "check the path and its permissions"
+        ) from None
     if len(raw) > MAX_PLAN_BYTES:
-        raise PlanInvalid([too_big(str(p), len(raw)).problem])
+        raise PlanInvalid([too_big(str(p)).problem])
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
