@@ -23,11 +23,14 @@ __all__ = [
     "MAX_ALIAS_VALUES",
     "MAX_DEPTH",
     "MAX_PLAN_BYTES",
+    "MAX_VALUES",
     "Refused",
     "deeper_than",
     "json_too_deep_at",
     "measure",
     "too_big",
+    "too_many_values",
+    "too_many_values_at",
 ]
 
 #: Largest plan text accepted, in bytes (characters for a text already decoded): the
@@ -41,6 +44,15 @@ MAX_DEPTH = 64
 #: expanding, in all. Real plans reuse a few small blocks; 100,000 values is ten times the
 #: steps of the largest plan benchmarked, and expands in well under a second.
 MAX_ALIAS_VALUES = 100_000
+#: Most values (scalars, lists, mappings, keys included) a YAML plan may be composed of:
+#: libyaml's node tree and the positions cost about 550 bytes a value, so this bounds
+#: reading a plan to about 280 MiB. A 10,000-step plan has 130,000.
+MAX_VALUES = 500_000
+
+# Every value after the first is introduced by one of these (a flow separator, a key's
+# colon, a line break, a block entry, an opening bracket, an explicit key), and each one
+# introduces at most two (a key and its empty value): twice their count bounds the values.
+_INTRODUCERS = ",:\n-[{?"
 
 
 class Refused(Exception):
@@ -76,6 +88,45 @@ def too_big(label: str) -> Refused:
             1,
             f"the plan is larger than the {MAX_PLAN_BYTES // 2**20} MiB a plan may have",
             "split it into several plans, or move large values into files the steps read",
+        )
+    )
+
+
+def too_many_values_at(text: str) -> tuple[int, int] | None:
+    """1-based (line, column) of the value of YAML ``text`` past MAX_VALUES, or None.
+
+    A count of the characters that can introduce a value, in C, clears nearly every plan;
+    only a text past that bound has its parse events counted, one at a time (libyaml's
+    parser, in constant memory): the node tree is never composed for a text past it.
+    """
+    if 2 * (1 + sum(text.count(c) for c in _INTRODUCERS)) <= MAX_VALUES:
+        return None
+    loader = yaml.CSafeLoader(text) if hasattr(yaml, "CSafeLoader") else yaml.SafeLoader(text)
+    kinds = (yaml.ScalarEvent, yaml.SequenceStartEvent, yaml.MappingStartEvent)
+    count = 0
+    try:
+        while loader.check_event():
+            event = loader.get_event()
+            if isinstance(event, kinds):
+                count += 1
+                mark = event.start_mark
+                if count > MAX_VALUES and mark is not None:
+                    return mark.line + 1, mark.column + 1
+    except yaml.YAMLError:
+        pass  # composing stops at the same place, with the values counted so far
+    finally:
+        loader.dispose()
+    return None
+
+
+def too_many_values(label: str, line: int, column: int) -> Refused:
+    return Refused(
+        PlanProblem(
+            label,
+            line,
+            column,
+            f"the plan has more than {MAX_VALUES:,} values (scalars, lists and mappings)",
+            "split it into several plans",
         )
     )
 

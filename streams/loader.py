@@ -33,6 +33,8 @@ from streams._limits import (
     measure,
     too_big,
     too_deep,
+    too_many_values,
+    too_many_values_at,
 )
 from streams._positions import Loc, Positions, describe_error
 from streams.model import Plan
@@ -255,7 +257,13 @@ def _parse(text: str, label: str) -> tuple[Any, Positions, list[PlanProblem]]:
             raise PlanInvalid([_too_many_digits(label, line, column).problem]) from None
     is_json = label.endswith(".json")
     # Positions of a JSON plan come from YAML, which reads nearly all JSON as it is.
-    loader = _CachingLoader(_JSON_NOT_YAML.sub(_json_for_yaml, text) if is_json else text)
+    yaml_text = _JSON_NOT_YAML.sub(_json_for_yaml, text) if is_json else text
+    too_many = too_many_values_at(yaml_text)
+    if too_many is not None:
+        if is_json:  # read already: its problems are reported, without positions
+            return data, Positions(), []
+        raise PlanInvalid([too_many_values(label, *too_many).problem])
+    loader = _CachingLoader(yaml_text)
     try:
         node = loader.get_single_node()
         builder = _Builder(loader, label)

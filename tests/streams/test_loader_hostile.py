@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from orchestrator.errors import PlanInvalid, PlanProblem
-from streams import loader
+from streams import _limits, loader
 from streams._limits import MAX_ALIAS_VALUES, MAX_DEPTH
 from streams.loader import load_plan, load_plan_text
 from tests.streams.test_loader import VALID, edit, locate
@@ -146,6 +146,36 @@ def test_a_plan_over_the_size_limit_is_refused_before_parsing(
     assert problem.fix.startswith("split it")
     with pytest.raises(PlanInvalid, match="MiB a plan may have"):
         load_plan_text(VALID + "#" * 2000, "big.yaml")
+
+
+def test_a_yaml_plan_of_too_many_values_is_refused_before_it_is_composed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_limits, "MAX_VALUES", 1000)
+    text = VALID + "".join(f"x{i}: [1, 2]\n" for i in range(400))  # 1,200 values more
+    problem = one(text)
+    assert problem.reason == "the plan has more than 1,000 values (scalars, lists and mappings)"
+    assert problem.fix == "split it into several plans"
+    # Placed at the 1,001st value: after the plan's own, four a line (key, list, 1, 2).
+    kinds = (yaml.ScalarEvent, yaml.SequenceStartEvent, yaml.MappingStartEvent)
+    own = sum(isinstance(event, kinds) for event in yaml.parse(VALID))
+    nth = 1000 + 1 - own
+    assert problem.line == VALID.count("\n") + (nth + 3) // 4
+    line = text.splitlines()[problem.line - 1]
+    columns = [1, line.index("[") + 1, line.index("[") + 2, line.index("2]") + 1]
+    assert problem.column == columns[(nth - 1) % 4]
+
+
+def test_a_json_plan_of_too_many_values_is_still_checked_without_positions(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_limits, "MAX_VALUES", 1000)
+    data = yaml.safe_load(VALID)
+    data["resources"] = [f"r{i}" for i in range(1200)]
+    data["plan"] = "not a name!"
+    problems = refused(json.dumps(data), "plan.json")
+    assert [(p.line, p.column) for p in problems] == [(1, 1)]
+    assert problems[0].reason.startswith("plan: String should match pattern")
 
 
 @pytest.mark.parametrize("label", ["plan.yaml", "plan.json"])
