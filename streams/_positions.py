@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from orchestrator.errors import PlanProblem
-from streams.model import Plan
+from streams.model import NAME_PATTERN, Plan, name_problem
 
 __all__ = ["Loc", "Positions", "describe_error"]
 
@@ -118,6 +118,8 @@ def describe_error(
     message = error["msg"]
     if kind == "missing":
         return PlanProblem(label, line, column, f"missing required key {where!r}", "add it")
+    if kind == "string_pattern_mismatch" and error.get("ctx", {}).get("pattern") == NAME_PATTERN:
+        message = name_problem(str(error["input"]))
     if message.startswith("Value error, "):
         message = message[len("Value error, ") :]
     return PlanProblem(label, line, column, f"{where}: {message}", "")

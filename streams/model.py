@@ -53,28 +53,32 @@ Identifier = Annotated[
 ]
 
 
-def _check_name(value: str) -> str:
-    """A name (of an agent, resource class, lock, group, ...) ends up in logs, terminals,
-    lock keys and file names: refuse what would hide, break or escape there."""
-    if value.isprintable() and "/" not in value and value not in ("", ".", ".."):
-        return value  # the common case, in C
+def name_problem(value: str) -> str:
+    """Why ``value`` is not a :data:`Name`, with the rule (for a refused name)."""
     bad = next((c for c in value if c == "/" or not c.isprintable()), None)
     if bad is not None:
-        raise ValueError(
-            f"name {value!r} holds {bad!a} at position {value.index(bad) + 1}: " + _NAME_RULE
-        )
-    if value in ("", ".", ".."):
-        raise ValueError(f"{value!r} is not a name: " + _NAME_RULE)
-    return value
+        return f"name {value!r} holds {bad!a} at position {value.index(bad) + 1}: " + _NAME_RULE
+    return f"{value!r} is not a name: " + _NAME_RULE
 
 
 _NAME_RULE = (
     "a name may hold letters, digits, spaces, punctuation and symbols, but no '/' and no "
     "control, format (bidi, zero-width) or line-break characters, and is not '', '.' or '..'"
 )
+# Printable (Python's str.isprintable: no category C or Z but the space) and no '/'; not
+# '', '.' or '..'. A pattern, so pydantic checks it in Rust; describe_error words the
+# refusal with name_problem.
+_NAME_CHAR = r"(?:[^/\p{C}\p{Z}]| )"
+_NAME_FIRST = r"(?:[^./\p{C}\p{Z}]| )"
+NAME_PATTERN = rf"^(?:{_NAME_FIRST}{_NAME_CHAR}*|\.{_NAME_FIRST}{_NAME_CHAR}*|\.\.{_NAME_CHAR}+)$"
 #: Any printable text but '/': references (team members, locks, needs, ...) and the keys
 #: of ``agents:`` and ``caps:``, which are looser than an :data:`Identifier`.
-Name = Annotated[str, AfterValidator(_check_name), Field(description=_NAME_RULE)]
+Name = Annotated[
+    str,
+    Field(pattern=NAME_PATTERN),
+    # Python's re, which JSON Schema tools use, has no \p{...} classes: no pattern there.
+    WithJsonSchema({"type": "string", "minLength": 1, "description": _NAME_RULE}),
+]
 
 
 def _no_nul(value: str) -> str:
