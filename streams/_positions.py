@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from orchestrator.errors import PlanProblem
-from streams.model import Plan
+from streams.model import NAME_PATTERN, Plan, name_problem
 
 __all__ = ["Loc", "Positions", "describe_error"]
 
@@ -104,11 +104,22 @@ def describe_error(
         if allowed:
             fix += f" Allowed keys here: {', '.join(allowed)}"
         return PlanProblem(label, line, column, f"unknown key {key!r}", fix)
-    line, column = pos.at(loc)
-    where = ".".join(str(p) for p in loc if not (isinstance(p, str) and p[:1].isupper()))
+    if loc[-1:] == ("[key]",):  # a mapping's key failed: place it at the key
+        loc = loc[:-1]
+        line, column = pos.at(loc, key=True)
+    else:
+        line, column = pos.at(loc)
+    where = ".".join(
+        # a name refused for its characters is quoted with repr(), as every message does
+        (p if p.isprintable() else repr(p)) if isinstance(p, str) else str(p)
+        for p in loc
+        if not (isinstance(p, str) and p[:1].isupper())
+    )
     message = error["msg"]
     if kind == "missing":
         return PlanProblem(label, line, column, f"missing required key {where!r}", "add it")
+    if kind == "string_pattern_mismatch" and error.get("ctx", {}).get("pattern") == NAME_PATTERN:
+        message = name_problem(str(error["input"]))
     if message.startswith("Value error, "):
         message = message[len("Value error, ") :]
     return PlanProblem(label, line, column, f"{where}: {message}", "")

@@ -25,7 +25,10 @@ def parse_duration(value: Any) -> float:
     if isinstance(value, bool):
         raise ValueError(f"not a duration: {value!r}; {_HINT}")
     if isinstance(value, int | float):
-        seconds = float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:  # an int past float's range: 10**400
+            raise ValueError(f"a duration cannot be this long: {value!r}") from None
     elif isinstance(value, str):
         text = value.strip().replace(" ", "")
         if re.fullmatch(r"\d+(?:\.\d+)?", text):
@@ -103,7 +106,11 @@ class Timeline(BaseModel):
                 f"not a timeline: {value!r}; write expected..limit such as "
                 "15m..30m, or one duration"
             )
-        if isinstance(value, dict) and "limit_s" in value and "expected_s" in value:
+        if (
+            isinstance(value, dict)
+            and isinstance(value.get("limit_s"), int | float)
+            and isinstance(value.get("expected_s"), int | float)
+        ):  # else pydantic reports the wrong types
             if value["limit_s"] < value["expected_s"]:
                 raise ValueError(
                     "the hard limit is shorter than the expected time; write expected..limit"

@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import json
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,19 @@ from pydantic import ValidationError
 
 from agents.registry import ActionRegistry
 from orchestrator.errors import PlanInvalid, PlanProblem
+from streams._limits import (
+    MAX_ALIAS_VALUES,
+    MAX_DEPTH,
+    MAX_PLAN_BYTES,
+    Refused,
+    deeper_than,
+    json_too_deep_at,
+    measure,
+    too_big,
+    too_deep,
+    too_many_values,
+    too_many_values_at,
+)
 from streams._positions import Loc, Positions, describe_error
 from streams.model import Plan
 from streams.validation import check_plan
@@ -56,26 +70,69 @@ _MERGE = "tag:yaml.org,2002:merge"
 
 class _Builder:
     """Builds plain data from a composed node tree, recording every position and
-    reporting duplicate keys (which PyYAML would silently collapse)."""
+    reporting duplicate keys (which PyYAML would silently collapse).
+
+    A list or mapping met a second time is an alias: what it expands to is measured on
+    the node graph first (:func:`streams._limits.measure`), and the file is refused
+    (:class:`~streams._limits.Refused`) past the bounds of :mod:`streams._limits`.
+    """
 
     def __init__(self, loader: yaml.SafeLoader, label: str) -> None:
         self.loader = loader
         self.label = label
         self.pos = Positions()
         self.problems: list[PlanProblem] = []
+        self.built: set[int] = set()  # ids of the lists and mappings built so far
+        self.sizes: dict[int, tuple[int, int]] = {}  # measure's memo
+        self.expanded = 0  # values added by aliases
+        self.expanding = False  # inside an alias's expansion, which is counted already
 
     def build(self, node: yaml.Node, path: Loc) -> Any:
         self.pos.values[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
         if isinstance(node, yaml.ScalarNode):
             if node.tag == _STR:
                 return node.value
-            return self.loader.construct_object(node)
+            return self._construct(node)
+        if len(path) >= MAX_DEPTH and node.value:
+            raise too_deep(self.label, *self.pos.values[path])
+        if self.expanding:
+            return self._collection(node, path)
+        if id(node) in self.built:
+            self._count(node, path)
+            self.expanding = True
+            try:
+                return self._collection(node, path)
+            finally:
+                self.expanding = False
+        self.built.add(id(node))
+        return self._collection(node, path)
+
+    def _count(self, node: yaml.Node, path: Loc) -> None:
+        """Add what ``node`` expands to at ``path``; refuse past MAX_ALIAS_VALUES."""
+        count, _ = measure(node, len(path), self.label, self.sizes)
+        self.expanded += count
+        if self.expanded > MAX_ALIAS_VALUES:
+            line, column = self.pos.values[path]
+            raise Refused(
+                PlanProblem(
+                    self.label,
+                    line,
+                    column,
+                    f"aliases expand to more than {MAX_ALIAS_VALUES:,} values "
+                    "(nested aliases multiply: a YAML alias bomb)",
+                    "write the values out, or reuse blocks without nesting aliases of aliases",
+                )
+            )
+
+    def _collection(self, node: yaml.Node, path: Loc) -> Any:
         if isinstance(node, yaml.SequenceNode) and node.tag == _SEQ:
             return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
         if isinstance(node, yaml.MappingNode) and node.tag == _MAP:
             written = {id(key_node) for key_node, _ in node.value}
             if any(key_node.tag == _MERGE for key_node, _ in node.value):
                 # `<<: *base`: the merged pairs come first; later pairs override them.
+                # Measured first: PyYAML flattens recursively, a self-merge never ends.
+                measure(node, len(path), self.label, self.sizes)
                 self.loader.flatten_mapping(node)
             result: dict[Any, Any] = {}
             merged: set[Any] = set()
@@ -86,11 +143,7 @@ class _Builder:
                         PlanProblem(self.label, *key_pos, "a key must be a plain value", "")
                     )
                     continue
-                key = (
-                    key_node.value
-                    if key_node.tag == _STR
-                    else self.loader.construct_object(key_node)
-                )
+                key = key_node.value if key_node.tag == _STR else self._construct(key_node)
                 if key in result and key not in merged:
                     self.problems.append(
                         PlanProblem(
@@ -106,7 +159,46 @@ class _Builder:
                 self.pos.keys[child] = key_pos
                 result[key] = self.build(value_node, child)
             return result
-        return self.loader.construct_object(node, deep=True)  # anchors, merges, custom tags
+        # Other tags (!!set, !!omap, ...): PyYAML builds them, within the same bounds.
+        if not self.expanding:
+            self._count(node, path)
+        return self._construct(node, deep=True)
+
+    def _construct(self, node: yaml.Node, *, deep: bool = False) -> Any:
+        """PyYAML's value for a tagged or implicitly typed node; what it cannot build
+        (2020-99-99, !!int abc, !!bool maybe, !!timestamp x, an int of 5,000 digits) is
+        refused here."""
+        try:
+            return self.loader.construct_object(node, deep=deep)
+        except (ValueError, KeyError, TypeError, OverflowError, AttributeError, IndexError) as exc:
+            # what PyYAML's safe constructors raise on values their resolvers let through
+            line, column = node.start_mark.line + 1, node.start_mark.column + 1
+            if "integer string conversion" in str(exc):
+                raise _too_many_digits(self.label, line, column) from None
+            kind = str(node.tag).rsplit(":", 1)[-1]
+            shown = repr(node.value) if isinstance(node, yaml.ScalarNode) else "this value"
+            raise Refused(
+                PlanProblem(
+                    self.label,
+                    line,
+                    column,
+                    f"{shown[:80]} is read as {'an' if kind[:1] in 'aeiou' else 'a'} {kind} "
+                    "but is not a valid one",
+                    "quote it to make it a string, or correct it",
+                )
+            ) from None
+
+
+def _too_many_digits(label: str, line: int, column: int) -> Refused:
+    return Refused(
+        PlanProblem(
+            label,
+            line,
+            column,
+            f"a number of more than {sys.get_int_max_str_digits():,} digits",
+            "write a shorter number, or quote it to make it a string",
+        )
+    )
 
 
 def _yaml_problem(label: str, exc: yaml.YAMLError, text: str) -> PlanProblem:
@@ -155,13 +247,29 @@ def _parse(text: str, label: str) -> tuple[Any, Positions, list[PlanProblem]]:
             raise PlanInvalid.one(
                 label, exc.lineno, exc.colno, f"malformed JSON: {exc.msg}", "fix the JSON syntax"
             ) from None
+        except RecursionError:  # nested hundreds deep: find the first level too many
+            line, column = json_too_deep_at(text) or (1, 1)
+            raise PlanInvalid([too_deep(label, line, column).problem]) from None
+        except ValueError:  # an int past sys.get_int_max_str_digits()
+            digits = re.search(rf"\d{{{sys.get_int_max_str_digits() + 1},}}", text)
+            index = digits.start() if digits is not None else 0
+            line, column = text.count("\n", 0, index) + 1, index - text.rfind("\n", 0, index)
+            raise PlanInvalid([_too_many_digits(label, line, column).problem]) from None
     is_json = label.endswith(".json")
     # Positions of a JSON plan come from YAML, which reads nearly all JSON as it is.
-    loader = _CachingLoader(_JSON_NOT_YAML.sub(_json_for_yaml, text) if is_json else text)
+    yaml_text = _JSON_NOT_YAML.sub(_json_for_yaml, text) if is_json else text
+    too_many = too_many_values_at(yaml_text)
+    if too_many is not None:
+        if is_json:  # read already: its problems are reported, without positions
+            return data, Positions(), []
+        raise PlanInvalid([too_many_values(label, *too_many).problem])
+    loader = _CachingLoader(yaml_text)
     try:
         node = loader.get_single_node()
         builder = _Builder(loader, label)
         built = builder.build(node, ()) if node is not None else None
+    except Refused as exc:
+        raise PlanInvalid([exc.problem]) from None
     except yaml.YAMLError as exc:
         if label.endswith(".json"):  # valid JSON that YAML 1.1 cannot read: no positions
             return data, Positions(), []
@@ -184,6 +292,8 @@ def load_plan_text(
         from agents.actions import builtin_registry
 
         registry = builtin_registry()
+    if len(text) > MAX_PLAN_BYTES:
+        raise PlanInvalid([too_big(label).problem])
     if label.endswith(".json"):
         valid = _valid_json_plan(text, label, registry)
         if valid is not None:
@@ -231,19 +341,56 @@ def _valid_json_plan(text: str, label: str, registry: ActionRegistry) -> Plan | 
     try:
         data = json.loads(text, object_pairs_hook=_no_duplicates)
         plan = Plan.model_validate(data)
-    except (ValueError, _DuplicateKey, ValidationError):
+    except (ValueError, RecursionError, _DuplicateKey, ValidationError):
+        return None
+    if _too_deep_parameters(plan):
         return None
     return None if check_plan(plan, Positions(), label, registry) else plan
+
+
+def _too_deep_parameters(plan: Plan) -> bool:
+    """Whether a ``with:`` (the plan's only free-form values) nests past MAX_DEPTH; the
+    slow path then places the problem."""
+    for stream in plan.streams:
+        rollback = stream.rollback.steps if stream.rollback is not None else []
+        # streams[i].steps[j].with and streams[i].rollback.steps[j].with(.undo.with)
+        for steps, depth in ((stream.steps, 5), (rollback, 6)):
+            for step in steps:
+                if deeper_than(step.with_, MAX_DEPTH - depth):
+                    return True
+                undo = step.undo
+                if undo is not None and deeper_than(undo.with_, MAX_DEPTH - depth - 1):
+                    return True
+    return False
 
 
 def load_plan(path: str | Path, *, registry: ActionRegistry | None = None) -> Plan:
     """Read, parse and validate the plan file at ``path``; raise PlanInvalid on any problem."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        with p.open("rb") as file:  # bounded: a device or a huge file is not read whole
+            raw = file.read(MAX_PLAN_BYTES + 1)
     except FileNotFoundError:
         raise PlanInvalid.one(p, 0, 0, "no such file", "check the path") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PlanInvalid.one(p, 0, 0, f"cannot read the plan: {exc}", "") from None
+    except OSError as exc:
+        raise PlanInvalid.one(
+            p, 0, 0, f"cannot read the plan: {exc}", "check the path and its permissions"
+        ) from None
+    if len(raw) > MAX_PLAN_BYTES:
+        raise PlanInvalid([too_big(str(p)).problem])
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        column = len(raw[raw.rfind(b"\n", 0, exc.start) + 1 : exc.start].decode()) + 1
+        raise PlanInvalid.one(
+            p,
+            line,
+            column,
+            f"not UTF-8: byte 0x{raw[exc.start]:02x} cannot start or continue a character",
+            "save the file as UTF-8",
+        ) from None
+    # As Path.read_text reads: universal newlines.
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
     plan, _ = load_plan_text(text, str(p), registry=registry)
     return plan

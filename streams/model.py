@@ -17,6 +17,7 @@ import json
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -50,6 +51,44 @@ Identifier = Annotated[
         description="Letters, digits, '-', '_' and '.', starting with a letter or digit.",
     ),
 ]
+
+
+def name_problem(value: str) -> str:
+    """Why ``value`` is not a :data:`Name`, with the rule (for a refused name)."""
+    bad = next((c for c in value if c == "/" or not c.isprintable()), None)
+    if bad is not None:
+        return f"name {value!r} holds {bad!a} at position {value.index(bad) + 1}: " + _NAME_RULE
+    return f"{value!r} is not a name: " + _NAME_RULE
+
+
+_NAME_RULE = (
+    "a name may hold letters, digits, spaces, punctuation and symbols, but no '/' and no "
+    "control, format (bidi, zero-width) or line-break characters, and is not '', '.' or '..'"
+)
+# Printable (Python's str.isprintable: no category C or Z but the space) and no '/'; not
+# '', '.' or '..'. A pattern, so pydantic checks it in Rust; describe_error words the
+# refusal with name_problem.
+_NAME_CHAR = r"(?:[^/\p{C}\p{Z}]| )"
+_NAME_FIRST = r"(?:[^./\p{C}\p{Z}]| )"
+NAME_PATTERN = rf"^(?:{_NAME_FIRST}{_NAME_CHAR}*|\.{_NAME_FIRST}{_NAME_CHAR}*|\.\.{_NAME_CHAR}+)$"
+#: Any printable text but '/': references (team members, locks, needs, ...) and the keys
+#: of ``agents:`` and ``caps:``, which are looser than an :data:`Identifier`.
+Name = Annotated[
+    str,
+    Field(pattern=NAME_PATTERN),
+    # Python's re, which JSON Schema tools use, has no \p{...} classes: no pattern there.
+    WithJsonSchema({"type": "string", "minLength": 1, "description": _NAME_RULE}),
+]
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError(f"{value!r} holds a NUL character, which no process argument holds")
+    return value
+
+
+#: A string handed to a process (argv, environment): no NUL.
+ProcessText = Annotated[str, AfterValidator(_no_nul)]
 Priority = Literal["critical", "high", "medium", "low"]
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 
@@ -100,10 +139,10 @@ class DriverSpec(_Model):
     working directory).
     """
 
-    command: list[str] = Field(min_length=1, description="argv of the agent process.")
-    cwd: str | None = None
-    env: dict[str, str] = Field(default_factory=dict)
-    pass_env: list[str] = Field(default_factory=list)
+    command: list[ProcessText] = Field(min_length=1, description="argv of the agent process.")
+    cwd: ProcessText | None = None
+    env: dict[ProcessText, ProcessText] = Field(default_factory=dict)
+    pass_env: list[ProcessText] = Field(default_factory=list)
     answer_limit: int = Field(
         default=1024 * 1024,
         ge=1024,
@@ -120,8 +159,8 @@ class AgentSpec(_Model):
     written as plain sentences.
     """
 
-    resource_class: str = Field(alias="class", description="A key of the plan's caps.")
-    can: list[str] = Field(default_factory=list, description="Actions this agent may run.")
+    resource_class: Name = Field(alias="class", description="A key of the plan's caps.")
+    can: list[Name] = Field(default_factory=list, description="Actions this agent may run.")
     role: str | None = Field(default=None, description="What the specialist is for.")
     driver: DriverSpec | None = None
     token_limit: int | None = Field(
@@ -132,7 +171,7 @@ class AgentSpec(_Model):
 class UndoSpec(_Model):
     """How to revert one completed step: an action run by the step's agent."""
 
-    action: str
+    action: Name
     with_: dict[str, Any] = Field(default_factory=dict, alias="with")
     timeout: Duration | None = None
 
@@ -142,25 +181,25 @@ class StepSpec(_Model):
     ``instruction`` in plain words for an agent with an external driver."""
 
     id: Identifier
-    agent: str
-    action: str | None = None
+    agent: Name
+    action: Name | None = None
     instruction: str | None = Field(
         default=None, min_length=1, description="A sentence for an agent with a driver."
     )
     with_: dict[str, Any] = Field(default_factory=dict, alias="with")
     title: str | None = None
-    locks: list[str] = Field(default_factory=list)
+    locks: list[Name] = Field(default_factory=list)
     timeout: Duration | None = None
     retries: int | None = Field(default=None, ge=0, le=100)
     lock_timeout: Duration | None = None
-    needs: list[str] | None = Field(
+    needs: list[Name] | None = Field(
         default=None,
         description="Steps of the same stream that must succeed first; "
         "default: the previous step. [] starts with the stream.",
     )
     idempotent: bool = Field(default=False, description="Safe to run again after a crash.")
     undo: UndoSpec | None = None
-    evidence: list[str] = Field(
+    evidence: list[Name] = Field(
         default_factory=list, description="Ids of the stream's evidence this step provides."
     )
     gpus: int = Field(
@@ -225,17 +264,17 @@ class StreamSpec(_Model):
     risk: Probability | None = Field(default=None, description="Planner's risk, e.g. 0.15.")
     risk_level: Literal["low", "medium", "high", "critical"] | None = None
     timeline: TimelineField | None = None
-    group: str | None = Field(default=None, description="Execution group, e.g. 'stream-2'.")
+    group: Name | None = Field(default=None, description="Execution group, e.g. 'stream-2'.")
     current_state: str | None = None
     strategy: str | None = None
     expected_improvement: str | None = None
-    team: list[str] = Field(min_length=1)
-    lead: str | None = Field(
+    team: list[Name] = Field(min_length=1)
+    lead: Name | None = Field(
         default=None,
         description="The agent that performs steps written as plain sentences; default: the "
         "first team member.",
     )
-    depends_on: list[str] = Field(default_factory=list)
+    depends_on: list[Name] = Field(default_factory=list)
     steps: list[StepSpec] = Field(min_length=1)
     gate: GateSpec | None = None
     evidence: list[EvidenceRequirement] = Field(default_factory=list)
@@ -258,7 +297,10 @@ class StreamSpec(_Model):
         """A step written as a plain string is an instruction for the stream's lead."""
         if not isinstance(data, dict):
             return data
-        lead = data.get("lead") or (data.get("team") or [None])[0]
+        # Before validation nothing has checked a shape yet: `team` may be a mapping, a
+        # number, an empty list; pydantic reports those, this only must not trip on them.
+        team = data.get("team")
+        lead = data.get("lead") or (team[0] if isinstance(team, list) and team else None)
         data = dict(data)
         for key in ("steps",):
             data[key] = _expand_sentences(data.get(key), lead, "step")
@@ -289,7 +331,7 @@ class Plan(_Model):
     plan: Identifier = Field(description="The plan's name.")
     title: str | None = None
     summary: str | None = None
-    caps: dict[str, Annotated[int, Field(ge=1)] | None] = Field(
+    caps: dict[Name, Annotated[int, Field(ge=1)] | None] = Field(
         description="Concurrency cap per resource class; null means unlimited."
     )
     resources: list[Identifier] = Field(
@@ -297,7 +339,7 @@ class Plan(_Model):
     )
     defaults: PlanDefaults = PlanDefaults()
     min_confidence: Probability | None = None
-    agents: dict[str, AgentSpec] = Field(min_length=1)
+    agents: dict[Name, AgentSpec] = Field(min_length=1)
     streams: list[StreamSpec] = Field(min_length=1)
 
     @field_validator("caps")

@@ -783,4 +783,11 @@ def test_a_file_that_is_not_utf8(tmp_path: Path) -> None:
     with pytest.raises(PlanInvalid) as info:
         load_plan(path)
     (problem,) = info.value.problems
-    assert problem.reason.startswith("cannot read the plan")
+    assert problem.reason.startswith("not UTF-8: byte 0xe9")
+    text = VALID.replace("A small plan", "caf\xe9")
+    before = text[: text.index("\xe9")]
+    assert (problem.line, problem.column) == (
+        before.count("\n") + 1,
+        len(before.split("\n")[-1]) + 1,
+    )
+    assert problem.fix == "save the file as UTF-8"
