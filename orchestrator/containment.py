@@ -223,18 +223,22 @@ class Containment:
             self._leases[key] = _Lease(kill_at=deadline - lease_s * LEASE_KILL_MARGIN)
 
     def lease_renewed(self, key: str, deadline: float, lease_s: float) -> bool:
-        """Extend ``key``'s kill time; False (and the step is ended) if it came too late."""
+        """Extend ``key``'s kill time. False if the lease lapsed meanwhile, or if the renewal
+        came too late to reach the watchdog before it would end the key's step processes
+        (they are ended now): the holder must count the lease as lost."""
         with self._lock:
             lease = self._leases.get(key)
             if lease is None:
                 return True
-            if lease.lapsed or time.monotonic() >= lease.kill_at - _EXTEND_SLACK_S:
+            guarded = any(k == key for _, k in self._trees.values())
+            late = time.monotonic() >= lease.kill_at - _EXTEND_SLACK_S
+            if lease.lapsed or (late and guarded):
                 lease.lapsed = True
-                if any(k == key for _, k in self._trees.values()):
+                if guarded:
                     self._send(f"lost {key}")
                 return False
             lease.kill_at = deadline - lease_s * LEASE_KILL_MARGIN
-            if any(k == key for _, k in self._trees.values()):
+            if guarded:
                 self._send(f"lease {key} {lease.kill_at!r}")
             return True
 
@@ -345,8 +349,8 @@ def _reap(path: Path) -> int:
             groups.append(int(parts[1]))
     if owner is None or prefix is None:
         return 0
-    if owner[0] != os.getpid() and str(start_time(owner[0])) == owner[1]:
-        return 0  # its daemon is alive and its watchdog guards it
+    if str(start_time(owner[0])) == owner[1]:
+        return 0  # its daemon (maybe this process) is alive and its watchdog guards it
     markers = [f"{prefix}."] if proc_available() else []
     before = len(marked_pids(markers)) if markers else 0
     kill_trees(markers, groups)

@@ -97,6 +97,10 @@ def _lines(writes: Path) -> list[tuple[int, float, str]]:
     return rows
 
 
+def _span(rows: list[tuple[int, float, str]]) -> float:
+    return rows[-1][1] - rows[0][1] if rows else 0.0
+
+
 def _events(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
@@ -116,7 +120,8 @@ def test_frozen_holder_stops_before_the_other_is_granted(
     a = _start(tmp_path, "a", _plan(writes, "a", 200), fresh_redis.url)
     b: subprocess.Popen[bytes] | None = None
     try:
-        _wait("a writes", lambda: len(_lines(writes)) >= 3)
+        # Writing for two leases proves that renewals keep extending its kill time.
+        _wait("a writes for two leases", lambda: _span(_lines(writes)) >= 2 * LEASE_S)
         b = _start(tmp_path, "b", _plan(writes, "b", 20), fresh_redis.url)
         _wait(
             "b queues",
