@@ -109,16 +109,31 @@ class Containment:
             return
         try:
             os.write(dog.stdin.fileno(), (line + "\n").encode())
+        except BlockingIOError:
+            # A stopped watchdog with a full pipe must not stall the daemon. A lost
+            # extension errs on the safe side: the step is ended when the watchdog resumes.
+            _log.warning("watchdog_stalled", pid=dog.pid, dropped=line.split()[0])
         except OSError:
             # Killed under us: a new one takes over everything still running.
-            _log.warning("watchdog_lost", pid=dog.pid, prefix=self.prefix)
-            self._dog = None
+            self._discard_dog()
             if self._ensure_dog() is not None:  # it was told everything still running
                 self._send(line)
+
+    def _discard_dog(self) -> None:
+        """Forget a watchdog that died under us (killed); the next one takes over."""
+        dog, self._dog = self._dog, None
+        if dog is not None:
+            _log.warning("watchdog_lost", pid=dog.pid, prefix=self.prefix)
+            for stream in (dog.stdin, dog.stdout):
+                if stream is not None:
+                    with contextlib.suppress(OSError):
+                        stream.close()
+            dog.poll()
 
     def _ensure_dog(self) -> subprocess.Popen[bytes] | None:
         if self._dog is not None and self._dog.poll() is None:
             return self._dog
+        self._discard_dog()
         if self._dog_failed:
             return None
         argv = [sys.executable, "-I", "-S", watchdog.__file__, self.prefix]
@@ -134,8 +149,9 @@ class Containment:
             self._dog_failed = True
             self._degraded("watchdog could not start", error=str(exc))
             return None
-        assert self._dog.stdout is not None
+        assert self._dog.stdout is not None and self._dog.stdin is not None
         os.set_blocking(self._dog.stdout.fileno(), False)
+        os.set_blocking(self._dog.stdin.fileno(), False)
         _log.info("watchdog_started", pid=self._dog.pid, prefix=self.prefix)
         self._replay()
         if not self.proc_sweep:
@@ -147,10 +163,11 @@ class Containment:
         if dog is None or dog.stdin is None:
             return
         lines = [f"record {path}" for path in self._records]
-        lines += [f"add {t} {pgid} {key}" for t, (pgid, key) in self._trees.items()]
-        lines += [f"lease {k} {lease.kill_at!r}" for k, lease in self._leases.items()]
-        with contextlib.suppress(OSError):
-            os.write(dog.stdin.fileno(), "".join(f"{line}\n" for line in lines).encode())
+        lines += [f"add {t} {pgid} {_wire(key)}" for t, (pgid, key) in self._trees.items()]
+        lines += [f"lease {_wire(k)} {lease.kill_at!r}" for k, lease in self._leases.items()]
+        for line in lines:  # one line per write: a pipe write under PIPE_BUF is atomic
+            with contextlib.suppress(OSError):
+                os.write(dog.stdin.fileno(), f"{line}\n".encode())
 
     def _read_reports(self) -> None:
         """Take the watchdog's ``lapsed KEY`` reports without blocking; caller holds the lock."""
@@ -160,7 +177,8 @@ class Containment:
         with contextlib.suppress(OSError):
             data = os.read(dog.stdout.fileno(), 65536)
             for line in data.decode("ascii", "replace").splitlines():
-                verb, _, key = line.partition(" ")
+                verb, _, wired = line.partition(" ")
+                key = _unwire(wired)
                 if verb == "lapsed" and key in self._leases:
                     self._leases[key].lapsed = True
 
@@ -194,15 +212,17 @@ class Containment:
                     f.write(f"group {pgid} {when}\n")
             lease = self._leases.get(key)
             if lease is not None:
-                self._send(f"lease {key} {lease.kill_at!r}")
-            self._send(f"add {token} {pgid} {key}")
+                self._send(f"lease {_wire(key)} {lease.kill_at!r}")
+            self._send(f"add {token} {pgid} {_wire(key)}")
 
     def end(self, token: str) -> None:
         """Kill the tree of ``token`` (its group and every process with its token). Blocks
         for a ``/proc`` sweep, so async callers run it in a worker thread."""
         with self._lock:
-            pgid, _ = self._trees.get(token, (0, "-"))
-        kill_trees([token] if self.proc_sweep else [], [pgid] if pgid else [])
+            if token not in self._trees:
+                return  # ended already: nothing of its tree was left to start anything
+            pgid, _ = self._trees[token]
+        kill_trees([token] if self.proc_sweep else [], [pgid])
         with self._lock:
             if self._trees.pop(token, None) is not None:
                 self._send(f"forget {token}")
@@ -235,11 +255,11 @@ class Containment:
             if lease.lapsed or (late and guarded):
                 lease.lapsed = True
                 if guarded:
-                    self._send(f"lost {key}")
+                    self._send(f"lost {_wire(key)}")
                 return False
             lease.kill_at = deadline - lease_s * LEASE_KILL_MARGIN
             if guarded:
-                self._send(f"lease {key} {lease.kill_at!r}")
+                self._send(f"lease {_wire(key)} {lease.kill_at!r}")
             return True
 
     def lease_lost(self, key: str) -> None:
@@ -248,12 +268,12 @@ class Containment:
             if lease is not None:
                 lease.lapsed = True
             if any(k == key for _, k in self._trees.values()):
-                self._send(f"lost {key}")
+                self._send(f"lost {_wire(key)}")
 
     def lease_released(self, key: str) -> None:
         with self._lock:
             if self._leases.pop(key, None) is not None and self._dog is not None:
-                self._send(f"drop {key}")
+                self._send(f"drop {_wire(key)}")
 
     def lapsed(self, key: str) -> bool:
         """Whether ``key``'s lease went past its kill time (its step trees were ended)."""
@@ -296,6 +316,18 @@ class Containment:
         with contextlib.suppress(OSError):
             path.unlink()
         self._close_if_idle()
+
+
+def _wire(key: str) -> str:
+    """A lease key as one word of the watchdog's line protocol (``-``: no lease)."""
+    return key if key == "-" else key.encode().hex()
+
+
+def _unwire(word: str) -> str:
+    try:
+        return bytes.fromhex(word).decode()
+    except ValueError:
+        return ""
 
 
 def _close(dog: subprocess.Popen[bytes]) -> None:

@@ -199,6 +199,8 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # ends the trees below too
     fd = sys.stdin.fileno()
+    # Reports are best effort: a daemon that does not read them must not block the watchdog.
+    os.set_blocking(sys.stdout.fileno(), False)
     pending = b""
     try:
         timeout = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import select
 import signal
 import time
 from collections.abc import Iterator
@@ -149,3 +150,52 @@ async def test_a_live_owners_record_is_kept_and_a_dead_ones_reaped(
         finally:
             await orphan.aclose()
     assert not own.exists()
+
+
+def _watchdogs() -> list[int]:
+    """This process's live watchdog children."""
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{name}/stat").read_text()
+            cmdline = Path(f"/proc/{name}/cmdline").read_bytes()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2 :].split()
+        if int(fields[1]) == os.getpid() and fields[0] != "Z" and b"watchdog.py" in cmdline:
+            found.append(int(name))
+    return found
+
+
+async def test_a_killed_watchdog_is_replaced_and_told_what_runs(tmp_path: Path, nonce: str) -> None:
+    lease_s = 0.4
+    key = f"r/s/t-{nonce}"
+    dog = containment()
+    dog.lease_granted(key, time.monotonic() + 60, lease_s)
+    try:
+        with step_lease(key):
+            step = await open_step_process(
+                ["sleep", f"1012.{nonce}"], env={"PATH": os.environ["PATH"]}, cwd=tmp_path
+            )
+        try:
+            (old,) = _watchdogs()
+            pidfd = os.pidfd_open(old)
+            try:
+                os.kill(old, signal.SIGKILL)
+                assert select.select([pidfd], [], [], 30)[0], "the watchdog did not die"
+            finally:
+                os.close(pidfd)
+            # The next message finds it gone: a new watchdog learns the step and its lease.
+            assert dog.lease_renewed(key, time.monotonic() + lease_s, lease_s)
+            assert _watchdogs() and old not in _watchdogs()
+            time.sleep(lease_s)  # noqa: ASYNC251 - blocking on purpose: a frozen daemon
+            with anyio.fail_after(30):
+                await step.process.wait()
+            assert step.process.returncode == -signal.SIGKILL
+        finally:
+            await end_step_process(step)
+            await step.process.aclose()
+    finally:
+        dog.lease_released(key)
