@@ -11,6 +11,14 @@ The thread also decides when a holder has lost its lease: every lease ends at th
 its last successful renewal (measured *before* the request was sent) plus ``lease_s``. When a
 renewal could no longer complete before that, the holder is marked lost, ``lock_lost`` is
 logged and ``grant.lost`` is set through the event loop, all before the lease ends in Redis.
+
+Neither helps while the whole process is frozen (SIGSTOP): then its step processes would go
+on writing after the lease passed to someone else. So the table also tells the step watchdog
+(:mod:`orchestrator.containment`) each holder's lease end at grant, at every renewal and at
+release; the watchdog, a process of its own, ends the holder's step processes
+``LEASE_KILL_MARGIN`` of the lease before the lease can end unless a renewal came first. A
+renewal that arrives too late for that (the steps were, or are about to be, ended) makes the
+holder lost like a failed one.
 """
 
 from __future__ import annotations
