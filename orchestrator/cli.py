@@ -22,6 +22,7 @@ from agents.actions import builtin_registry
 from context_packages import render_package
 from orchestrator import analysis
 from orchestrator.cli_daemon import register
+from orchestrator.containment import open_containment
 from orchestrator.errors import OrchestratorError
 from orchestrator.events import JsonlSink, MemorySink
 from orchestrator.evidence_view import EvidenceReport, evidence_json, load_evidence, render_evidence
@@ -192,7 +193,11 @@ async def _run(
     progress = progress_sink(console, sys.stdout, plain=plain)
     result: RunResult | None = None
     try:
-        async with anyio.create_task_group() as tg, open_coordinator(settings) as coordinator:
+        async with (
+            open_containment(settings.state_dir),
+            anyio.create_task_group() as tg,
+            open_coordinator(settings) as coordinator,
+        ):
             tg.start_soon(_cancel_on_signal, tg.cancel_scope)
             with progress:
                 result = await execute_plan(

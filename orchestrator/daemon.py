@@ -28,6 +28,7 @@ from pydantic import BaseModel, ValidationError
 from agents.registry import ActionRegistry
 from orchestrator import __version__
 from orchestrator.analysis import check_min_confidence, estimate_streams, load_history
+from orchestrator.containment import open_containment
 from orchestrator.control_socket import Connection, ControlServer, prepare_socket_path
 from orchestrator.coordination.base import Coordinator
 from orchestrator.errors import PlanInvalid
@@ -276,6 +277,7 @@ async def _serve(
     settings: Settings, registry: ActionRegistry, task_status: TaskStatus[None]
 ) -> None:
     async with (
+        open_containment(settings.state_dir),  # reaps step processes a killed daemon left
         open_store(settings.store_url(), state_dir=settings.state_dir) as store,
         open_coordinator(settings) as coordinator,
         NvmlProbe() as gpu_probe,  # opens NVML only if a step ever asks for a GPU

@@ -25,6 +25,7 @@ from pydantic import BaseModel
 from agents.actions.gpu import no_gpu_result
 from agents.base import ActionContext, ActionResult
 from agents.registry import ActionFunc, ActionRegistry
+from orchestrator.containment import lease_lapsed, step_lease
 from orchestrator.coordination.base import Blocker, Coordinator, Grant, Need
 from orchestrator.errors import ActionFailed, CoordinationError, LockWaitTimeout
 from orchestrator.events import EventLog
@@ -41,6 +42,10 @@ __all__ = [
 ]
 
 _diag = structlog.get_logger("orchestrator.steps")
+_LOCK_LOST = (
+    "lock_lost: the lease on its locks was not kept; the step was stopped (its processes "
+    "ended) before the lease could pass to another holder"
+)
 
 
 class StepStatus(enum.StrEnum):
@@ -428,16 +433,17 @@ class StepRunner:
     async def _call_watching(
         self, grant: Grant, run: ActionFunc, ctx: ActionContext, job: StepJob
     ) -> tuple[StepStatus, ActionResult | None, str]:
-        """:meth:`_call`, cancelled at once if the grant's lease is lost meanwhile."""
-        outcome: tuple[StepStatus, ActionResult | None, str] = (
-            StepStatus.CANCELLED,
-            None,
-            "lease on its locks was lost",
-        )
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(_cancel_when_lost, grant, tg.cancel_scope)
-            outcome = await self._call(run, ctx, job)
-            tg.cancel_scope.cancel()
+        """:meth:`_call` under the grant's lease: cancelled at once if the lease is lost, and
+        its processes ended by the watchdog (even while this daemon is frozen) if the lease
+        is not renewed in time. Either way the attempt failed with ``lock_lost``."""
+        outcome: tuple[StepStatus, ActionResult | None, str] = (StepStatus.FAILED, None, "")
+        with step_lease(grant.need.holder):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(_cancel_when_lost, grant, tg.cancel_scope)
+                outcome = await self._call(run, ctx, job)
+                tg.cancel_scope.cancel()
+        if grant.lost.is_set() or lease_lapsed(grant.need.holder):
+            return StepStatus.FAILED, outcome[1], _LOCK_LOST
         return outcome
 
     def _env(self, job: StepJob, attempt: int, grant: Grant) -> dict[str, str]:

@@ -1,11 +1,13 @@
 """``command``: run a program from an argv list, with no shell unless the plan asks for one.
 
 The process gets exactly the environment the step's context carries plus the action's own
-``env`` (nothing else of the daemon's), runs in its own session so the whole process group
-can be stopped, and has stdout and stderr captured up to a bound: the head and tail are kept,
-the rest is counted and hashed. On timeout or cancellation the group gets SIGTERM, then
-SIGKILL after the context's grace period. Children a command leaves running in the
-background are ended when it exits.
+``env`` (nothing else of the daemon's) and ``ORCH_STEP_TOKEN``, runs in its own session so
+the whole process group can be stopped, and has stdout and stderr captured up to a bound: the
+head and tail are kept, the rest is counted and hashed. On timeout or cancellation the group
+gets SIGTERM, then SIGKILL after the context's grace period. Children a command leaves
+running in the background are ended when it exits, those that left its group with ``setsid``
+too (found by their token). If the daemon dies or, under a Redis lease, stops renewing it,
+the watchdog of :mod:`orchestrator.containment` ends the whole tree.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import hashlib
 import os
 import re
 import signal
+import subprocess
 from contextlib import suppress
 
 import anyio
@@ -21,6 +24,7 @@ from anyio.abc import ByteReceiveStream, Process
 from pydantic import BaseModel, ConfigDict, Field
 
 from agents.base import ActionContext, ActionResult, Evidence
+from orchestrator.containment import end_step_process, open_step_process
 from orchestrator.events import utc_timestamp
 
 __all__ = [
@@ -129,12 +133,11 @@ async def run_command(ctx: ActionContext, params: CommandParams) -> ActionResult
     cwd = ctx.workdir / params.cwd if params.cwd else ctx.workdir
     stdout, stderr = BoundedCapture(params.output_limit), BoundedCapture(params.output_limit)
     try:
-        process = await anyio.open_process(
+        step = await open_step_process(
             params.argv,
             env=env,
             cwd=cwd,
-            stdin=-1 if params.stdin is not None else None,
-            start_new_session=True,
+            stdin=subprocess.PIPE if params.stdin is not None else None,
         )
     except OSError as exc:
         return ActionResult(
@@ -142,6 +145,7 @@ async def run_command(ctx: ActionContext, params: CommandParams) -> ActionResult
             summary=f"could not start {params.argv[0]!r}: {exc.strerror or exc}",
             details={"argv": params.argv},
         )
+    process = step.process
     try:
         async with anyio.create_task_group() as tg:
             tg.start_soon(_drain, process.stdout, stdout)
@@ -151,11 +155,11 @@ async def run_command(ctx: ActionContext, params: CommandParams) -> ActionResult
                 await process.stdin.aclose()
             await process.wait()
             # A child left running in the background would hold the pipes open for ever:
-            # a command's whole process group ends with it.
-            with suppress(ProcessLookupError, PermissionError):
-                os.killpg(process.pid, signal.SIGKILL)
+            # a command's whole tree (group and setsid descendants) ends with it.
+            await end_step_process(step)
     finally:
         await stop_process_group(process, ctx.kill_grace_s)
+        await end_step_process(step)
         with anyio.CancelScope(shield=True):
             await process.aclose()
     code = process.returncode

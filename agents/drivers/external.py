@@ -2,14 +2,16 @@
 
 :func:`run_external` starts the agent's ``driver.command`` with no shell, in its own session
 (so its whole process group can be stopped), in the plan's working directory, with an
-explicit environment; writes the step's :class:`~agents.drivers.protocol.AgentRequest` to its
-stdin and closes it; reads at most ``driver.answer_limit`` bytes of stdout and a bounded
-excerpt of stderr; and validates the :class:`~agents.drivers.protocol.AgentAnswer` once the
-process has exited. Every way an agent can misbehave (a failed start, a non-zero exit, an
-answer that is not JSON, breaks the schema or is too large) is a failed
-:class:`~agents.base.ActionResult` whose summary says what happened. A hang is ended by the
-step timeout, which arrives as cancellation: the group gets SIGTERM, then SIGKILL after
-``driver.kill_grace``, and the cancellation goes on.
+explicit environment (plus ``ORCH_STEP_TOKEN``, by which the agent's ``setsid`` descendants
+are found and ended with it; see :mod:`orchestrator.containment`, whose watchdog also ends
+them if the daemon dies or stops renewing the step's lease); writes the step's
+:class:`~agents.drivers.protocol.AgentRequest` to its stdin and closes it; reads at most
+``driver.answer_limit`` bytes of stdout and a bounded excerpt of stderr; and validates the
+:class:`~agents.drivers.protocol.AgentAnswer` once the process has exited. Every way an
+agent can misbehave (a failed start, a non-zero exit, an answer that is not JSON, breaks the
+schema or is too large) is a failed :class:`~agents.base.ActionResult` whose summary says
+what happened. A hang is ended by the step timeout, which arrives as cancellation: the group
+gets SIGTERM, then SIGKILL after ``driver.kill_grace``, and the cancellation goes on.
 
 The agent's metrics and evidence are its own claims: the result carries them marked
 ``verified=False`` (source ``agent``), so a gate can tell them from what the daemon measured.
@@ -21,6 +23,7 @@ import hashlib
 import math
 import os
 import signal
+import subprocess
 from collections.abc import Mapping
 from contextlib import suppress
 from datetime import UTC, datetime, timedelta
@@ -36,6 +39,7 @@ from agents.base import ActionContext, ActionResult, Evidence
 from agents.drivers.protocol import AgentAnswer, AgentRequest, PackageInfo, describe_errors
 from agents.registry import ActionRegistry
 from context_packages.masking import MASK, is_secret_name
+from orchestrator.containment import end_step_process, open_step_process
 from orchestrator.events import utc_timestamp
 from streams.model import DriverSpec, StepSpec
 
@@ -161,13 +165,14 @@ async def run_external(ctx: ActionContext, params: ExternalParams) -> ActionResu
     answer = _AnswerBuffer(driver.answer_limit)
     stderr = BoundedCapture(_STDERR_LIMIT)
     try:
-        process = await anyio.open_process(driver.command, env=env, cwd=cwd, start_new_session=True)
+        step = await open_step_process(driver.command, env=env, cwd=cwd, stdin=subprocess.PIPE)
     except OSError as exc:
         return ActionResult(
             ok=False,
             summary=f"could not start agent {program!r}: {exc.strerror or exc}",
             details={"argv": driver.command, "cwd": str(cwd)},
         )
+    process = step.process
     # The step runner's timeout is the deadline; a caller without one gets ``deadline_s``.
     own_limit_s = None if math.isfinite(anyio.current_effective_deadline()) else deadline_s
     with anyio.move_on_after(own_limit_s) as own_deadline:
@@ -178,13 +183,13 @@ async def run_external(ctx: ActionContext, params: ExternalParams) -> ActionResu
                 tg.start_soon(_read_answer, process.stdout, answer, process.pid)
                 await process.wait()
                 # A child the agent left running would hold the pipes open for ever: the
-                # agent's whole process group ends with it, and one that left the group
-                # gets the grace period to let go of them.
-                _kill_group(process.pid)
+                # agent's whole tree (its group and setsid descendants) ends with it; one
+                # that shed its token too gets the grace period to let go of the pipes.
+                await end_step_process(step)
                 tg.cancel_scope.deadline = anyio.current_time() + driver.kill_grace
         finally:
             await stop_process_group(process, driver.kill_grace)
-            _kill_group(process.pid)
+            await end_step_process(step)
             with anyio.CancelScope(shield=True):
                 await process.aclose()
     if own_deadline.cancelled_caught:

@@ -11,6 +11,14 @@ The thread also decides when a holder has lost its lease: every lease ends at th
 its last successful renewal (measured *before* the request was sent) plus ``lease_s``. When a
 renewal could no longer complete before that, the holder is marked lost, ``lock_lost`` is
 logged and ``grant.lost`` is set through the event loop, all before the lease ends in Redis.
+
+Neither helps while the whole process is frozen (SIGSTOP): then its step processes would go
+on writing after the lease passed to someone else. So the table also tells the step watchdog
+(:mod:`orchestrator.containment`) each holder's lease end at grant, at every renewal and at
+release; the watchdog, a process of its own, ends the holder's step processes
+``LEASE_KILL_MARGIN`` of the lease before the lease can end unless a renewal came first. A
+renewal that arrives too late for that (the steps were, or are about to be, ended) makes the
+holder lost like a failed one.
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ import redis
 import structlog
 from redis.commands.core import Script
 
+from orchestrator.containment import containment
 from orchestrator.coordination import _redis_replies as replies
 from orchestrator.coordination.base import Grant, Need
 
@@ -110,7 +119,8 @@ class LoopCaller:
 class LeaseTable:
     """This process's waiters and holders, shared by the event loop and the renewer."""
 
-    def __init__(self) -> None:
+    def __init__(self, lease_s: float) -> None:
+        self.lease_s = lease_s
         self.lock = threading.Lock()
         self.waiting: dict[str, Waiting] = {}
         self.held: dict[str, Held] = {}
@@ -146,6 +156,8 @@ class LeaseTable:
             if self.waiting.get(waiter.need.holder) is waiter:
                 del self.waiting[waiter.need.holder]
             self.held[waiter.need.holder] = held
+        # The step watchdog ends the holder's step processes before this lease can end.
+        containment().lease_granted(grant.need.holder, deadline, self.lease_s)
         return held
 
     def pop_held(self, grant: Grant) -> Held | None:
@@ -154,7 +166,8 @@ class LeaseTable:
             if held is None or held.grant is not grant:
                 return None
             del self.held[grant.need.holder]
-            return held
+        containment().lease_released(grant.need.holder)
+        return held
 
     def batch(self) -> tuple[list[Held], list[tuple[str, str]]]:
         """The holders still to renew and the (holder, grant id) of waiters to heartbeat."""
@@ -169,6 +182,8 @@ class LeaseTable:
             holds, waits = list(self.held.values()), list(self.waiting.values())
             self.held.clear()
             self.waiting.clear()
+        for held in holds:
+            containment().lease_released(held.grant.need.holder)
         return holds, waits
 
 
@@ -293,6 +308,9 @@ class Renewer:
             else:
                 with self._table.lock:
                     held.deadline = sent + self._lease_s
+                holder = held.grant.need.holder
+                if not containment().lease_renewed(holder, sent + self._lease_s, self._lease_s):
+                    self._lose(held, "lease renewed too late: the step watchdog ended its step")
         for status in replies.as_list(reply[2]):
             if status["s"] == "g":
                 self._caller.call(self._deliver, *replies.note(status))
@@ -323,4 +341,5 @@ class Renewer:
                 coordinator=self._where,
                 **labels,
             )
+        containment().lease_lost(need.holder)  # its step processes end now, loop or not
         self._caller.call(held.grant.lost.set)

@@ -138,7 +138,7 @@ class RedisCoordinator(RedisSharedState):
         self._gids = itertools.count()
         # The leading elements of every script's JSON argument (see _redis_scripts).
         self._base: list[Any] = [self._prefix, self._proc, _us(lease_s), _us(starve_after_s)]
-        self._table = LeaseTable()
+        self._table = LeaseTable(lease_s)
         self._clock = ServerClock()
         self._stack: contextlib.AsyncExitStack | None = None
         self._closing = False
@@ -408,7 +408,7 @@ class RedisCoordinator(RedisSharedState):
         )
 
     def _hold(self, waiter: Waiting, granted: Granted) -> Grant:
-        grant = Grant(need=waiter.need, fences=granted.fences, lost=anyio.Event())
+        grant = Grant(need=waiter.need, fences=granted.fences, lost=anyio.Event(), leased=True)
         self._table.hold(waiter, grant, granted.deadline)
         if granted.deadline - time.monotonic() < self._lease_s / 2:
             self._table.kick.set()  # renew soon rather than on the thread's schedule

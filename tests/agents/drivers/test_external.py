@@ -6,6 +6,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import signal
 import sys
 import textwrap
@@ -171,6 +172,8 @@ async def test_well_behaved_agent(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert AgentRequest.model_validate(request).fences == {"redis": 7}
 
     assert seen["cwd"] == str((tmp_path / "work").resolve())
+    # The token by which the agent's whole process tree is found and ended (containment).
+    assert re.fullmatch(r"\d+-[0-9a-f]{8}\.\d+", seen["env"].pop("ORCH_STEP_TOKEN"))
     assert seen["env"] == {
         "PATH": os.environ["PATH"],
         "OPENAI_API_KEY": SECRET,
