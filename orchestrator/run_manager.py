@@ -28,7 +28,7 @@ from orchestrator.progress import RunView
 from orchestrator.runs import new_run_id, relay_for
 from orchestrator.scheduler import PriorState, RunResult, Scheduler, SchedulerConfig
 from orchestrator.settings import Settings
-from orchestrator.store import RunRecord, RunStore
+from orchestrator.store import RunRecord, RunStore, StoreUnavailable
 from streams.loader import load_plan_text
 from streams.model import Plan
 
@@ -41,24 +41,59 @@ _SUBSCRIBER_BUFFER = 10_000
 
 
 class EventPipeline:
-    """Store first, then the live view, the run's event file and the watchers."""
+    """Store first, then the live view, the run's event file and the watchers.
 
-    def __init__(self, run_id: str, store: RunStore, view: RunView, file: JsonlSink) -> None:
+    It is also the run's :class:`~orchestrator.events.Durability`: :meth:`wait` returns
+    once an event is stored, so a step's ``step_started`` is durable before its action
+    starts (write-ahead). Waiters share the commits of the ordinary batches. While the store
+    cannot be written (down, or its disk full) the batch is kept and retried; a waiter gives
+    up after ``store_wait_s`` with :class:`StoreUnavailable`, and nothing stored is lost.
+    """
+
+    def __init__(
+        self,
+        run_id: str,
+        store: RunStore,
+        view: RunView,
+        file: JsonlSink,
+        *,
+        store_wait_s: float = 120.0,
+    ) -> None:
         self.run_id = run_id
         self.store = store
         self.view = view
         self.file = file
+        self.store_wait_s = store_wait_s
         self.subscribers: set[MemoryObjectSendStream[dict[str, Any]]] = set()
         self._pending: list[dict[str, Any]] = []
         self._wake = anyio.Event()
         self._idle = anyio.Event()
         self._idle.set()
+        self._stored = anyio.Event()
         self.stored_seq = 0
+        #: The store's last error while it cannot be written; None when it can.
+        self.unavailable: OrchestratorError | None = None
 
     def emit(self, event: Any) -> None:  # an EventSink: must not block or raise
         self._pending.append(dict(event))
         self._idle = anyio.Event() if self._idle.is_set() else self._idle
         self._wake.set()
+
+    async def wait(self, seq: int) -> None:
+        """Return once event ``seq`` is stored; StoreUnavailable after ``store_wait_s``."""
+        if self.stored_seq >= seq:
+            return
+        with anyio.move_on_after(self.store_wait_s):
+            while self.stored_seq < seq:
+                await self._stored.wait()
+            return
+        cause = f": {self.unavailable}" if self.unavailable is not None else ""
+        raise StoreUnavailable(
+            f"of run {self.run_id}",
+            f"event {seq} was not stored within store_wait_s={self.store_wait_s:g}s{cause}",
+            "bring the store back (free its disk, restart its server) or raise "
+            "ORCH_STORE_WAIT_S; what it has stored is kept",
+        )
 
     async def write_forever(self) -> None:
         """Persist pending events in order; retries while the store is unreachable."""
@@ -68,8 +103,10 @@ class EventPipeline:
             while self._pending:
                 batch, self._pending = self._pending, []
                 await self._store(batch)
+                self.stored_seq = max(self.stored_seq, *(int(e.get("seq", 0)) for e in batch))
+                self._stored.set()
+                self._stored = anyio.Event()
                 for event in batch:
-                    self.stored_seq = max(self.stored_seq, int(event.get("seq", 0)))
                     self.view.apply(event)
                     self.file.emit(event)
                     for subscriber in list(self.subscribers):
@@ -89,15 +126,25 @@ class EventPipeline:
         while True:
             try:
                 await self.store.append_events(self.run_id, batch)
-                return
             except OrchestratorError as exc:
-                # The store is down: keep the batch, try again; the run is not reported
-                # further until it is stored.
-                _log.warning(
-                    "store_write_failed", run_id=self.run_id, error=str(exc), retry_in_s=delay
-                )
+                # The store is down or full: keep the batch, try again; the run is not
+                # reported further (and no step starts) until it is stored.
+                if self.unavailable is None:
+                    _log.warning(
+                        "store_unavailable",
+                        run_id=self.run_id,
+                        error=str(exc),
+                        waiting_events=len(batch),
+                        store_wait_s=self.store_wait_s,
+                    )
+                self.unavailable = exc
                 await anyio.sleep(delay)
                 delay = min(delay * 2, 5.0)
+                continue
+            if self.unavailable is not None:
+                self.unavailable = None
+                _log.info("store_recovered", run_id=self.run_id, events=len(batch))
+            return
 
     async def flush(self, timeout_s: float) -> None:
         """Wait until everything emitted so far is stored (or ``timeout_s`` passes)."""
@@ -215,7 +262,9 @@ class RunManager:
         for event in history or ():
             view.apply(event)
         file = JsonlSink(self.settings.state_dir / "runs" / record.run_id / "events.jsonl")
-        pipeline = EventPipeline(record.run_id, self.store, view, file)
+        pipeline = EventPipeline(
+            record.run_id, self.store, view, file, store_wait_s=self.settings.store_wait_s
+        )
         pipeline.stored_seq = record.last_seq
         relay = relay_for(self.coordinator, record.run_id)
         events = EventLog(
@@ -223,6 +272,7 @@ class RunManager:
             [pipeline, *([relay] if relay else [])],
             redactor=Redactor(self.settings.secrets()),
             first_seq=first_seq,
+            durability=pipeline,
         )
         scheduler = Scheduler(
             plan,

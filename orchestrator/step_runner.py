@@ -29,6 +29,7 @@ from orchestrator.coordination.base import Blocker, Coordinator, Grant, Need
 from orchestrator.errors import ActionFailed, CoordinationError, LockWaitTimeout
 from orchestrator.events import EventLog
 from orchestrator.gpus import GpuAllocator, GpuError, GpuUnavailable, cuda_env
+from orchestrator.store.errors import StoreUnavailable
 
 __all__ = [
     "Drain",
@@ -341,7 +342,7 @@ class StepRunner:
             state=self.coordinator,
         )
         started = anyio.current_time()
-        log.emit(
+        started_seq = log.emit_seq(
             "step_started",
             attempt=attempt,
             fences=dict(grant.fences),
@@ -351,15 +352,20 @@ class StepRunner:
         )
         status, result, reason = StepStatus.CANCELLED, None, "cancelled"
         try:
-            with anyio.move_on_after(job.timeout_s) as timer:
-                if grant.leased:
-                    status, result, reason = await self._call_watching(
-                        grant, definition.run, ctx, job
-                    )
-                else:
-                    status, result, reason = await self._call(definition.run, ctx, job)
-            if timer.cancelled_caught:
-                status, reason = StepStatus.TIMED_OUT, f"timed out after {job.timeout_s:g}s"
+            try:  # write-ahead: its start is durable before its action starts
+                await log.durable(started_seq)
+            except StoreUnavailable as exc:
+                status, reason = StepStatus.FAILED, f"not started: {exc}"
+            else:
+                with anyio.move_on_after(job.timeout_s) as timer:
+                    if grant.leased:
+                        status, result, reason = await self._call_watching(
+                            grant, definition.run, ctx, job
+                        )
+                    else:
+                        status, result, reason = await self._call(definition.run, ctx, job)
+                if timer.cancelled_caught:
+                    status, reason = StepStatus.TIMED_OUT, f"timed out after {job.timeout_s:g}s"
         finally:
             fields: dict[str, Any] = {
                 "attempt": attempt,
