@@ -381,6 +381,9 @@ class StepRunner:
                     output_bytes=result.output_bytes,
                     undo_available=result.undo is not None,
                 )
+                if result.details.get("claimed") or result.details.get("claimed_metrics"):
+                    claimed = result.details.get("claimed_metrics") or sorted(result.metrics)
+                    fields["claimed_metrics"] = list(claimed)  # for the gate after a resume
                 if status is not StepStatus.SUCCEEDED and result.output:
                     fields["output_tail"] = result.output[-2000:]
             log.emit("step_finished", **fields)
