@@ -150,7 +150,7 @@ class PriorState:
                     "running",
                     int(event.get("attempt", 1)),
                 )
-            elif name == "step_finished":
+            elif name == "step_finished" and event.get("started") is not False:
                 steps[(str(event["stream"]), str(event["step"]))] = (
                     str(event["status"]),
                     int(event.get("attempt", 1)),

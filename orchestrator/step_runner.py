@@ -203,7 +203,7 @@ class StepRunner:
             log.emit("step_queued", attempt=attempt)
             queued_at = anyio.current_time()
             try:
-                with drain.interruptible():
+                with self._before_start(drain, log, attempt):
                     grant = await self.coordinator.acquire(
                         need,
                         timeout_s=job.lock_timeout_s,
@@ -227,7 +227,7 @@ class StepRunner:
                     message=f"waited {exc.waited_s:.3g}s for {', '.join(exc.resources)}; "
                     f"queueing again in {delay:.3g}s",
                 )
-                with drain.interruptible():
+                with self._before_start(drain, log, attempt):
                     await anyio.sleep(delay)
                 continue
             waited_s = anyio.current_time() - queued_at
@@ -245,9 +245,28 @@ class StepRunner:
                 message=f"{outcome.reason}; attempt {attempt + 1} of {last_attempt} "
                 f"in {delay:.3g}s",
             )
-            with drain.interruptible():
+            with self._before_start(drain, log, attempt):
                 await anyio.sleep(delay)
             attempt += 1
+
+    @staticmethod
+    @contextmanager
+    def _before_start(drain: Drain, log: EventLog, attempt: int) -> Iterator[None]:
+        """``drain.interruptible()``; a cancel meanwhile (queued, waiting for locks, backing
+        off) records the step's end, so no step stays ``waiting`` once its run is over."""
+        try:
+            with drain.interruptible():
+                yield
+        except anyio.get_cancelled_exc_class():
+            log.emit(
+                "step_finished",
+                attempt=attempt,
+                status=StepStatus.CANCELLED.value,
+                duration_s=0.0,
+                reason="cancelled before it started",
+                started=False,
+            )
+            raise
 
     def _on_blocked(
         self, log: EventLog, attempt: int, on_queued: Callable[[], None] | None = None
