@@ -20,6 +20,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from agents.registry import ActionRegistry
 from orchestrator.coordination.base import Coordinator
+from orchestrator.coordination.memory import InProcessCoordinator
 from orchestrator.errors import OrchestratorError
 from orchestrator.event_relay import EventRelay
 from orchestrator.events import EventLog, JsonlSink, Redactor
@@ -219,8 +220,19 @@ class RunManager:
         self._start(record, plan, prior=None)
         return run_id
 
+    async def restore_fences(self) -> None:
+        """An in-process coordinator continues each lock's fencing tokens above the highest
+        the store recorded (write-ahead: a token is recorded before any step uses it)."""
+        if isinstance(self.coordinator, InProcessCoordinator):
+            floors = await self.store.lock_fences()
+            self.coordinator.raise_fence_floor(floors)
+            if floors:
+                _log.info("fences_restored", locks=len(floors), highest=max(floors.values()))
+
     async def resume_unfinished(self) -> list[str]:
-        """Resume every run the store says is unfinished; return their ids."""
+        """Resume every run the store says is unfinished; return their ids (after
+        :meth:`restore_fences`, so no resumed step reuses a token)."""
+        await self.restore_fences()
         resumed: list[str] = []
         for record in await self.store.unfinished_runs():
             try:

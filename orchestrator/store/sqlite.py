@@ -201,6 +201,10 @@ class SqliteStore:
                 found[r[0]].append(history_record(r, _ts))
         return found
 
+    async def lock_fences(self) -> dict[str, int]:
+        rows = await self._call(_query, sql.LOCK_FENCES, ())
+        return {str(r[0]): int(r[1]) for r in rows}
+
     # -- the one way into the connection -----------------------------------------------------
 
     async def _call(self, func: Callable[..., T], *args: Any, durable: bool = False) -> T:
@@ -437,6 +441,8 @@ def _apply(conn: sqlite3.Connection, run_id: str, derived: Derived) -> None:
                 for s in derived.steps
             ],
         )
+    if derived.fences:
+        conn.executemany(sql.UPSERT_FENCE, list(derived.fences.items()))
 
 
 def _add_history(conn: sqlite3.Connection, run_id: str, patch: HistoryPatch) -> None:

@@ -205,3 +205,27 @@ async def test_cancel_ends_every_step_also_those_waiting_for_a_lock(tmp_path: Pa
         "after": "skipped",
     }
     assert steps["wait"][1] == "cancelled before it started"
+
+
+async def test_fencing_tokens_continue_across_a_daemon_restart(tmp_path: Path) -> None:
+    fences: list[int] = []
+    registry = builtin_registry()
+
+    async def fenced(ctx: ActionContext, params: ProbeParams) -> ActionResult:
+        fences.append(ctx.fences["db"])
+        return ActionResult(ok=True, summary="fenced")
+
+    registry.register("probe", ProbeParams)(fenced)
+    plan = plan_from(
+        [stream("s", [probe_step("a", locks=["db"]), probe_step("b", locks=["db"])])],
+        agents=AGENTS,
+        caps={"cpu": 1},
+        resources=["db"],
+    )
+    for _daemon in range(2):  # each with a new in-process coordinator, on the same store
+        async with manager(tmp_path, lambda _: registry) as (runs, _store):
+            await runs.resume_unfinished()  # what the daemon does at start
+            run_id = await submit(runs, plan)
+            with anyio.fail_after(30):
+                await runs.active[run_id].done.wait()
+    assert fences == [1, 2, 3, 4]  # the second daemon did not start again at 1
