@@ -29,7 +29,7 @@ from orchestrator.progress import RunView
 from orchestrator.runs import new_run_id, relay_for
 from orchestrator.scheduler import PriorState, RunResult, Scheduler, SchedulerConfig
 from orchestrator.settings import Settings
-from orchestrator.store import RunRecord, RunStore, StoreUnavailable
+from orchestrator.store import DiskFull, RunRecord, RunStore, StoreUnavailable
 from streams.loader import load_plan_text
 from streams.model import Plan
 
@@ -89,6 +89,13 @@ class EventPipeline:
                 await self._stored.wait()
             return
         cause = f": {self.unavailable}" if self.unavailable is not None else ""
+        _log.error(
+            "step_not_started",
+            run_id=self.run_id,
+            seq=seq,
+            store_wait_s=self.store_wait_s,
+            error=str(self.unavailable or ""),
+        )
         raise StoreUnavailable(
             f"of run {self.run_id}",
             f"event {seq} was not stored within store_wait_s={self.store_wait_s:g}s{cause}",
@@ -201,7 +208,14 @@ class RunManager:
         if path.is_absolute() and path.parent.is_dir():
             return path.parent
         work = self.settings.state_dir / "runs" / run_id / "work"
-        work.mkdir(parents=True, exist_ok=True)
+        try:
+            work.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # ENOSPC, EDQUOT, EROFS...: refuse the run, keep serving
+            raise DiskFull(
+                str(self.settings.state_dir),
+                f"cannot create the run's directory {work}: {exc.strerror}",
+                "free space on the state directory's file system, then submit again",
+            ) from None
         return work
 
     async def submit(

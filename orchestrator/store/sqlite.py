@@ -52,7 +52,7 @@ from orchestrator.store.base import (
     check_status,
     utc_now,
 )
-from orchestrator.store.errors import StoreError, StoreUnavailable
+from orchestrator.store.errors import DiskFull, StoreError, StoreUnavailable
 from orchestrator.store.migrations import SQLITE_MIGRATIONS, Migration, pending_migrations
 
 __all__ = ["SqliteStore"]
@@ -260,6 +260,12 @@ class SqliteStore:
                 self.where,
                 f"a statement ran past the {self.timeout_s:g}s deadline",
                 "the disk may be stalled; check it, or raise the store timeout",
+            )
+        if isinstance(exc, sqlite3.OperationalError) and "full" in text:
+            return DiskFull(
+                self.where,
+                f"SQLite could not write: {text}",
+                f"free space on the file system of {self.where}; writing resumes by itself",
             )
         if "locked" in text or "busy" in text:
             return StoreUnavailable(
