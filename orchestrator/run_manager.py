@@ -155,10 +155,20 @@ class EventPipeline:
             return
 
     async def flush(self, timeout_s: float) -> None:
-        """Wait until everything emitted so far is stored (or ``timeout_s`` passes)."""
+        """Wait until everything emitted so far is stored (or ``timeout_s`` passes: then
+        what is not stored is logged; the run stays unfinished in the store, and the next
+        daemon resumes it from what was stored)."""
         with anyio.move_on_after(timeout_s, shield=True):
             while self._pending or not self._idle.is_set():
                 await self._idle.wait()
+            return
+        _log.error(
+            "events_not_stored",
+            run_id=self.run_id,
+            stored_seq=self.stored_seq,
+            waiting_events=len(self._pending),
+            error=str(self.unavailable or ""),
+        )
 
 
 @dataclass(eq=False, slots=True)
