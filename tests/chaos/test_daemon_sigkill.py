@@ -30,12 +30,13 @@ pytestmark = pytest.mark.slow
 
 FINAL_STEP = {"succeeded", "failed", "timed_out", "cancelled", "interrupted", "skipped"}
 FINAL_RUN = {"succeeded", "failed", "cancelled"}
-STREAMS, STEPS = 6, 4
-CHAOS_S = 35.0  # killing stops after this; the last daemon then finishes the runs
+STREAMS, STEPS = 8, 4
+KILLS = 8  # then the last daemon finishes the runs
+SUBMITTING = 4  # the first rounds each submit a pair of runs, so kills land at every phase
 
 
 def _plan(name: str, log: Path, *, idempotent: bool) -> str:
-    cmd = f'echo "start $ORCH_RUN_ID $ORCH_STREAM/$ORCH_STEP $$" >> {log}; sleep 0.3'
+    cmd = f'echo "start $ORCH_RUN_ID $ORCH_STREAM/$ORCH_STEP $$" >> {log}; sleep 0.1'
     lines = [
         "version: 1",
         f"plan: {name}",
@@ -74,7 +75,9 @@ def test_sigkill_at_random_moments_never_runs_a_non_idempotent_step_twice(
     rng = random.Random(seed)
     execlog = tmp_path / "exec.log"
     plans = {}
-    for name, idempotent in (("chaos-once", False), ("chaos-again", True)):
+    # The non-idempotent run is submitted last of each pair, so the kill soon after lands
+    # while its first steps start (submitting takes seconds on a loaded machine).
+    for name, idempotent in (("chaos-again", True), ("chaos-once", False)):
         plans[name] = tmp_path / f"{name}.yaml"
         plans[name].write_text(_plan(name, execlog, idempotent=idempotent))
     non_idempotent: set[str] = set()
@@ -82,16 +85,15 @@ def test_sigkill_at_random_moments_never_runs_a_non_idempotent_step_twice(
     kills = 0
     daemon = DaemonProcess(tmp_path).start()
     try:
-        deadline = time.monotonic() + CHAOS_S
-        while time.monotonic() < deadline:
-            if len(runs) < 10:  # a fresh pair now and then, so kills land at every phase
+        for round_ in range(KILLS):
+            if round_ < SUBMITTING:
                 for name, path in plans.items():
                     run_id = daemon.cli("submit", str(path)).stdout.strip()
                     assert run_id, f"submit failed (seed {seed}): {daemon.log_text()[-2000:]}"
                     runs[run_id] = name
                     if name == "chaos-once":
                         non_idempotent.add(run_id)
-            time.sleep(rng.uniform(0.02, 0.9))
+            time.sleep(rng.uniform(0.02, 1.5))  # a random moment: the fault, not a wait
             daemon.kill()
             kills += 1
             daemon = DaemonProcess(tmp_path).start()
@@ -118,7 +120,6 @@ def test_sigkill_at_random_moments_never_runs_a_non_idempotent_step_twice(
         f"non_idempotent_duplicates={sum(n - 1 for n in twice.values())} "
         f"unrecorded_starts={len(unrecorded)} outcomes={dict(outcomes)}"
     )
-    assert kills >= 5, f"only {kills} kills in {CHAOS_S}s"
     assert not twice, f"non-idempotent steps started twice (seed {seed}): {twice}"
     assert not unrecorded, f"started without a recorded step_started (seed {seed}): {unrecorded}"
     for run_id, run in ended.items():
