@@ -26,7 +26,7 @@ import pytest
 
 from tests.daemon_process import DaemonProcess
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]  # 8 daemon starts under load
 
 FINAL_STEP = {"succeeded", "failed", "timed_out", "cancelled", "interrupted", "skipped"}
 FINAL_RUN = {"succeeded", "failed", "cancelled"}
