@@ -6,6 +6,8 @@ wrapped at our own RunStore Protocol boundary (``Outage``), never faked inside.
 
 from __future__ import annotations
 
+import signal
+import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -22,6 +24,7 @@ from orchestrator.run_manager import RunManager
 from orchestrator.settings import Settings
 from orchestrator.store import RunStore, StoreUnavailable, open_store
 from streams.model import Plan
+from tests.daemon_process import DaemonProcess
 from tests.helpers import plan_from, stream
 
 pytestmark = pytest.mark.anyio
@@ -229,3 +232,53 @@ async def test_fencing_tokens_continue_across_a_daemon_restart(tmp_path: Path) -
             with anyio.fail_after(30):
                 await runs.active[run_id].done.wait()
     assert fences == [1, 2, 3, 4]  # the second daemon did not start again at 1
+
+
+EVIDENCE_PLAN = """
+version: 1
+plan: evidence-resume
+caps: {{cpu: 1}}
+agents:
+  worker: {{class: cpu, can: [command]}}
+streams:
+  - id: main
+    team: [worker]
+    evidence: [{{id: build-log, verified: true}}]
+    steps:
+      - id: build
+        agent: worker
+        action: command
+        evidence: [build-log]
+        with: {{argv: [sh, -c, "echo built"]}}
+      - id: wait
+        agent: worker
+        action: command
+        idempotent: true
+        with: {{argv: [sh, -c, "echo wait >> {log}; while [ ! -f {go} ]; do sleep 0.05; done"]}}
+"""
+
+
+def test_a_drained_run_resumed_by_the_next_daemon_keeps_its_evidence(tmp_path: Path) -> None:
+    log, go = tmp_path / "steps.log", tmp_path / "go"
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(EVIDENCE_PLAN.format(log=log, go=go))
+    first = DaemonProcess(tmp_path, ORCH_SHUTDOWN_GRACE_S="0.5").start()
+    try:
+        run_id = first.cli("submit", str(plan)).stdout.strip()
+        assert run_id, first.log_text()[-2000:]
+        deadline = time.monotonic() + 60
+        while not (log.exists() and "wait" in log.read_text()):
+            assert time.monotonic() < deadline, "the waiting step never started"
+            time.sleep(0.05)
+        assert first.stop(signal.SIGTERM) == 0  # drained: the run stays unfinished
+    finally:
+        first.close()
+    go.touch()
+    second = DaemonProcess(tmp_path).start()
+    try:
+        run = second.wait_for(run_id, {"succeeded", "failed"})
+    finally:
+        second.close()
+    main = run["streams"][0]
+    assert run["status"] == "succeeded", main.get("reason")
+    assert "missing evidence" not in (main.get("reason") or "")
