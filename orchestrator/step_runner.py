@@ -371,20 +371,18 @@ class StepRunner:
         )
         status, result, reason = StepStatus.CANCELLED, None, "cancelled"
         try:
-            try:  # write-ahead: its start is durable before its action starts
-                await log.durable(started_seq)
-            except StoreUnavailable as exc:
-                status, reason = StepStatus.FAILED, f"not started: {exc}"
-            else:
-                with anyio.move_on_after(job.timeout_s) as timer:
-                    if grant.leased:
-                        status, result, reason = await self._call_watching(
-                            grant, definition.run, ctx, job
-                        )
-                    else:
-                        status, result, reason = await self._call(definition.run, ctx, job)
-                if timer.cancelled_caught:
-                    status, reason = StepStatus.TIMED_OUT, f"timed out after {job.timeout_s:g}s"
+            await log.durable(started_seq)  # write-ahead: stored before the action starts
+            with anyio.move_on_after(job.timeout_s) as timer:
+                if grant.leased:
+                    status, result, reason = await self._call_watching(
+                        grant, definition.run, ctx, job
+                    )
+                else:
+                    status, result, reason = await self._call(definition.run, ctx, job)
+            if timer.cancelled_caught:
+                status, reason = StepStatus.TIMED_OUT, f"timed out after {job.timeout_s:g}s"
+        except StoreUnavailable as exc:  # its start was not stored in time: never started
+            status, reason = StepStatus.FAILED, f"not started: {exc}"
         finally:
             fields: dict[str, Any] = {
                 "attempt": attempt,
