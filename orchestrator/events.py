@@ -13,6 +13,7 @@ Event names (past tense): ``run_started``, ``stream_started``, ``step_queued``,
 
 from __future__ import annotations
 
+import errno
 import functools
 import itertools
 import time
@@ -122,8 +123,9 @@ class JsonlSink:
                     path=str(self.path),
                     error=exc.strerror or str(exc),
                     waiting_events=len(self._backlog),
-                    fix="free space on the state directory's file system; "
-                    "writing resumes by itself",
+                    fix="free space on its file system; writing resumes by itself"
+                    if exc.errno in (errno.ENOSPC, errno.EDQUOT)
+                    else "check the path and its permissions",
                 )
             self.error = exc
             return
