@@ -23,7 +23,7 @@ from context_packages import render_package
 from orchestrator import analysis
 from orchestrator.cli_daemon import register
 from orchestrator.containment import open_containment
-from orchestrator.errors import OrchestratorError
+from orchestrator.errors import OrchestratorError, UsageError
 from orchestrator.events import JsonlSink, MemorySink
 from orchestrator.evidence_view import EvidenceReport, evidence_json, load_evidence, render_evidence
 from orchestrator.logging import configure_logging
@@ -189,6 +189,8 @@ async def _run(
     plain: bool,
 ) -> RunResult | None:
     sink = JsonlSink(path)
+    if sink.error is not None:  # it never raises; here, before anything runs, refuse
+        raise UsageError(f"cannot write the event file {path}: {sink.error.strerror}")
     kept = MemorySink()
     progress = progress_sink(console, sys.stdout, plain=plain)
     result: RunResult | None = None

@@ -21,6 +21,7 @@ structured fields and build their own message, which names the place and the fix
     │   └── TokenizerUnavailable    the offline tokenizer file is missing or damaged
     ├── StoreError                  (orchestrator.store.errors) the run store failed
     │   └── StoreUnavailable        it cannot be reached or answer in time
+    │       └── DiskFull            its disk is full; writes succeed again once space is freed
     └── GateSyntaxError             (streams.gates) a gate criterion does not parse
 
 A traceback reaching the user is a bug: the CLI prints ``str(error)`` for these and exits

@@ -13,9 +13,11 @@ Event names (past tense): ``run_started``, ``stream_started``, ``step_queued``,
 
 from __future__ import annotations
 
+import errno
 import functools
 import itertools
 import time
+from collections import deque
 from collections.abc import Iterable, Mapping, MutableMapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,6 +27,7 @@ import orjson
 import structlog
 
 __all__ = [
+    "Durability",
     "EventLog",
     "EventSink",
     "JsonlSink",
@@ -35,6 +38,8 @@ __all__ = [
 ]
 
 Event = dict[str, Any]
+
+_diag = structlog.get_logger("orchestrator.events")
 
 
 def utc_timestamp() -> str:
@@ -57,20 +62,81 @@ class EventSink(Protocol):
     def emit(self, event: Mapping[str, Any]) -> None: ...
 
 
+class Durability(Protocol):
+    """Knows when an event is durable (stored); a write-ahead barrier waits on it."""
+
+    async def wait(self, seq: int) -> None:
+        """Return once the event with ``seq`` (and every earlier one) is durable; raise
+        :class:`~orchestrator.store.StoreUnavailable` if that does not happen in time."""
+        ...
+
+
 class JsonlSink:
-    """Appends one JSON object per line to a file, flushed per event so watchers see it."""
+    """Appends one JSON object per line to a file, written through per event so watchers
+    see it.
+
+    A write that fails (a full disk: ENOSPC, EDQUOT; an I/O error) never raises: the lines
+    not written wait, in order, in memory (up to :attr:`BACKLOG_BYTES`; the run store keeps
+    every event anyway) and are written before the next one once the disk takes them again.
+    A line is never torn for good: what a partial write left out is written first. The
+    failure and the recovery are logged once each (``event_file_write_failed`` /
+    ``event_file_write_resumed``); :attr:`error` holds the failure while it lasts.
+    """
+
+    BACKLOG_BYTES = 64 * 1024 * 1024
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._file: IO[bytes] = path.open("ab")
+        self.error: OSError | None = None
+        self.dropped = 0  # events beyond the backlog limit, never written to the file
+        self._backlog: deque[bytes] = deque()
+        self._backlog_bytes = 0
+        self._file: IO[bytes] | None = None
+        self._write()  # creates the file now, or records why it cannot
 
     def emit(self, event: Mapping[str, Any]) -> None:
-        self._file.write(orjson.dumps(event, default=str) + b"\n")
-        self._file.flush()
+        line = orjson.dumps(event, default=str) + b"\n"
+        if self._backlog_bytes + len(line) > self.BACKLOG_BYTES:
+            self.dropped += 1
+        else:
+            self._backlog.append(line)
+            self._backlog_bytes += len(line)
+        self._write()
+
+    def _write(self) -> None:
+        try:
+            if self._file is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._file = self.path.open("ab", buffering=0)
+            while self._backlog:
+                chunk = self._backlog[0]
+                written = self._file.write(chunk) or 0
+                self._backlog_bytes -= written
+                if written < len(chunk):
+                    self._backlog[0] = chunk[written:]
+                else:
+                    self._backlog.popleft()
+        except OSError as exc:
+            if self.error is None:
+                _diag.warning(
+                    "event_file_write_failed",
+                    path=str(self.path),
+                    error=exc.strerror or str(exc),
+                    waiting_events=len(self._backlog),
+                    fix="free space on its file system; writing resumes by itself"
+                    if exc.errno in (errno.ENOSPC, errno.EDQUOT)
+                    else "check the path and its permissions",
+                )
+            self.error = exc
+            return
+        if self.error is not None:
+            self.error = None
+            _diag.info("event_file_write_resumed", path=str(self.path), dropped=self.dropped)
 
     def close(self) -> None:
-        self._file.close()
+        self._write()
+        if self._file is not None:
+            self._file.close()
 
 
 class MemorySink:
@@ -114,9 +180,10 @@ class _FanOut:
     def __init__(self, sinks: Sequence[EventSink]) -> None:
         self.sinks = list(sinks)
 
-    def msg(self, **event: Any) -> None:
+    def msg(self, **event: Any) -> int:
         for sink in self.sinks:
             sink.emit(event)
+        return int(event["seq"])
 
 
 class EventLog:
@@ -129,9 +196,11 @@ class EventLog:
         *,
         redactor: Redactor | None = None,
         first_seq: int = 1,
+        durability: Durability | None = None,
         _logger: Any = None,
     ) -> None:
         self.run_id = run_id
+        self.durability = durability  # None: nothing to wait for (no store)
         if _logger is None:
             self._fanout = _FanOut(sinks)
             seq = itertools.count(first_seq)
@@ -162,10 +231,20 @@ class EventLog:
     def bind(self, **context: Any) -> EventLog:
         child = EventLog(self.run_id, (), _logger=self._logger.bind(**context))
         child._fanout = self._fanout
+        child.durability = self.durability
         return child
 
     def emit(self, event: str, **fields: Any) -> None:
         self._logger.msg(event, **fields)
+
+    def emit_seq(self, event: str, **fields: Any) -> int:
+        """Emit ``event``; return its seq (to wait for with :meth:`durable`)."""
+        return int(self._logger.msg(event, **fields))
+
+    async def durable(self, seq: int) -> None:
+        """Wait until the event ``seq`` is durable (at once when there is no store)."""
+        if self.durability is not None:
+            await self.durability.wait(seq)
 
 
 def read_events(path: Path) -> list[Event]:

@@ -3,17 +3,42 @@
 Diagnostic lines (``lock_lost``, ``action_crashed``, daemon life-cycle) go to stderr, as
 colourful key=value text on a terminal and JSON lines elsewhere. A run's *event log* is a
 separate structlog logger built in :mod:`orchestrator.events`.
+
+A diagnostic line that cannot be written (stderr is a file on a full disk: ENOSPC) is
+dropped, never raised into the code that logged it: the daemon keeps serving, and the log
+goes on once the disk takes lines again.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
-from typing import Literal
+from typing import Any, Literal, TextIO
 
 import structlog
 
 __all__ = ["configure_logging"]
+
+
+class _SparingPrintLogger(structlog.PrintLogger):
+    """A PrintLogger that drops a line it cannot write instead of raising OSError."""
+
+    def msg(self, message: str) -> None:
+        try:
+            super().msg(message)
+        except OSError:
+            self.dropped = getattr(self, "dropped", 0) + 1
+
+    log = debug = info = warn = warning = msg
+    fatal = failure = err = error = critical = exception = msg
+
+
+class _SparingPrintLoggerFactory:
+    def __init__(self, file: TextIO) -> None:
+        self._file = file
+
+    def __call__(self, *args: Any) -> _SparingPrintLogger:
+        return _SparingPrintLogger(self._file)
 
 
 def configure_logging(
@@ -36,7 +61,7 @@ def configure_logging(
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=_SparingPrintLoggerFactory(sys.stderr),
         cache_logger_on_first_use=False,
     )
     logging.basicConfig(level=numeric, stream=sys.stderr, format="%(name)s: %(message)s")

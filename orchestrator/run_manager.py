@@ -20,6 +20,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from agents.registry import ActionRegistry
 from orchestrator.coordination.base import Coordinator
+from orchestrator.coordination.memory import InProcessCoordinator
 from orchestrator.errors import OrchestratorError
 from orchestrator.event_relay import EventRelay
 from orchestrator.events import EventLog, JsonlSink, Redactor
@@ -28,7 +29,7 @@ from orchestrator.progress import RunView
 from orchestrator.runs import new_run_id, relay_for
 from orchestrator.scheduler import PriorState, RunResult, Scheduler, SchedulerConfig
 from orchestrator.settings import Settings
-from orchestrator.store import RunRecord, RunStore
+from orchestrator.store import DiskFull, RunRecord, RunStore, StoreUnavailable
 from streams.loader import load_plan_text
 from streams.model import Plan
 
@@ -41,24 +42,66 @@ _SUBSCRIBER_BUFFER = 10_000
 
 
 class EventPipeline:
-    """Store first, then the live view, the run's event file and the watchers."""
+    """Store first, then the live view, the run's event file and the watchers.
 
-    def __init__(self, run_id: str, store: RunStore, view: RunView, file: JsonlSink) -> None:
+    It is also the run's :class:`~orchestrator.events.Durability`: :meth:`wait` returns
+    once an event is stored, so a step's ``step_started`` is durable before its action
+    starts (write-ahead). Waiters share the commits of the ordinary batches. While the store
+    cannot be written (down, or its disk full) the batch is kept and retried; a waiter gives
+    up after ``store_wait_s`` with :class:`StoreUnavailable`, and nothing stored is lost.
+    """
+
+    def __init__(
+        self,
+        run_id: str,
+        store: RunStore,
+        view: RunView,
+        file: JsonlSink,
+        *,
+        store_wait_s: float = 120.0,
+    ) -> None:
         self.run_id = run_id
         self.store = store
         self.view = view
         self.file = file
+        self.store_wait_s = store_wait_s
         self.subscribers: set[MemoryObjectSendStream[dict[str, Any]]] = set()
         self._pending: list[dict[str, Any]] = []
         self._wake = anyio.Event()
         self._idle = anyio.Event()
         self._idle.set()
+        self._stored = anyio.Event()
         self.stored_seq = 0
+        #: The store's last error while it cannot be written; None when it can.
+        self.unavailable: OrchestratorError | None = None
 
     def emit(self, event: Any) -> None:  # an EventSink: must not block or raise
         self._pending.append(dict(event))
         self._idle = anyio.Event() if self._idle.is_set() else self._idle
         self._wake.set()
+
+    async def wait(self, seq: int) -> None:
+        """Return once event ``seq`` is stored; StoreUnavailable after ``store_wait_s``."""
+        if self.stored_seq >= seq:
+            return
+        with anyio.move_on_after(self.store_wait_s):
+            while self.stored_seq < seq:
+                await self._stored.wait()
+            return
+        cause = f": {self.unavailable}" if self.unavailable is not None else ""
+        _log.error(
+            "step_not_started",
+            run_id=self.run_id,
+            seq=seq,
+            store_wait_s=self.store_wait_s,
+            error=str(self.unavailable or ""),
+        )
+        raise StoreUnavailable(
+            f"of run {self.run_id}",
+            f"event {seq} was not stored within store_wait_s={self.store_wait_s:g}s{cause}",
+            "bring the store back (free its disk, restart its server) or raise "
+            "ORCH_STORE_WAIT_S; what it has stored is kept",
+        )
 
     async def write_forever(self) -> None:
         """Persist pending events in order; retries while the store is unreachable."""
@@ -68,8 +111,10 @@ class EventPipeline:
             while self._pending:
                 batch, self._pending = self._pending, []
                 await self._store(batch)
+                self.stored_seq = max(self.stored_seq, *(int(e.get("seq", 0)) for e in batch))
+                self._stored.set()
+                self._stored = anyio.Event()
                 for event in batch:
-                    self.stored_seq = max(self.stored_seq, int(event.get("seq", 0)))
                     self.view.apply(event)
                     self.file.emit(event)
                     for subscriber in list(self.subscribers):
@@ -89,21 +134,41 @@ class EventPipeline:
         while True:
             try:
                 await self.store.append_events(self.run_id, batch)
-                return
             except OrchestratorError as exc:
-                # The store is down: keep the batch, try again; the run is not reported
-                # further until it is stored.
-                _log.warning(
-                    "store_write_failed", run_id=self.run_id, error=str(exc), retry_in_s=delay
-                )
+                # The store is down or full: keep the batch, try again; the run is not
+                # reported further (and no step starts) until it is stored.
+                if self.unavailable is None:
+                    _log.warning(
+                        "store_unavailable",
+                        run_id=self.run_id,
+                        error=str(exc),
+                        waiting_events=len(batch),
+                        store_wait_s=self.store_wait_s,
+                    )
+                self.unavailable = exc
                 await anyio.sleep(delay)
                 delay = min(delay * 2, 5.0)
+                continue
+            if self.unavailable is not None:
+                self.unavailable = None
+                _log.info("store_recovered", run_id=self.run_id, events=len(batch))
+            return
 
     async def flush(self, timeout_s: float) -> None:
-        """Wait until everything emitted so far is stored (or ``timeout_s`` passes)."""
+        """Wait until everything emitted so far is stored (or ``timeout_s`` passes: then
+        what is not stored is logged; the run stays unfinished in the store, and the next
+        daemon resumes it from what was stored)."""
         with anyio.move_on_after(timeout_s, shield=True):
             while self._pending or not self._idle.is_set():
                 await self._idle.wait()
+            return
+        _log.error(
+            "events_not_stored",
+            run_id=self.run_id,
+            stored_seq=self.stored_seq,
+            waiting_events=len(self._pending),
+            error=str(self.unavailable or ""),
+        )
 
 
 @dataclass(eq=False, slots=True)
@@ -153,7 +218,14 @@ class RunManager:
         if path.is_absolute() and path.parent.is_dir():
             return path.parent
         work = self.settings.state_dir / "runs" / run_id / "work"
-        work.mkdir(parents=True, exist_ok=True)
+        try:
+            work.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # ENOSPC, EDQUOT, EROFS...: refuse the run, keep serving
+            raise DiskFull(
+                str(self.settings.state_dir),
+                f"cannot create the run's directory {work}: {exc.strerror}",
+                "free space on the state directory's file system, then submit again",
+            ) from None
         return work
 
     async def submit(
@@ -172,8 +244,19 @@ class RunManager:
         self._start(record, plan, prior=None)
         return run_id
 
+    async def restore_fences(self) -> None:
+        """An in-process coordinator continues each lock's fencing tokens above the highest
+        the store recorded (write-ahead: a token is recorded before any step uses it)."""
+        if isinstance(self.coordinator, InProcessCoordinator):
+            floors = await self.store.lock_fences()
+            self.coordinator.raise_fence_floor(floors)
+            if floors:
+                _log.info("fences_restored", locks=len(floors), highest=max(floors.values()))
+
     async def resume_unfinished(self) -> list[str]:
-        """Resume every run the store says is unfinished; return their ids."""
+        """Resume every run the store says is unfinished; return their ids (after
+        :meth:`restore_fences`, so no resumed step reuses a token)."""
+        await self.restore_fences()
         resumed: list[str] = []
         for record in await self.store.unfinished_runs():
             try:
@@ -215,7 +298,9 @@ class RunManager:
         for event in history or ():
             view.apply(event)
         file = JsonlSink(self.settings.state_dir / "runs" / record.run_id / "events.jsonl")
-        pipeline = EventPipeline(record.run_id, self.store, view, file)
+        pipeline = EventPipeline(
+            record.run_id, self.store, view, file, store_wait_s=self.settings.store_wait_s
+        )
         pipeline.stored_seq = record.last_seq
         relay = relay_for(self.coordinator, record.run_id)
         events = EventLog(
@@ -223,6 +308,7 @@ class RunManager:
             [pipeline, *([relay] if relay else [])],
             redactor=Redactor(self.settings.secrets()),
             first_seq=first_seq,
+            durability=pipeline,
         )
         scheduler = Scheduler(
             plan,

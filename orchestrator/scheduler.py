@@ -36,12 +36,14 @@ from typing import Any
 import anyio
 from pydantic import BaseModel
 
+from agents.base import ActionResult
 from agents.drivers import EXTERNAL_ACTION, ExternalParams, with_external
 from agents.registry import ActionRegistry
 from context_packages import AgentPackage, build_package
 from orchestrator.coordination.base import PRIORITY_LEVELS, Coordinator
 from orchestrator.events import EventLog
 from orchestrator.gpus import GpuAllocator, NvmlProbe
+from orchestrator.prior_results import results_from_events
 from orchestrator.rollback import RollbackReport, roll_back
 from orchestrator.step_runner import (
     Drain,
@@ -125,9 +127,12 @@ class PriorState:
     streams: Mapping[str, tuple[StreamStatus, str]]
     steps: Mapping[tuple[str, str], tuple[str, int]]  # latest status ("running") and attempt
     started_streams: frozenset[str]
+    #: What each step that succeeded measured and collected, for the gate after a resume.
+    results: Mapping[tuple[str, str], ActionResult] = field(default_factory=dict)
 
     @classmethod
     def from_events(cls, events: Iterable[Mapping[str, Any]]) -> PriorState:
+        events = list(events)  # read twice
         streams: dict[str, tuple[StreamStatus, str]] = {}
         steps: dict[tuple[str, str], tuple[str, int]] = {}
         started: set[str] = set()
@@ -145,12 +150,17 @@ class PriorState:
                     "running",
                     int(event.get("attempt", 1)),
                 )
-            elif name == "step_finished":
+            elif name == "step_finished" and event.get("started") is not False:
                 steps[(str(event["stream"]), str(event["step"]))] = (
                     str(event["status"]),
                     int(event.get("attempt", 1)),
                 )
-        return cls(streams=streams, steps=steps, started_streams=frozenset(started))
+        return cls(
+            streams=streams,
+            steps=steps,
+            started_streams=frozenset(started),
+            results=results_from_events(events),
+        )
 
 
 class Scheduler:
@@ -493,7 +503,14 @@ class Scheduler:
             status, attempt = prior
             if status == StepStatus.SUCCEEDED:
                 outcome.steps[step.id] = StepStatus.SUCCEEDED
-                outcome.completed.append((step, None))  # its plan `undo:` still applies
+                # Its metrics and evidence count for the gate; its plan `undo:` still applies.
+                result = self.prior.results.get((stream.id, step.id))
+                done = (
+                    None
+                    if result is None
+                    else StepOutcome(StepStatus.SUCCEEDED, "", attempt, result)
+                )
+                outcome.completed.append((step, done))
             elif status in (StepStatus.FAILED, StepStatus.TIMED_OUT):
                 outcome.steps[step.id] = StepStatus(status)
                 failed.append(step.id)

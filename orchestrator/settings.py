@@ -52,6 +52,12 @@ class Settings(BaseSettings):
         "default <state_dir>/runs.db",
     )
     shutdown_grace_s: float = Field(default=30.0, ge=0)
+    store_wait_s: float = Field(
+        default=120.0,
+        gt=0,
+        description="How long a step waits for the run store to record its start before it "
+        "fails without starting (the store is down or its disk is full)",
+    )
     idle_timeout_s: float = Field(default=60.0, gt=0)
     max_connections: int = Field(default=512, ge=1)
     connect_wait_s: float = Field(

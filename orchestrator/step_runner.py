@@ -30,6 +30,7 @@ from orchestrator.coordination.base import Blocker, Coordinator, Grant, Need
 from orchestrator.errors import ActionFailed, CoordinationError, LockWaitTimeout
 from orchestrator.events import EventLog
 from orchestrator.gpus import GpuAllocator, GpuError, GpuUnavailable, cuda_env
+from orchestrator.store.errors import StoreUnavailable
 
 __all__ = [
     "Drain",
@@ -207,7 +208,7 @@ class StepRunner:
             log.emit("step_queued", attempt=attempt)
             queued_at = anyio.current_time()
             try:
-                with drain.interruptible():
+                with self._before_start(drain, log, attempt):
                     grant = await self.coordinator.acquire(
                         need,
                         timeout_s=job.lock_timeout_s,
@@ -231,7 +232,7 @@ class StepRunner:
                     message=f"waited {exc.waited_s:.3g}s for {', '.join(exc.resources)}; "
                     f"queueing again in {delay:.3g}s",
                 )
-                with drain.interruptible():
+                with self._before_start(drain, log, attempt):
                     await anyio.sleep(delay)
                 continue
             waited_s = anyio.current_time() - queued_at
@@ -249,9 +250,28 @@ class StepRunner:
                 message=f"{outcome.reason}; attempt {attempt + 1} of {last_attempt} "
                 f"in {delay:.3g}s",
             )
-            with drain.interruptible():
+            with self._before_start(drain, log, attempt):
                 await anyio.sleep(delay)
             attempt += 1
+
+    @staticmethod
+    @contextmanager
+    def _before_start(drain: Drain, log: EventLog, attempt: int) -> Iterator[None]:
+        """``drain.interruptible()``; a cancel meanwhile (queued, waiting for locks, backing
+        off) records the step's end, so no step stays ``waiting`` once its run is over."""
+        try:
+            with drain.interruptible():
+                yield
+        except anyio.get_cancelled_exc_class():
+            log.emit(
+                "step_finished",
+                attempt=attempt,
+                status=StepStatus.CANCELLED.value,
+                duration_s=0.0,
+                reason="cancelled before it started",
+                started=False,
+            )
+            raise
 
     def _on_blocked(
         self, log: EventLog, attempt: int, on_queued: Callable[[], None] | None = None
@@ -346,7 +366,7 @@ class StepRunner:
             state=self.coordinator,
         )
         started = anyio.current_time()
-        log.emit(
+        started_seq = log.emit_seq(
             "step_started",
             attempt=attempt,
             fences=dict(grant.fences),
@@ -356,6 +376,7 @@ class StepRunner:
         )
         status, result, reason = StepStatus.CANCELLED, None, "cancelled"
         try:
+            await log.durable(started_seq)  # write-ahead: stored before the action starts
             with anyio.move_on_after(job.timeout_s) as timer:
                 if grant.leased:
                     status, result, reason = await self._call_watching(
@@ -365,6 +386,8 @@ class StepRunner:
                     status, result, reason = await self._call(definition.run, ctx, job)
             if timer.cancelled_caught:
                 status, reason = StepStatus.TIMED_OUT, f"timed out after {job.timeout_s:g}s"
+        except StoreUnavailable as exc:  # its start was not stored in time: never started
+            status, reason = StepStatus.FAILED, f"not started: {exc}"
         finally:
             fields: dict[str, Any] = {
                 "attempt": attempt,
@@ -380,6 +403,9 @@ class StepRunner:
                     output_bytes=result.output_bytes,
                     undo_available=result.undo is not None,
                 )
+                if result.details.get("claimed") or result.details.get("claimed_metrics"):
+                    claimed = result.details.get("claimed_metrics") or sorted(result.metrics)
+                    fields["claimed_metrics"] = list(claimed)  # for the gate after a resume
                 if status is not StepStatus.SUCCEEDED and result.output:
                     fields["output_tail"] = result.output[-2000:]
             log.emit("step_finished", **fields)

@@ -17,7 +17,7 @@ import bisect
 import heapq
 import itertools
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -95,6 +95,13 @@ class InProcessCoordinator:
         self._caps: dict[str, int | None] = {}
         self._fences: dict[str, int] = {}
         self._state: dict[str, VersionedValue] = {}
+
+    def raise_fence_floor(self, floors: Mapping[str, int]) -> None:
+        """Issue each lock's next fencing token above ``floors[lock]`` (the highest a
+        previous coordinator issued, as its daemon recorded it), so tokens never repeat
+        across restarts; a floor below what this one has issued changes nothing."""
+        for lock, fence in floors.items():
+            self._fences[lock] = max(self._fences.get(lock, 0), int(fence))
 
     # -- the Protocol -----------------------------------------------------------------------
 

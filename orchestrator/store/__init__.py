@@ -17,7 +17,7 @@ from orchestrator.store.base import (
     StepRecord,
     StreamRecord,
 )
-from orchestrator.store.errors import StoreError, StoreUnavailable
+from orchestrator.store.errors import DiskFull, StoreError, StoreUnavailable
 from orchestrator.store.migrations import SCHEMA_VERSION
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "RUN_STATUSES",
     "SCHEMA_VERSION",
     "UNFINISHED_STATUSES",
+    "DiskFull",
     "HistoryRecord",
     "RunRecord",
     "RunStatus",

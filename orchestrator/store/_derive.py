@@ -23,6 +23,8 @@ The rules, in ``seq`` order:
   ``step_finished``: its status, ``duration_s``, ``reason``, ``exit_code``, ``finished_at``.
   ``step_started`` and a higher ``attempt`` start the row's attempt afresh (times, reason and
   exit code cleared). ``step_retrying`` records its ``message`` as the reason.
+- ``step_started`` with ``fences`` raises each lock's stored fence to at least its token
+  (:attr:`Derived.fences`; a backend keeps the maximum).
 
 A patch field left None leaves the stored value as it is, except that a step patch with a
 ``started_at`` or a higher ``attempt`` than the row's replaces every attempt field (times,
@@ -148,6 +150,8 @@ class Derived:
     streams: list[StreamPatch] = field(default_factory=list)
     steps: list[StepPatch] = field(default_factory=list)
     history: list[HistoryPatch] = field(default_factory=list)
+    #: The highest fencing token per lock among the batch's ``step_started`` events.
+    fences: dict[str, int] = field(default_factory=dict)
 
 
 def parse_ts(value: str) -> datetime:
@@ -217,6 +221,10 @@ def derive(events: Sequence[ParsedEvent]) -> Derived:
         if name.startswith("step_"):
             if isinstance(sid, str) and isinstance(body.get("step"), str):
                 _fold_step(steps, sid, ev)
+            if name == "step_started" and isinstance(fences := body.get("fences"), Mapping):
+                for lock, fence in fences.items():
+                    if type(fence) is int and fence > out.fences.get(str(lock), 0):
+                        out.fences[str(lock)] = fence
         elif (name == "stream_started" or name == "stream_finished") and isinstance(sid, str):
             patch = streams.setdefault(sid, StreamPatch(sid, ev.seq, ev.seq))
             patch.seq = ev.seq

@@ -105,9 +105,16 @@ WITH ins AS (
     WHERE v.signature IS NOT NULL
     ON CONFLICT (run_id, stream) DO NOTHING
     RETURNING 1
+), fences AS (
+    INSERT INTO lock_fences (resource, fence)
+    SELECT f.resource, f.fence FROM unnest($40::text[], $41::bigint[]) AS f(resource, fence)
+    ON CONFLICT (resource) DO UPDATE SET fence = GREATEST(lock_fences.fence, EXCLUDED.fence)
+    RETURNING 1
 )
 SELECT (SELECT count(*) FROM ins)
 """
+
+LOCK_FENCES = "SELECT resource, fence FROM lock_fences"
 
 SET_STATUS = """
 UPDATE runs SET

@@ -113,3 +113,10 @@ def history_query(signatures: int) -> str:
         f"FROM stream_history WHERE signature IN ({marks})) WHERE n <= ? "
         "ORDER BY signature, finished_at, run_id"
     )
+
+
+UPSERT_FENCE = """
+INSERT INTO lock_fences (resource, fence) VALUES (?, ?)
+ON CONFLICT (resource) DO UPDATE SET fence = max(fence, excluded.fence)
+"""
+LOCK_FENCES = "SELECT resource, fence FROM lock_fences"

@@ -207,6 +207,10 @@ class RunStore(Protocol):
         signature asked for is a key (with ``[]`` when it has no history)."""
         ...
 
+    async def lock_fences(self) -> dict[str, int]:
+        """The highest fencing token recorded for each lock (by ``step_started`` events)."""
+        ...
+
     async def aclose(self) -> None:
         """Release connections; further calls raise StoreError."""
         ...

@@ -3,6 +3,8 @@
     OrchestratorError
     └── StoreError              the run store at ``where`` cannot do what was asked
         └── StoreUnavailable    it cannot be reached, was lost, or did not answer in time
+            └── DiskFull        its disk is full (SQLITE_FULL, ENOSPC): writes fail until
+                                space is freed, then succeed again
 
 ``where`` never carries a secret: a PostgreSQL DSN appears only as
 :func:`orchestrator.store.redact_dsn` writes it, and the password is scrubbed from every
@@ -13,7 +15,7 @@ from __future__ import annotations
 
 from orchestrator.errors import OrchestratorError
 
-__all__ = ["StoreError", "StoreUnavailable"]
+__all__ = ["DiskFull", "StoreError", "StoreUnavailable"]
 
 
 class StoreError(OrchestratorError):
@@ -33,3 +35,8 @@ class StoreUnavailable(StoreError):
     The call did not take effect or its outcome is unknown; every write of the store is
     idempotent except :meth:`~orchestrator.store.RunStore.create_run`, so retrying is safe.
     """
+
+
+class DiskFull(StoreUnavailable):
+    """The store's disk is full: nothing more can be written until space is freed; what it
+    has stored is kept, and writing again after that is safe."""

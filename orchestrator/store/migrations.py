@@ -14,6 +14,10 @@ Version 2 adds stream history: ``streams`` learns each stream's ``signature`` an
 ran to a verdict (see :mod:`orchestrator.store._derive`), backfilled from the stored events of
 runs recorded before it existed.
 
+Version 3 adds ``lock_fences``: the highest fencing token the daemon recorded for each lock
+(from ``step_started`` events' ``fences``), so an in-process coordinator started by the next
+daemon continues above it instead of at 1; backfilled from the stored events.
+
 Planned (not yet here): evidence, context packages.
 """
 
@@ -167,6 +171,27 @@ SQLITE_MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
+    Migration(
+        3,
+        "lock fences",
+        (
+            """
+            CREATE TABLE lock_fences (
+                resource TEXT PRIMARY KEY,
+                fence    INTEGER NOT NULL
+            ) WITHOUT ROWID
+            """,
+            """
+            INSERT INTO lock_fences (resource, fence)
+            SELECT f.key, max(f.value)
+            FROM events e,
+                 json_each(CASE WHEN json_type(e.body, '$.fences') = 'object'
+                                THEN json_extract(e.body, '$.fences') ELSE '{}' END) f
+            WHERE e.event = 'step_started' AND f.type = 'integer'
+            GROUP BY f.key
+            """,
+        ),
+    ),
 )
 
 POSTGRES_MIGRATIONS: tuple[Migration, ...] = (
@@ -288,6 +313,27 @@ POSTGRES_MIGRATIONS: tuple[Migration, ...] = (
               AND jsonb_typeof(f.body->'stream') = 'string'
               AND jsonb_typeof(st.body->'signature') = 'string'
             ON CONFLICT (run_id, stream) DO NOTHING
+            """,
+        ),
+    ),
+    Migration(
+        3,
+        "lock fences",
+        (
+            """
+            CREATE TABLE lock_fences (
+                resource TEXT PRIMARY KEY,
+                fence    BIGINT NOT NULL
+            )
+            """,
+            """
+            INSERT INTO lock_fences (resource, fence)
+            SELECT f.key, max((f.value #>> '{}')::bigint)
+            FROM events e,
+                 jsonb_each(CASE WHEN jsonb_typeof(e.body->'fences') = 'object'
+                                 THEN e.body->'fences' ELSE '{}'::jsonb END) f
+            WHERE e.event = 'step_started' AND jsonb_typeof(f.value) = 'number'
+            GROUP BY f.key
             """,
         ),
     ),

@@ -287,6 +287,10 @@ class PostgresStore:
         )
         return [_event_dict(orjson.loads(row[0])) for row in rows]
 
+    async def lock_fences(self) -> dict[str, int]:
+        rows = await self._run(lambda conn: conn.fetch(sql.LOCK_FENCES))
+        return {str(r[0]): int(r[1]) for r in rows}
+
     async def stream_history(
         self, signatures: Collection[str], *, limit: int = 1000
     ) -> dict[str, list[HistoryRecord]]:
@@ -398,6 +402,8 @@ async def _append(conn: Conn, run_id: str, events: Sequence[ParsedEvent]) -> int
         [h.started_at for h in history],
         [_text_or_none(h.signature) for h in history],
         [_text_or_none(h.methodology) for h in history],
+        list(derived.fences),
+        list(derived.fences.values()),
     )
     return int(count)
 

@@ -52,7 +52,7 @@ from orchestrator.store.base import (
     check_status,
     utc_now,
 )
-from orchestrator.store.errors import StoreError, StoreUnavailable
+from orchestrator.store.errors import DiskFull, StoreError, StoreUnavailable
 from orchestrator.store.migrations import SQLITE_MIGRATIONS, Migration, pending_migrations
 
 __all__ = ["SqliteStore"]
@@ -201,6 +201,10 @@ class SqliteStore:
                 found[r[0]].append(history_record(r, _ts))
         return found
 
+    async def lock_fences(self) -> dict[str, int]:
+        rows = await self._call(_query, sql.LOCK_FENCES, ())
+        return {str(r[0]): int(r[1]) for r in rows}
+
     # -- the one way into the connection -----------------------------------------------------
 
     async def _call(self, func: Callable[..., T], *args: Any, durable: bool = False) -> T:
@@ -256,6 +260,12 @@ class SqliteStore:
                 self.where,
                 f"a statement ran past the {self.timeout_s:g}s deadline",
                 "the disk may be stalled; check it, or raise the store timeout",
+            )
+        if isinstance(exc, sqlite3.OperationalError) and "full" in text:
+            return DiskFull(
+                self.where,
+                f"SQLite could not write: {text}",
+                f"free space on the file system of {self.where}; writing resumes by itself",
             )
         if "locked" in text or "busy" in text:
             return StoreUnavailable(
@@ -437,6 +447,8 @@ def _apply(conn: sqlite3.Connection, run_id: str, derived: Derived) -> None:
                 for s in derived.steps
             ],
         )
+    if derived.fences:
+        conn.executemany(sql.UPSERT_FENCE, list(derived.fences.items()))
 
 
 def _add_history(conn: sqlite3.Connection, run_id: str, patch: HistoryPatch) -> None:

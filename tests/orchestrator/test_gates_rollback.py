@@ -316,3 +316,69 @@ def test_interrupted_step_rolls_the_stream_back_on_resume(tmp_path: Path) -> Non
     assert outcome.status is StreamStatus.FAILED and outcome.steps["b"].value == "interrupted"
     started = [e["step"] for e in events_named(events, "step_started")]
     assert started == ["a.undo", "restore"]  # a's plan undo still applies after the restart
+
+
+def _resumed_after(plan: Plan, crash_at_step: str) -> tuple[Any, list[dict[str, Any]]]:
+    """Run ``plan`` until ``crash_at_step`` starts (nothing later is recorded), then resume
+    a new scheduler from those events alone; return the resumed result and events."""
+
+    async def go() -> tuple[Any, list[dict[str, Any]]]:
+        _, first = await run(plan, cancel_after=1.5)
+        cut = next(
+            i
+            for i, e in enumerate(first)
+            if e["event"] == "step_started" and e["step"] == crash_at_step
+        )
+        return await run(plan, prior=PriorState.from_events(first[: cut + 1]))
+
+    return on_virtual_clock(go)
+
+
+def test_evidence_and_metrics_stored_before_a_resume_count_for_the_gate() -> None:
+    plan = make_plan(
+        [
+            stream(
+                "s",
+                [
+                    measure("probe", {"db.response_ms.p50": 84}, evidence=["auth-logs"]),
+                    {**sleep_step("wait", agent="worker", seconds=2), "idempotent": True},
+                ],
+                evidence=[{"id": "auth-logs", "verified": True}],
+                gate={"threshold": 1.0, "criteria": ["db.response_ms.p50 < 100"]},
+            )
+        ]
+    )
+    result, events = _resumed_after(plan, "wait")
+    assert result.streams["s"].status is StreamStatus.SUCCEEDED, result.streams["s"].reason
+    assert [e["step"] for e in events_named(events, "step_started")] == ["wait"]  # probe kept
+    (gate,) = events_named(events, "gate_evaluated")
+    assert gate["passed"] and gate["missing_evidence"] == []
+    assert "84 < 100: met" in gate["criteria"][0]["reason"]
+
+
+def test_claimed_metrics_stay_claimed_across_a_resume() -> None:
+    plan = make_plan(
+        [
+            stream(
+                "s",
+                [
+                    {
+                        "id": "agent",
+                        "agent": "worker",
+                        "action": "report",
+                        "with": {"metrics": {"gpu.utilization_pct": 70}, "claimed": True},
+                    },
+                    {**sleep_step("wait", agent="worker", seconds=2), "idempotent": True},
+                ],
+                gate={
+                    "threshold": 1.0,
+                    "require_verified": True,
+                    "criteria": ["gpu.utilization_pct > 50"],
+                },
+            )
+        ]
+    )
+    result, events = _resumed_after(plan, "wait")
+    assert result.streams["s"].status is StreamStatus.FAILED
+    (gate,) = events_named(events, "gate_evaluated")
+    assert "only claimed" in gate["criteria"][0]["reason"]

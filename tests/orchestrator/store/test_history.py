@@ -215,10 +215,45 @@ async def test_a_verdict_without_a_signature_is_not_history(store: RunStore) -> 
     assert await store.stream_history(["", "old"]) == {"": [], "old": []}
 
 
+_DOWNGRADE_TO_VERSION_2 = [
+    "DROP TABLE lock_fences",
+    "DELETE FROM schema_migrations WHERE version = 3",
+]
+
+
+def _run_sql(backend: Backend, statements: list[str]) -> None:
+    if backend.server is None:
+        with sqlite3.connect(backend.state_dir / "runs.sqlite3") as conn:
+            for statement in statements:
+                conn.execute(statement)
+    else:
+        backend.server.psql(f"SET search_path = {backend.schema}", *statements, database="orch")
+
+
+async def test_upgrading_a_store_backfills_lock_fences_from_stored_events(
+    backend: Backend,
+) -> None:
+    ts = "2026-11-21T16:00:00.000000Z"
+    fences = [{"db": 4}, {"db": 9, "redis": 2}, {"db": 5}, {"redis": "x"}, {}]
+    events = [
+        {"ts": ts, "seq": n, "event": "step_started", "stream": "s", "step": "t", "fences": f}
+        for n, f in enumerate(fences, 1)
+    ]
+    async with backend.open() as before:
+        await before.create_run(a_run("old-run"))
+        await before.append_events("old-run", events)
+    _run_sql(backend, _DOWNGRADE_TO_VERSION_2)
+    assert backend.schema_versions() == [1, 2]
+    async with backend.open() as upgraded:
+        assert backend.schema_versions() == [1, 2, 3]
+        assert await upgraded.lock_fences() == {"db": 9, "redis": 2}
+
+
 def _downgrade_to_version_1(backend: Backend) -> None:
     """Make the store what the orchestrator wrote before history existed: schema version 1,
     with the runs and events it recorded (and no history)."""
     statements = [
+        *_DOWNGRADE_TO_VERSION_2,
         "DROP TABLE stream_history",
         "ALTER TABLE streams DROP COLUMN signature",
         "ALTER TABLE streams DROP COLUMN methodology",
@@ -242,7 +277,7 @@ async def test_upgrading_a_store_backfills_history_from_stored_events(
     assert backend.schema_versions() == [1]
 
     async with backend.open() as upgraded:
-        assert backend.schema_versions() == [1, 2]
+        assert backend.schema_versions() == [1, 2, 3]
         history = await _history(upgraded)
         expected = _expected(events_of(run_events, "old-run"), "old-run", "test")
         assert history == sorted(expected, key=lambda r: r.stream)

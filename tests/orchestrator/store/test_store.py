@@ -428,6 +428,27 @@ async def test_a_resumed_run_continues_after_its_last_seq(store: RunStore) -> No
     assert run is not None and (run.status, run.finished_at, run.reason) == ("running", None, "")
 
 
+async def test_lock_fences_keep_the_highest_token_any_step_started_with(store: RunStore) -> None:
+    await store.create_run(a_run("r"))
+    ts = "2026-11-21T16:00:00.000000Z"
+
+    def started(seq: int, fences: Any) -> dict[str, Any]:
+        return {
+            "ts": ts,
+            "seq": seq,
+            "event": "step_started",
+            "stream": "s",
+            "step": f"t{seq}",
+            "fences": fences,
+        }
+
+    assert await store.lock_fences() == {}
+    await store.append_events("r", [started(1, {"db": 3}), started(2, {"db": 7, "redis": 1})])
+    await store.append_events("r", [started(3, {"db": 5}), started(4, {"redis": 2, "x": "9"})])
+    await store.append_events("r", [started(1, {"db": 3})])  # a replay lowers nothing
+    assert await store.lock_fences() == {"db": 7, "redis": 2}  # a non-integer token is ignored
+
+
 # -- schema migrations -----------------------------------------------------------------------------
 
 
