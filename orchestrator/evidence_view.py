@@ -4,7 +4,8 @@ Two kinds of events say what a run proved: ``evidence_collected`` (one per piece
 evidence an action collected: what was checked, from which source, verified by the daemon
 or only claimed by an agent, its metrics, an excerpt and the sha256 of the full output) and
 ``gate_evaluated`` (each stream's success gate: confidence, threshold, every criterion's
-verdict and the values it looked at, and mandatory evidence that was missing).
+verdict and the values it looked at, and per mandatory evidence requirement the record that
+satisfied it, verified or claimed, or why it is missing).
 
 :func:`load_evidence` pages them out of the run store; :func:`render_evidence` lists them
 for people and :func:`evidence_json` gives them to scripts (``--json``). Events are
@@ -69,6 +70,7 @@ class GateRecord:
     criteria_met: int | None
     criteria: tuple[Mapping[str, Any], ...]
     missing_evidence: tuple[str, ...]
+    requirements: tuple[Mapping[str, Any], ...] = ()  # per requirement: satisfied by what
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,6 +199,7 @@ def evidence_json(report: EvidenceReport) -> dict[str, Any]:
                 "criteria_met": g.criteria_met,
                 "criteria": [dict(c) for c in g.criteria],
                 "missing_evidence": list(g.missing_evidence),
+                "evidence": [dict(r) for r in g.requirements],
             }
             for g in report.gates
         ],
@@ -242,6 +245,7 @@ def _gate(event: Mapping[str, Any], stream: str) -> GateRecord:
         criteria_met=met if type(met) is int else None,
         criteria=tuple(c for c in _list(event.get("criteria")) if isinstance(c, Mapping)),
         missing_evidence=tuple(str(m) for m in _list(event.get("missing_evidence"))),
+        requirements=tuple(r for r in _list(event.get("evidence")) if isinstance(r, Mapping)),
     )
 
 
@@ -280,8 +284,20 @@ def _gate_lines(gate: GateRecord) -> list[str]:
         )
         shown = f"    {criterion.get('verdict', '?')!s:<12} {criterion.get('expr', '?')}"
         lines.append(f"{shown}  [{values}]" if values else shown)
-    lines += [f"    missing evidence: {m}" for m in gate.missing_evidence]
+    if not gate.requirements:  # events from before requirements were listed one by one
+        lines += [f"    missing evidence: {m}" for m in gate.missing_evidence]
+    lines += [_requirement_line(r) for r in gate.requirements]
     return lines
+
+
+def _requirement_line(requirement: Mapping[str, Any]) -> str:
+    rid, status = requirement.get("id", "?"), requirement.get("status")
+    if status == "missing":
+        return f"    missing evidence: {rid} ({requirement.get('why', '')})"
+    return (
+        f"    evidence {rid}: {status} by step {requirement.get('step')} "
+        f"({requirement.get('source')}: {requirement.get('check')})"
+    )
 
 
 def _value(value: Mapping[str, Any]) -> str:

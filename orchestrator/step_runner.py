@@ -28,6 +28,7 @@ from agents.registry import ActionFunc, ActionRegistry
 from orchestrator.coordination.base import Blocker, Coordinator, Grant, Need
 from orchestrator.errors import ActionFailed, CoordinationError, LockWaitTimeout
 from orchestrator.events import EventLog
+from orchestrator.evidence_match import provides_of
 from orchestrator.gpus import GpuAllocator, GpuError, GpuUnavailable, cuda_env
 
 __all__ = [
@@ -399,7 +400,8 @@ class StepRunner:
                 "evidence_collected",
                 attempt=attempt,
                 step_status=status.value,
-                provides=list(job.evidence_ids),
+                provides=provides_of(evidence, job.evidence_ids),
+                id=evidence.id,
                 check=evidence.check,
                 source=evidence.source,
                 detail=dict(evidence.detail),

@@ -195,7 +195,9 @@ class GateSpec(_Model):
     threshold: Probability = 1.0
     criteria: list[GateCriterion | str] = Field(default_factory=list)
     require_verified: bool = Field(
-        default=False, description="Only evidence collected by the daemon itself counts."
+        default=False,
+        description="Only evidence collected by the daemon itself counts: an agent's claim "
+        "satisfies no requirement.",
     )
 
 
@@ -205,6 +207,12 @@ class EvidenceRequirement(_Model):
     id: Identifier
     description: str = ""
     verified: bool = Field(default=False, description="Must be collected by the daemon.")
+    kinds: list[str] = Field(
+        default_factory=list,
+        description="The kinds of daemon-collected evidence that satisfy it (an evidence "
+        "record's source: command, query, http, docker, redis, nvml, compose, state); empty: "
+        "any the declaring step's action collects. A claim counts only if it names this id.",
+    )
 
 
 class RollbackSpec(_Model):
