@@ -1,7 +1,9 @@
 """The ``orchestrator`` command line.
 
 Exit codes: 0 success; 1 a stream failed or was skipped (``run``), or a violation was found
-(``verify-log``); 2 an invalid plan or bad usage; 130 interrupted (Ctrl-C / SIGTERM).
+(``verify-log``); 2 an invalid plan or bad usage; 3 no daemon answers (daemon commands);
+4 refused: a stream's predicted success probability is below the plan's ``min_confidence``
+(``run``, ``submit``; ``--force`` runs it anyway); 130 interrupted (Ctrl-C / SIGTERM).
 Errors print as one clear message naming the place and the fix, never as a traceback.
 """
 
@@ -22,7 +24,7 @@ from agents.actions import builtin_registry
 from context_packages import render_package
 from orchestrator import analysis
 from orchestrator.cli_daemon import register
-from orchestrator.errors import OrchestratorError
+from orchestrator.errors import ConfidenceTooLow, OrchestratorError
 from orchestrator.events import JsonlSink, MemorySink
 from orchestrator.evidence_view import EvidenceReport, evidence_json, load_evidence, render_evidence
 from orchestrator.logging import configure_logging
@@ -147,7 +149,7 @@ def run(
         if problems:
             click.echo(f"plan {plan.plan} not run: " + "; ".join(problems), err=True)
             click.echo("(fix: --force to run it anyway, or lower min_confidence)", err=True)
-            sys.exit(2)
+            sys.exit(ConfidenceTooLow.exit_code)
     run_id = new_run_id()
     path = events_path or events_path_for(settings, run_id)
     click.echo(f"run {run_id}: plan {plan.plan}, events in {path}", err=True)

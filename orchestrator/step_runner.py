@@ -14,7 +14,7 @@ import enum
 import random
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -111,10 +111,17 @@ class StepJob:
 
 @dataclass(frozen=True, slots=True)
 class StepOutcome:
+    """A step's final status. ``queued_s``: seconds it waited for its slot, locks and GPUs
+    (over all attempts, lock-timeout re-queues included); ``service_s``: the rest of its
+    time from first queueing to the end (its attempts and their retry backoff). History
+    keeps them apart so that predictions do not count contention twice."""
+
     status: StepStatus
     reason: str
     attempts: int
     result: ActionResult | None = None
+    queued_s: float = 0.0
+    service_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +191,7 @@ class StepRunner:
         last_attempt = job.first_attempt + job.retries
         lock_waits = 0
         age_credit_s = 0.0
+        clock = _StepClock(anyio.current_time())
         while True:
             need = Need(
                 holder=f"{self.run_id}/{job.stream}/{job.step}",
@@ -213,11 +221,12 @@ class StepRunner:
                         on_queued()
                     gpus = await self._take_gpus(job, grant, log, attempt)
             except GpuError as exc:  # the grant has been given back
-                return self._without_gpu(job, attempt, exc, log)
+                return clock.stamp(self._without_gpu(job, attempt, exc, log))
             except LockWaitTimeout as exc:  # GpuWaitTimeout too: the grant was given back
                 lock_waits += 1
                 age_credit_s += exc.waited_s
                 delay = self.backoff_s(lock_waits)
+                clock.queued_s += exc.waited_s + delay
                 log.emit(
                     "step_retrying",
                     attempt=attempt,
@@ -231,11 +240,12 @@ class StepRunner:
                     await anyio.sleep(delay)
                 continue
             waited_s = anyio.current_time() - queued_at
+            clock.queued_s += waited_s
             outcome = await self._attempt(job, grant, gpus, attempt, waited_s, log, before_release)
             if outcome.status in (StepStatus.SUCCEEDED, StepStatus.CANCELLED):
-                return outcome
+                return clock.stamp(outcome)
             if attempt >= last_attempt:
-                return outcome
+                return clock.stamp(outcome)
             delay = self.backoff_s(attempt - job.first_attempt + 1)
             log.emit(
                 "step_retrying",
@@ -464,3 +474,16 @@ def _env_name(resource: str) -> str:
 async def _cancel_when_lost(grant: Grant, scope: anyio.CancelScope) -> None:
     await grant.lost.wait()
     scope.cancel()
+
+
+@dataclass(slots=True)
+class _StepClock:
+    """Splits a step's time into queueing and service (see :class:`StepOutcome`)."""
+
+    entered: float
+    queued_s: float = 0.0
+
+    def stamp(self, outcome: StepOutcome) -> StepOutcome:
+        total = anyio.current_time() - self.entered
+        queued = min(self.queued_s, total)
+        return replace(outcome, queued_s=round(queued, 6), service_s=round(total - queued, 6))

@@ -86,4 +86,6 @@ def history_record(row: Row, ts: Timestamp) -> HistoryRecord:
         duration_s=row[6],
         gate_confidence=row[7],
         finished_at=_required(ts, row[8]),
+        service_s=row[9],
+        queued_s=row[10],
     )

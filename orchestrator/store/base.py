@@ -127,6 +127,10 @@ class HistoryRecord:
     duration_s: float | None
     gate_confidence: float | None
     finished_at: datetime
+    #: The stream's longest chain of step service times, and its steps' queueing (caps,
+    #: locks, GPUs); None for verdicts recorded before they were (see service_time).
+    service_s: float | None = None
+    queued_s: float | None = None
 
 
 class RunStore(Protocol):

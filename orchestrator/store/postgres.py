@@ -398,6 +398,8 @@ async def _append(conn: Conn, run_id: str, events: Sequence[ParsedEvent]) -> int
         [h.started_at for h in history],
         [_text_or_none(h.signature) for h in history],
         [_text_or_none(h.methodology) for h in history],
+        [h.service_s for h in history],
+        [h.queued_s for h in history],
     )
     return int(count)
 

@@ -457,6 +457,8 @@ def _add_history(conn: sqlite3.Connection, run_id: str, patch: HistoryPatch) -> 
             patch.duration_s(started_at),
             patch.gate_confidence,
             iso(patch.finished_at),
+            patch.service_s,
+            patch.queued_s,
             run_id,
         ),
     )
