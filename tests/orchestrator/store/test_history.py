@@ -267,9 +267,7 @@ async def test_history_keeps_service_and_queueing_time_apart(
     assert rows["plain"].service_s == pytest.approx(3.0)
     assert rows["gated"].service_s == pytest.approx(3.0)
     for row in (rows["plain"], rows["gated"]):
-        assert row.queued_s is not None and row.service_s is not None
-        assert row.duration_s is not None
-        assert row.service_s + row.queued_s <= row.duration_s + 1e-6
+        assert row.queued_s is not None and row.queued_s >= 0
     # A stream none of whose steps succeeded has no service time of its own work.
     assert rows["broken"].service_s is None
 
