@@ -23,6 +23,7 @@ from rich.console import Console
 from agents.actions import builtin_registry
 from context_packages import render_package
 from orchestrator import analysis
+from orchestrator.calibration import calibrate, calibration_json, real_makespans, render_calibration
 from orchestrator.cli_daemon import register
 from orchestrator.errors import ConfidenceTooLow, OrchestratorError
 from orchestrator.events import JsonlSink, MemorySink
@@ -71,6 +72,18 @@ def _state_dir_option(func: F) -> F:
         type=click.Path(path_type=Path),
         default=None,
         help="Where runs and their event logs live (env ORCH_STATE_DIR).",
+    )(func)
+
+
+def _history_option(func: F) -> F:
+    return click.option(
+        "--history",
+        "history_scope",
+        type=click.Choice(analysis.HISTORY_SCOPES),
+        default="signature",
+        show_default=True,
+        help="Which recorded runs predictions rest on: every run of a stream's signature "
+        "(any plan), this plan's runs only, or none.",
     )(func)
 
 
@@ -124,6 +137,7 @@ def schema() -> None:
 @click.option("--lease-s", type=float, default=None, help="Redis lease period in seconds.")
 @click.option("--plain", is_flag=True, help="Plain progress lines even on a terminal.")
 @click.option("--force", is_flag=True, help="Run even below the plan's min_confidence.")
+@_history_option
 def run(
     plan_file: Path,
     events_path: Path | None,
@@ -132,6 +146,7 @@ def run(
     lease_s: float | None,
     plain: bool,
     force: bool,
+    history_scope: analysis.HistoryScope,
 ) -> None:
     """Run PLAN_FILE in this process with live progress; the exit code is the outcome."""
     settings = _settings(state_dir=state_dir, redis_url=redis_url, lease_s=lease_s)
@@ -142,7 +157,7 @@ def run(
         return
     if plan.min_confidence is not None and not force:
         try:
-            problems = anyio.run(_confidence_problems, settings, plan)
+            problems = anyio.run(_confidence_problems, settings, plan, history_scope)
         except OrchestratorError as exc:
             _fail(exc)
             return
@@ -217,10 +232,12 @@ async def _run(
     return result
 
 
-async def _confidence_problems(settings: Settings, plan: Plan) -> list[str]:
+async def _confidence_problems(
+    settings: Settings, plan: Plan, scope: analysis.HistoryScope
+) -> list[str]:
     """Streams whose predicted success probability is below the plan's min_confidence."""
     async with open_store(settings.store_url(), state_dir=settings.state_dir) as store:
-        history = await analysis.load_history(store, plan)
+        history = await analysis.load_history(store, plan, scope=scope)
     return analysis.check_min_confidence(plan, analysis.estimate_streams(plan, history))
 
 
@@ -325,30 +342,68 @@ def verify_log(event_files: tuple[Path, ...], as_json: bool) -> None:
 @click.argument("plan_file", type=click.Path(path_type=Path))
 @_state_dir_option
 @click.option("--json", "as_json", is_flag=True, help="Print the analysis as JSON.")
-def analyze_command(plan_file: Path, state_dir: Path | None, as_json: bool) -> None:
+@_history_option
+@click.option(
+    "--calibration",
+    is_flag=True,
+    help="Also score past predictions: Brier score, reliability table, real vs predicted "
+    "makespans.",
+)
+def analyze_command(
+    plan_file: Path,
+    state_dir: Path | None,
+    as_json: bool,
+    history_scope: analysis.HistoryScope,
+    calibration: bool,
+) -> None:
     """Print PLAN_FILE's strategic decision matrix: per stream its success probability (the
-    plan's estimate updated by recorded runs), risk, timeline, methodology and how many runs
-    it rests on; then the expected makespan and critical path under the plan's caps and
-    locks. Nothing runs."""
+    plan's estimate updated by recorded runs), predicted failure next to the plan's declared
+    risk, timeline, methodology and the history it rests on; then the expected makespan
+    (from service times) next to the last real one, and the critical path under the plan's
+    caps and locks. Nothing runs."""
     settings = _settings(state_dir=state_dir)
     try:
         plan = load_plan(plan_file)
-        history = anyio.run(_plan_history, settings, plan)
+        history, makespans = anyio.run(_plan_history, settings, plan, history_scope)
         result = analysis.analyze(
-            plan, history, aging_s=settings.aging_s, starve_after_s=settings.starve_after_s
+            plan,
+            history,
+            aging_s=settings.aging_s,
+            starve_after_s=settings.starve_after_s,
+            history_scope=history_scope,
+            last_run=makespans[0] if makespans else None,
         )
     except OrchestratorError as exc:
         _fail(exc)
         return
+    scored = (
+        calibrate(
+            plan,
+            history,
+            prior_weight=result.prior_weight,
+            predicted_makespan_s=result.schedule.makespan_s,
+            real_makespans=makespans,
+        )
+        if calibration
+        else None
+    )
     if as_json:
-        click.echo(json.dumps(analysis.analysis_json(result), indent=2))
+        document = analysis.analysis_json(result)
+        if scored is not None:
+            document["calibration"] = calibration_json(scored)
+        click.echo(json.dumps(document, indent=2))
     else:
         click.echo(analysis.render_analysis(result), nl=False)
+        if scored is not None:
+            click.echo(render_calibration(scored), nl=False)
 
 
-async def _plan_history(settings: Settings, plan: Plan) -> Mapping[str, list[HistoryRecord]]:
+async def _plan_history(
+    settings: Settings, plan: Plan, scope: analysis.HistoryScope
+) -> tuple[Mapping[str, list[HistoryRecord]], list[tuple[str, float]]]:
     async with open_store(settings.store_url(), state_dir=settings.state_dir) as store:
-        return await analysis.load_history(store, plan)
+        history = await analysis.load_history(store, plan, scope=scope)
+        return history, await real_makespans(store, plan)
 
 
 @cli.command()
