@@ -45,6 +45,7 @@ from orchestrator.verify import verify_event_files
 from streams.loader import load_plan
 from streams.markdown_import import decode_markdown, import_markdown
 from streams.model import Plan
+from streams.schema import schema_text
 
 __all__ = ["main"]
 
@@ -111,11 +112,8 @@ def validate(plan_file: Path) -> None:
 
 @cli.command()
 def schema() -> None:
-    """Print the plan file's JSON Schema (for editors: plan.schema.json)."""
-    document = Plan.model_json_schema(by_alias=True)
-    document["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    document["title"] = "Orchestrator phase plan"
-    click.echo(json.dumps(document, indent=2))
+    """Print the plan file's JSON Schema (the repository ships it as plan.schema.json)."""
+    click.echo(schema_text(), nl=False)
 
 
 @cli.command()

@@ -71,7 +71,7 @@ TimelineField = Annotated[Timeline, WithJsonSchema(_TIMELINE_SCHEMA, mode="valid
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, strict=True)
 
 
 class PlanDefaults(_Model):
