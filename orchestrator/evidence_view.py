@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator.errors import UsageError
+from orchestrator.step_output import StepOutput, step_output
 from orchestrator.store import RunStore
 
 __all__ = [
@@ -82,6 +83,7 @@ class EvidenceReport:
     evidence: tuple[EvidenceRecord, ...] = ()
     gates: tuple[GateRecord, ...] = ()
     streams: tuple[str, ...] = field(default=())  # in order of first appearance
+    outputs: tuple[StepOutput, ...] = ()  # every finished attempt's stdout/stderr tails
 
     def of_stream(self, stream: str) -> tuple[list[GateRecord], list[EvidenceRecord]]:
         return (
@@ -97,9 +99,14 @@ def evidence_from_events(
     evidence: list[EvidenceRecord] = []
     gates: list[GateRecord] = []
     streams: dict[str, None] = {}
+    outputs: list[StepOutput] = []
     for event in events:
         name = event.get("event")
         sid = event.get("stream")
+        output = step_output(event)
+        if output is not None and (stream is None or output.stream == stream):
+            outputs.append(output)
+            streams.setdefault(output.stream)
         if name not in ("evidence_collected", "gate_evaluated") or not isinstance(sid, str):
             continue
         if stream is not None and sid != stream:
@@ -109,7 +116,9 @@ def evidence_from_events(
             evidence.append(_evidence(event, sid))
         else:
             gates.append(_gate(event, sid))
-    return EvidenceReport(run_id, stream, tuple(evidence), tuple(gates), tuple(streams))
+    return EvidenceReport(
+        run_id, stream, tuple(evidence), tuple(gates), tuple(streams), tuple(outputs)
+    )
 
 
 async def load_evidence(
@@ -156,9 +165,25 @@ def render_evidence(report: EvidenceReport, *, excerpt_lines: int = 5) -> str:
             lines += _gate_lines(gate)
         for record in evidence:
             lines += _evidence_lines(record, excerpt_lines)
+        for output in report.outputs:
+            if output.stream == stream:
+                lines += _output_lines(output, excerpt_lines)
     if not report.streams:
         lines.append("no evidence was collected and no gate was evaluated")
     return "\n".join(lines) + "\n"
+
+
+def _output_lines(output: StepOutput, tail_lines: int) -> list[str]:
+    if not output.stdout_tail and not output.stderr_tail:
+        return []
+    about = [f"attempt {output.attempt}" if output.attempt is not None else "", output.status]
+    lines = [f"  output of step {output.step} ({', '.join(a for a in about if a)})"]
+    for name, text in (("stdout", output.stdout_tail), ("stderr", output.stderr_tail)):
+        shown = text.rstrip("\n").splitlines()[-tail_lines:]
+        if shown:
+            lines.append(f"    {name}:   | {shown[0]}")
+            lines += [f"              | {line}" for line in shown[1:]]
+    return lines
 
 
 def evidence_json(report: EvidenceReport) -> dict[str, Any]:
@@ -202,6 +227,21 @@ def evidence_json(report: EvidenceReport) -> dict[str, Any]:
                 "evidence": [dict(r) for r in g.requirements],
             }
             for g in report.gates
+        ],
+        "outputs": [
+            {
+                "seq": o.seq,
+                "ts": o.ts,
+                "stream": o.stream,
+                "step": o.step,
+                "attempt": o.attempt,
+                "status": o.status,
+                "phase": o.phase,
+                "stdout_tail": o.stdout_tail,
+                "stderr_tail": o.stderr_tail,
+                "output_bytes": o.output_bytes,
+            }
+            for o in report.outputs
         ],
     }
 

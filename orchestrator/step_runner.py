@@ -30,6 +30,7 @@ from orchestrator.errors import ActionFailed, CoordinationError, LockWaitTimeout
 from orchestrator.events import EventLog
 from orchestrator.evidence_match import provides_of
 from orchestrator.gpus import GpuAllocator, GpuError, GpuUnavailable, cuda_env
+from orchestrator.step_output import output_fields
 
 __all__ = [
     "Drain",
@@ -386,8 +387,7 @@ class StepRunner:
                     output_bytes=result.output_bytes,
                     undo_available=result.undo is not None,
                 )
-                if status is not StepStatus.SUCCEEDED and result.output:
-                    fields["output_tail"] = result.output[-2000:]
+                fields.update(output_fields(result.output))  # every step's, kept
             log.emit("step_finished", **fields)
             if result is not None:
                 self._record_evidence(job, attempt, status, result, log)

@@ -146,6 +146,7 @@ STEPS = (
     "ORDER BY s.position NULLS LAST, st.stream, st.first_seq"
 )
 READ_EVENTS = "SELECT body FROM events WHERE run_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"
+STEP_FINISHED = "SELECT body FROM events WHERE run_id = $1 AND event = 'step_finished' ORDER BY seq"
 
 HISTORY = """
 SELECT signature, run_id, stream, plan, methodology, status, duration_s, gate_confidence,

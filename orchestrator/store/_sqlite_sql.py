@@ -103,6 +103,7 @@ STEPS = (
     "ORDER BY s.position NULLS LAST, st.stream, st.first_seq"
 )
 READ_EVENTS = "SELECT body FROM events WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?"
+STEP_FINISHED = "SELECT body FROM events WHERE run_id = ? AND event = 'step_finished' ORDER BY seq"
 
 
 def history_query(signatures: int) -> str:

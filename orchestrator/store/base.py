@@ -23,7 +23,10 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal, Protocol, get_args
+from typing import TYPE_CHECKING, Any, Literal, Protocol, get_args
+
+if TYPE_CHECKING:
+    from orchestrator.step_output import StepOutput
 
 __all__ = [
     "FINISHED_STATUSES",
@@ -202,6 +205,14 @@ class RunStore(Protocol):
         self, run_id: str, *, after_seq: int = 0, limit: int = 1000
     ) -> list[dict[str, Any]]:
         """Up to ``limit`` events with ``seq > after_seq``, in ``seq`` order, as emitted."""
+        ...
+
+    async def step_outputs(
+        self, run_id: str, *, stream: str | None = None, step: str | None = None
+    ) -> list[StepOutput]:
+        """The stdout/stderr tails of every finished attempt of the run's steps (of
+        ``stream`` and ``step`` only, if given), in the order they finished; ``[]`` for an
+        unknown run."""
         ...
 
     async def stream_history(

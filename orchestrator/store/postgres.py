@@ -29,10 +29,17 @@ import anyio
 import asyncpg
 import orjson
 
+from orchestrator.step_output import StepOutput
 from orchestrator.store import _postgres_sql as sql
 from orchestrator.store._derive import Derived, ParsedEvent, as_utc, derive, parse_events
 from orchestrator.store._dsn import dsn_secrets, redact_dsn, scrub
-from orchestrator.store._records import history_record, run_record, step_record, stream_record
+from orchestrator.store._records import (
+    history_record,
+    run_record,
+    select_outputs,
+    step_record,
+    stream_record,
+)
 from orchestrator.store.base import (
     FINISHED_STATUSES,
     UNFINISHED_STATUSES,
@@ -286,6 +293,12 @@ class PostgresStore:
             lambda conn: conn.fetch(sql.READ_EVENTS, run_id, after_seq, max(0, limit))
         )
         return [_event_dict(orjson.loads(row[0])) for row in rows]
+
+    async def step_outputs(
+        self, run_id: str, *, stream: str | None = None, step: str | None = None
+    ) -> list[StepOutput]:
+        rows = await self._run(lambda conn: conn.fetch(sql.STEP_FINISHED, run_id))
+        return select_outputs((orjson.loads(r[0]) for r in rows), stream, step)
 
     async def stream_history(
         self, signatures: Collection[str], *, limit: int = 1000
