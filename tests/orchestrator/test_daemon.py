@@ -368,7 +368,7 @@ streams:
      steps: [{id: x, agent: a, action: sleep, with: {seconds: 0}}]}
 """)
     refused = sqlite_daemon.cli("submit", str(plan))
-    assert refused.returncode == 2 and refused.stdout == ""
+    assert refused.returncode == 4 and refused.stdout == ""  # refused, not invalid (2)
     assert "stream risky: predicted success probability 50%" in refused.stderr
     assert "--force" in refused.stderr
     forced = sqlite_daemon.cli("submit", str(plan), "--force", "--wait")
