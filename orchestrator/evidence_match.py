@@ -84,7 +84,7 @@ def _find(
     requirement: EvidenceRequirement, stream: StreamSpec, completed: Completed, verified_only: bool
 ) -> RequirementFinding:
     rid = requirement.id
-    providers = [(s, o) for s, o in completed if rid in s.evidence and o is not None]
+    providers = [(s, o) for s, o in completed if rid in s.evidence]
     if not providers:
         declared = [s.id for s in stream.steps if rid in s.evidence]
         why = (

@@ -11,9 +11,12 @@ from typing import Any
 
 import anyio
 
+from agents.base import ActionResult, Evidence
+from orchestrator.evidence_match import match_requirements, provides_of
 from orchestrator.evidence_view import evidence_from_events, render_evidence
 from orchestrator.scheduler import StreamStatus
-from streams.model import Plan
+from orchestrator.step_runner import StepOutcome, StepStatus
+from streams.model import Plan, StreamSpec
 from tests.helpers import events_named, run_plan
 
 REQUIREMENTS = [
@@ -203,3 +206,57 @@ def test_the_gate_event_round_trips_through_the_evidence_view(tmp_path: Path) ->
             "source": "agent",
         }
     )
+
+
+def _outcome(*records: Evidence) -> StepOutcome:
+    result = ActionResult(ok=True, summary="ok", evidence=records)
+    return StepOutcome(StepStatus.SUCCEEDED, "ok", 1, result)
+
+
+def test_matching_rules_one_by_one() -> None:
+    spec = StreamSpec.model_validate(
+        {
+            "id": "s",
+            "team": ["w"],
+            "steps": [{"id": "a", "agent": "w", "action": "x", "evidence": ["r1", "r2", "r3"]}],
+            "evidence": [
+                {"id": "r1", "kinds": ["docker"]},
+                {"id": "r2"},
+                {"id": "r3", "verified": True},
+            ],
+        }
+    )
+    step = spec.steps[0]
+    claim_r3 = Evidence(check="says r3", source="agent", verified=False, id="r3")
+    tagged_other = Evidence(check="for r2 only", source="docker", id="r2")
+    command = Evidence(check="ran it", source="command")
+    found = {
+        f.requirement: f
+        for f in match_requirements(spec, [(step, _outcome(claim_r3, tagged_other, command))])
+    }
+    # r1 wants docker evidence: the docker record names r2, the command one is the wrong kind.
+    assert not found["r1"].satisfied
+    # r2: the record that names it, and (unnamed, any kind) the command's; named comes first.
+    assert (found["r2"].satisfied, found["r2"].check) == (True, "for r2 only")
+    # r3 needs verified evidence: a claim naming it is not enough; the unnamed verified
+    # command record counts (r3 lists no kinds).
+    assert (found["r3"].satisfied, found["r3"].verified, found["r3"].check) == (
+        True,
+        True,
+        "ran it",
+    )
+    assert provides_of(claim_r3, ["r3"]) == ["r3"] and provides_of(claim_r3, ["r1"]) == []
+    assert provides_of(command, ["r1", "r2"]) == ["r1", "r2"]
+
+
+def test_a_step_that_succeeded_before_a_resume_is_not_called_unsuccessful() -> None:
+    spec = StreamSpec.model_validate(
+        {
+            "id": "s",
+            "team": ["w"],
+            "steps": [{"id": "a", "agent": "w", "action": "x", "evidence": ["r"]}],
+            "evidence": [{"id": "r"}],
+        }
+    )
+    (finding,) = match_requirements(spec, [(spec.steps[0], None)])
+    assert not finding.satisfied and finding.why == "step a collected none"
