@@ -8,14 +8,17 @@ them: the Brier score (mean squared difference; 0 is perfect, 0.25 is what alway
 50% earns) and a reliability table by predicted-probability bucket (how many predictions,
 their mean, and the share that succeeded: a calibrated predictor has the two close).
 
-Makespans: today's predicted makespan next to each recorded real makespan of the plan's
-finished runs (started to finished), with their ratio and the mean absolute error.
+Makespans: for each of the plan's finished runs, its real makespan (started to finished)
+next to the makespan the analysis predicts for the plan from the history recorded *before
+that run started*, with their ratio and the mean absolute error; and today's prediction.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from orchestrator._analysis_beta import posterior
@@ -27,6 +30,7 @@ __all__ = [
     "Bucket",
     "Calibration",
     "Prediction",
+    "RealRun",
     "calibrate",
     "calibration_json",
     "real_makespans",
@@ -48,6 +52,16 @@ class Prediction:
 
 
 @dataclass(frozen=True, slots=True)
+class RealRun:
+    """A finished run of the plan: its real makespan, and the one predicted before it."""
+
+    run_id: str
+    started_at: datetime
+    real_s: float
+    predicted_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Bucket:
     """Predictions with ``low <= p < high``: how many, their mean, the share that succeeded."""
 
@@ -64,14 +78,12 @@ class Calibration:
     brier: float | None
     buckets: tuple[Bucket, ...]
     predicted_makespan_s: float
-    real_makespans: tuple[tuple[str, float], ...]  # (run id, seconds), newest first
+    runs: tuple[RealRun, ...]  # newest first
 
     @property
     def makespan_mae_s(self) -> float | None:
-        if not self.real_makespans:
-            return None
-        errors = [abs(self.predicted_makespan_s - real) for _, real in self.real_makespans]
-        return sum(errors) / len(errors)
+        errors = [abs(r.predicted_s - r.real_s) for r in self.runs if r.predicted_s is not None]
+        return sum(errors) / len(errors) if errors else None
 
 
 def calibrate(
@@ -80,9 +92,12 @@ def calibrate(
     *,
     prior_weight: float,
     predicted_makespan_s: float,
-    real_makespans: Sequence[tuple[str, float]] = (),
+    runs: Sequence[RealRun] = (),
+    makespan_for: Callable[[Mapping[str, Sequence[HistoryRecord]]], float] | None = None,
 ) -> Calibration:
-    """Score the predictions the analysis would have made for ``history``."""
+    """Score the predictions the analysis would have made for ``history``; with
+    ``makespan_for`` (history -> predicted makespan), each run's makespan is predicted from
+    the history recorded before it started."""
     predictions: list[Prediction] = []
     for stream in plan.streams:
         records = sorted(
@@ -105,8 +120,21 @@ def calibrate(
         brier=brier,
         buckets=_buckets(predictions),
         predicted_makespan_s=predicted_makespan_s,
-        real_makespans=tuple(real_makespans),
+        runs=tuple(
+            run
+            if makespan_for is None
+            else dataclasses.replace(run, predicted_s=makespan_for(_before(history, run)))
+            for run in runs
+        ),
     )
+
+
+def _before(
+    history: Mapping[str, Sequence[HistoryRecord]], run: RealRun
+) -> dict[str, list[HistoryRecord]]:
+    return {
+        sig: [r for r in rows if r.finished_at < run.started_at] for sig, rows in history.items()
+    }
 
 
 def _buckets(predictions: Sequence[Prediction]) -> tuple[Bucket, ...]:
@@ -127,14 +155,15 @@ def _buckets(predictions: Sequence[Prediction]) -> tuple[Bucket, ...]:
 
 async def real_makespans(
     store: RunStore, plan: Plan, *, limit: int = 20, look_back: int = 500
-) -> list[tuple[str, float]]:
-    """Up to ``limit`` real makespans of ``plan``'s runs that succeeded or failed (cancelled
-    and interrupted runs did not run their course), newest first. Raises StoreError."""
-    found: list[tuple[str, float]] = []
+) -> list[RealRun]:
+    """Up to ``limit`` of ``plan``'s runs that succeeded or failed (cancelled and
+    interrupted runs did not run their course), newest first. Raises StoreError."""
+    found: list[RealRun] = []
     for run in await store.list_runs(limit=look_back, statuses=("succeeded", "failed")):
         if run.plan != plan.plan or run.started_at is None or run.finished_at is None:
             continue
-        found.append((run.run_id, (run.finished_at - run.started_at).total_seconds()))
+        real_s = (run.finished_at - run.started_at).total_seconds()
+        found.append(RealRun(run.run_id, run.started_at, real_s))
         if len(found) >= limit:
             break
     return found
@@ -158,17 +187,21 @@ def render_calibration(calibration: Calibration) -> str:
             for b in calibration.buckets
         ]
     predicted = format_span(calibration.predicted_makespan_s)
-    if not calibration.real_makespans:
+    if not calibration.runs:
         lines.append(f"  Makespan: predicted {predicted}; no finished runs of this plan yet")
     else:
-        mae = calibration.makespan_mae_s or 0.0
+        mae = calibration.makespan_mae_s
+        error = f"; mean absolute error {format_span(mae)}" if mae is not None else ""
         lines.append(
-            f"  Makespan: predicted {predicted}; mean absolute error {format_span(mae)} "
-            f"over {len(calibration.real_makespans)} real run(s):"
+            f"  Makespan: predicted {predicted} now{error} over {len(calibration.runs)} "
+            "real run(s), each predicted from the history before it:"
         )
-        for run_id, real in calibration.real_makespans:
-            ratio = calibration.predicted_makespan_s / real if real > 0 else float("inf")
-            lines.append(f"    {run_id}  real {format_span(real)}  predicted/real {ratio:.2f}")
+        for run in calibration.runs:
+            line = f"    {run.run_id}  real {format_span(run.real_s)}"
+            if run.predicted_s is not None:
+                ratio = run.predicted_s / run.real_s if run.real_s > 0 else float("inf")
+                line += f"  predicted {format_span(run.predicted_s)}  predicted/real {ratio:.2f}"
+            lines.append(line)
     return "\n".join(lines) + "\n"
 
 
@@ -187,8 +220,14 @@ def calibration_json(calibration: Calibration) -> dict[str, Any]:
             for b in calibration.buckets
         ],
         "predicted_makespan_s": calibration.predicted_makespan_s,
-        "real_makespans": [
-            {"run_id": run_id, "makespan_s": real} for run_id, real in calibration.real_makespans
+        "runs": [
+            {
+                "run_id": r.run_id,
+                "started_at": r.started_at.isoformat(),
+                "real_makespan_s": r.real_s,
+                "predicted_makespan_s": r.predicted_s,
+            }
+            for r in calibration.runs
         ],
         "makespan_mae_s": calibration.makespan_mae_s,
     }

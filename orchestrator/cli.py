@@ -23,7 +23,13 @@ from rich.console import Console
 from agents.actions import builtin_registry
 from context_packages import render_package
 from orchestrator import analysis
-from orchestrator.calibration import calibrate, calibration_json, real_makespans, render_calibration
+from orchestrator.calibration import (
+    RealRun,
+    calibrate,
+    calibration_json,
+    real_makespans,
+    render_calibration,
+)
 from orchestrator.cli_daemon import register
 from orchestrator.errors import ConfidenceTooLow, OrchestratorError
 from orchestrator.events import JsonlSink, MemorySink
@@ -369,7 +375,7 @@ def analyze_command(
             aging_s=settings.aging_s,
             starve_after_s=settings.starve_after_s,
             history_scope=history_scope,
-            last_run=makespans[0] if makespans else None,
+            last_run=(makespans[0].run_id, makespans[0].real_s) if makespans else None,
         )
     except OrchestratorError as exc:
         _fail(exc)
@@ -380,7 +386,12 @@ def analyze_command(
             history,
             prior_weight=result.prior_weight,
             predicted_makespan_s=result.schedule.makespan_s,
-            real_makespans=makespans,
+            runs=makespans,
+            makespan_for=lambda before: (
+                analysis.analyze(
+                    plan, before, aging_s=settings.aging_s, starve_after_s=settings.starve_after_s
+                ).schedule.makespan_s
+            ),
         )
         if calibration
         else None
@@ -398,7 +409,7 @@ def analyze_command(
 
 async def _plan_history(
     settings: Settings, plan: Plan, scope: analysis.HistoryScope
-) -> tuple[Mapping[str, list[HistoryRecord]], list[tuple[str, float]]]:
+) -> tuple[Mapping[str, list[HistoryRecord]], list[RealRun]]:
     async with open_store(settings.store_url(), state_dir=settings.state_dir) as store:
         history = await analysis.load_history(store, plan, scope=scope)
         return history, await real_makespans(store, plan)

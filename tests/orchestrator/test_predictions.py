@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ import pytest
 
 from agents import builtin_registry
 from orchestrator.analysis import analyze, estimate_streams, load_history
-from orchestrator.calibration import calibrate, render_calibration
+from orchestrator.calibration import RealRun, calibrate, render_calibration
 from orchestrator.coordination import InProcessCoordinator
 from orchestrator.events import EventLog, MemorySink
 from orchestrator.scheduler import RunStatus, Scheduler
@@ -117,13 +118,24 @@ def test_calibration_scores_each_verdict_by_the_prediction_made_before_it() -> N
         [stream("a", [sleep_step("w")], success_probability=0.5)], caps={"light": None}
     )
     sig = plan.streams[0].signature()
-    history = {sig: _verdicts(plan, "a", "ssf", plan_name="test")}
+    history = {sig: _verdicts(plan, "a", "ssf", plan_name="test")}  # Nov 1, 2, 3
+    runs = [
+        RealRun("r2", datetime(2026, 11, 3, 12, tzinfo=UTC), 2.0),
+        RealRun("r1", datetime(2026, 11, 1, 12, tzinfo=UTC), 4.0),
+    ]
+    seen: list[int] = []
+
+    def makespan_for(before: Mapping[str, Sequence[HistoryRecord]]) -> float:
+        seen.append(len(before[sig]))
+        return 3.0
+
     scored = calibrate(
         plan,
         history,
         prior_weight=2.0,
         predicted_makespan_s=3.0,
-        real_makespans=[("r2", 2.0), ("r1", 4.0)],
+        runs=runs,
+        makespan_for=makespan_for,
     )
     # Beta(1, 1) -> predicts 1/2, then (1+1)/3 = 2/3, then (1+2)/4 = 3/4.
     assert [p.predicted for p in scored.predictions] == pytest.approx([0.5, 2 / 3, 0.75])
@@ -134,10 +146,11 @@ def test_calibration_scores_each_verdict_by_the_prediction_made_before_it() -> N
         (0.6, 1, 1.0),
         (0.7, 1, 0.0),
     ]
+    assert seen == [3, 1]  # each run's prediction saw only the verdicts before it started
     assert scored.makespan_mae_s == pytest.approx(1.0)
     text = render_calibration(scored)
     assert f"Brier score: {expected:.3f} over 3 verdicts" in text
-    assert "r1  real 4s  predicted/real 0.75" in text
+    assert "r1  real 4s  predicted 3s  predicted/real 0.75" in text
 
 
 def test_history_scope_and_what_a_prediction_rests_on() -> None:
@@ -206,3 +219,14 @@ def test_a_refusal_by_min_confidence_exits_4_not_2(tmp_path: Path) -> None:
     assert "Traceback" not in refused.stderr
     forced = _cli("run", str(plan), "--plain", "--force", state=tmp_path)
     assert forced.returncode == 0, forced.stderr
+
+    # The run it was forced into is history now: analyze names it and scores it.
+    shown = _cli("analyze", str(plan), "--calibration", state=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert "  s: runs of plan doubtful, " in shown.stdout
+    assert "Last real makespan: " in shown.stdout
+    assert "Brier score: 0.250 over 1 verdict " in shown.stdout  # predicted 50%, succeeded
+    data = json.loads(_cli("analyze", str(plan), "--json", "--calibration", state=tmp_path).stdout)
+    (only,) = data["calibration"]["runs"]
+    assert data["last_run"]["run_id"] == only["run_id"]
+    assert only["predicted_makespan_s"] == 0.0  # a 0 s sleep, predicted from no history
