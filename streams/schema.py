@@ -94,7 +94,8 @@ def plan_schema() -> dict[str, Any]:
     defs: dict[str, dict[str, Any]] = document["$defs"]
     for owner in ("StreamSpec", "RollbackSpec"):
         steps = defs[owner]["properties"]["steps"]
-        steps["items"] = {"anyOf": [steps["items"], _SENTENCE]}
+        # if/then/else, not anyOf: a wrong step object is reported at its own key.
+        steps["items"] = {"if": {"type": "string"}, "then": _SENTENCE, "else": steps["items"]}
     for name, definition in [("Plan", document), *defs.items()]:
         for prop, spec in definition.get("properties", {}).items():
             if "description" not in spec:
