@@ -72,6 +72,8 @@ class SubmitParams(_Params):
     plan_text: str = Field(max_length=16 * 1024 * 1024)
     plan_path: str = Field(default="<submitted plan>", max_length=4096)
     force: bool = False
+    #: Which history the min_confidence check rests on (see orchestrator.analysis).
+    history: Literal["signature", "plan", "none"] = "signature"
 
 
 class RunsListParams(_Params):

@@ -116,10 +116,10 @@ class StepRecord:
 @dataclass(frozen=True, slots=True)
 class HistoryRecord:
     """One past verdict of a stream: ``status`` ``succeeded`` or ``failed`` (skipped and
-    cancelled streams, and streams failed by a daemon stop under a step, are not history), ``duration_s`` from its ``stream_started`` to its
-    ``stream_finished`` (queueing, its gate and any rollback included; None if its start is
-    unknown; for a resumed stream, since the resume), and its gate's ``confidence`` if it
-    had a gate."""
+    cancelled streams, and streams failed by a daemon stop under a step, are not history),
+    ``duration_s`` from its ``stream_started`` to its ``stream_finished`` (queueing, its
+    gate and any rollback included; None if its start is unknown; for a resumed stream,
+    since the resume), and its gate's ``confidence`` if it had a gate."""
 
     signature: str
     run_id: str

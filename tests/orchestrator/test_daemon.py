@@ -373,3 +373,8 @@ streams:
     assert "--force" in refused.stderr
     forced = sqlite_daemon.cli("submit", str(plan), "--force", "--wait")
     assert forced.returncode == 0, forced.stderr
+    # The check says which history it rests on, scoped as asked.
+    own = sqlite_daemon.cli("submit", str(plan), "--history", "plan")
+    assert own.returncode == 4 and "1 succeeded, 0 failed; runs of plan shaky" in own.stderr
+    none = sqlite_daemon.cli("submit", str(plan), "--history", "none")
+    assert none.returncode == 4 and "the plan's 50%, and no recorded runs" in none.stderr
