@@ -313,7 +313,8 @@ class _Material:
             f"({actions}); leave other agents' steps to them.",
             "- **Locks**: Touch a shared resource only in a step that holds its lock.",
             "- **Evidence Requirements**: Provide concrete proof for each evidence item your "
-            "steps name; a step without its evidence does not count as done.",
+            "steps name, naming the item by its id; proof that names no item, or another, "
+            "counts for none, and a step without its evidence does not count as done.",
         ]
         return Section("Coordination Instructions", "\n".join(lines), CutPriority.INSTRUCTIONS)
 

@@ -2,10 +2,13 @@
 
 The table follows the users' phase documents::
 
-    Focus Area             Success Probability  Risk         Timeline           Methodology  Runs
-    Redis Authentication   95% (78-100%)        Low (5%)     15m-30m (plan)     patch        0
+    Focus Area            Success Probability  Predicted Failure  Declared Risk  Timeline ...
+    Redis Authentication  95% (78-100%)        Low (5%)           Low (15%)      15m-30m (plan)
 
-then the average success probability, the expected makespan and the critical path.
+"Predicted Failure" is 1 - p, from the plan's estimate and its history; "Declared Risk" is
+what the plan's author declared (``risk_level`` and ``risk``), shown as written. Then which
+history the prediction rests on, the average success probability, the expected makespan
+(next to the plan's last real one) and the critical path.
 """
 
 from __future__ import annotations
@@ -15,9 +18,29 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from orchestrator.analysis import PlanAnalysis, StreamEstimate, TimelineEstimate
 
-__all__ = ["analysis_json", "format_span", "render_analysis", "risk_level"]
+__all__ = [
+    "analysis_json",
+    "declared_risk",
+    "format_span",
+    "history_basis",
+    "render_analysis",
+    "risk_level",
+]
 
-_HEADERS = ("Focus Area", "Success Probability", "Risk", "Timeline", "Methodology", "Runs")
+_HEADERS = (
+    "Focus Area",
+    "Success Probability",
+    "Predicted Failure",
+    "Declared Risk",
+    "Timeline",
+    "Methodology",
+    "Runs",
+)
+_SCOPES = {
+    "signature": "every recorded run of each stream's signature (any plan)",
+    "plan": "this plan's own recorded runs",
+    "none": "no recorded runs (the plan's own estimates only)",
+}
 
 
 def risk_level(risk: float) -> str:
@@ -47,12 +70,35 @@ def _timeline(timeline: TimelineEstimate) -> str:
     return f"{format_span(timeline.expected_s)}, p90 {format_span(timeline.high_s)}"
 
 
+def history_basis(estimate: StreamEstimate) -> str:
+    """Which history a stream's estimate rests on: its plans and dates."""
+    if not estimate.runs or estimate.first_at is None or estimate.last_at is None:
+        return "no recorded runs"
+    plans = ", ".join(estimate.plans)
+    first, last = estimate.first_at.date().isoformat(), estimate.last_at.date().isoformat()
+    dates = first if first == last else f"{first}..{last}"
+    return f"runs of plan{'s' if len(estimate.plans) > 1 else ''} {plans}, {dates}"
+
+
+def declared_risk(s: StreamEstimate) -> str:
+    """The plan's declared risk: its ``risk_level`` and ``risk`` (``Low (15%)``); a ``risk``
+    alone gets its level from the same bands as the prediction; ``-`` when none."""
+    level = s.declared_risk_level.capitalize() if s.declared_risk_level else None
+    if level is None and s.declared_risk is not None:
+        level = risk_level(s.declared_risk)
+    pct = f"{s.declared_risk:.0%}" if s.declared_risk is not None else None
+    if level and pct:
+        return f"{level} ({pct})"
+    return level or pct or "-"
+
+
 def _row(s: StreamEstimate) -> tuple[str, ...]:
     low, high = s.interval()
     return (
         s.title,
         f"{s.p:.0%} ({low:.0%}-{high:.0%})",
         f"{risk_level(s.risk)} ({s.risk:.0%})",
+        declared_risk(s),
         _timeline(s.timeline),
         s.methodology or "-",
         str(s.runs),
@@ -70,11 +116,16 @@ def render_analysis(analysis: PlanAnalysis) -> str:
     schedule = analysis.schedule
     lines += [
         "",
+        f"History: {_SCOPES[analysis.history_scope]} (--history plan|signature|none)",
+        *(f"  {s.stream}: {history_basis(s)}" for s in analysis.streams if s.runs),
         f"Average success probability: {analysis.average_p:.0%}",
         f"Expected makespan: {format_span(schedule.makespan_s)} "
-        "(parallel streams under the plan's caps and locks)",
-        "Critical path:",
+        "(parallel streams under the plan's caps and locks, from service times)",
     ]
+    if analysis.last_run is not None:
+        run_id, real_s = analysis.last_run
+        lines.append(f"Last real makespan: {format_span(real_s)} (run {run_id})")
+    lines.append("Critical path:")
     path = [
         (
             f"{step.stream}/{step.step}",
@@ -124,6 +175,13 @@ def analysis_json(analysis: PlanAnalysis) -> dict[str, Any]:
                 "interval_90": [low, high],
                 "risk": s.risk,
                 "risk_level": risk_level(s.risk),
+                "declared_risk": s.declared_risk,
+                "declared_risk_level": s.declared_risk_level,
+                "history": {
+                    "plans": list(s.plans),
+                    "first_at": s.first_at.isoformat() if s.first_at else None,
+                    "last_at": s.last_at.isoformat() if s.last_at else None,
+                },
                 "prior": s.prior_p,
                 "alpha": float(s.posterior.alpha),
                 "beta": float(s.posterior.beta),
@@ -145,6 +203,12 @@ def analysis_json(analysis: PlanAnalysis) -> dict[str, Any]:
         "streams": streams,
         "average_success_probability": analysis.average_p,
         "makespan_s": schedule.makespan_s,
+        "history_scope": analysis.history_scope,
+        "last_run": (
+            {"run_id": analysis.last_run[0], "makespan_s": analysis.last_run[1]}
+            if analysis.last_run
+            else None
+        ),
         "critical_path": [
             {
                 "stream": p.stream,

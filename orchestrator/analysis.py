@@ -8,9 +8,16 @@ methodology and actions, so history accumulates across runs and plans):
   every recorded success and failure (see :mod:`orchestrator._analysis_beta`); with a 90%
   credible interval. A stream without a ``success_probability`` starts from Beta(1, 1).
 - ``risk`` = 1 - p.
-- a timeline estimate: the median and 90th percentile of the durations of its successful
-  runs (a failure stops early and would understate the time); else the plan's timeline
+- a timeline estimate: the median and 90th percentile of the *service times* of its
+  successful runs (the longest chain of its steps' own times, without waiting for caps,
+  locks or GPUs: see :mod:`orchestrator.service_time`; the wall time for verdicts recorded
+  before service times were), since the simulation adds the waiting itself and would count
+  it twice; a failure stops early and would understate the time. Else the plan's timeline
   (expected, limit); else the durations of its failed runs; else unknown.
+- what the prediction rests on: the plans, runs and dates of those records. The history
+  can be scoped (:data:`HistoryScope`): by stream signature across plans (the default),
+  to this plan's own runs, or none. Cancelled, skipped and crash-interrupted streams are
+  never history (see :mod:`orchestrator.store._derive`).
 - its methodology and how many recorded runs the estimate rests on.
 
 Then the plan's expected parallel makespan and critical path under its caps and locks: the
@@ -25,17 +32,20 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Literal
 
 from orchestrator._analysis_beta import Beta, beta_cdf, posterior
-from orchestrator._analysis_render import analysis_json, render_analysis
+from orchestrator._analysis_render import analysis_json, history_basis, render_analysis
 from orchestrator._analysis_sim import PathStep, Schedule, StepTiming, simulate
 from orchestrator.store import HistoryRecord, RunStore
 from streams.model import Plan, StreamSpec
 
 __all__ = [
     "DEFAULT_PRIOR_WEIGHT",
+    "HISTORY_SCOPES",
     "Beta",
+    "HistoryScope",
     "PathStep",
     "PlanAnalysis",
     "Schedule",
@@ -52,6 +62,11 @@ __all__ = [
     "posterior",
     "render_analysis",
 ]
+
+#: Which history a prediction rests on: every recorded run of a stream with the same
+#: signature (any plan), only this plan's runs, or none (the plan's own estimates alone).
+HistoryScope = Literal["signature", "plan", "none"]
+HISTORY_SCOPES: tuple[HistoryScope, ...] = ("signature", "plan", "none")
 
 #: How many runs a plan's own ``success_probability`` counts as.
 DEFAULT_PRIOR_WEIGHT = 4.0
@@ -84,6 +99,12 @@ class StreamEstimate:
     failures: int
     posterior: Beta
     timeline: TimelineEstimate
+    #: The history it rests on: the plans and runs of its records, first and last date.
+    plans: tuple[str, ...] = ()
+    first_at: datetime | None = None
+    last_at: datetime | None = None
+    declared_risk: float | None = None
+    declared_risk_level: str | None = None
 
     @property
     def p(self) -> float:
@@ -112,6 +133,9 @@ class PlanAnalysis:
     streams: tuple[StreamEstimate, ...]
     schedule: Schedule
     problems: tuple[str, ...]
+    history_scope: HistoryScope = "signature"
+    #: The plan's last finished run: (run id, its real makespan in seconds), if any.
+    last_run: tuple[str, float] | None = None
 
     @property
     def average_p(self) -> float:
@@ -119,10 +143,18 @@ class PlanAnalysis:
 
 
 async def load_history(
-    store: RunStore, plan: Plan, *, limit: int = 1000
+    store: RunStore, plan: Plan, *, limit: int = 1000, scope: HistoryScope = "signature"
 ) -> Mapping[str, list[HistoryRecord]]:
-    """The recorded history of every stream of ``plan``, by signature. Raises StoreError."""
-    return await store.stream_history([s.signature() for s in plan.streams], limit=limit)
+    """The recorded history of every stream of ``plan``, by signature, in ``scope``: all
+    runs of the signature, only those of a plan of the same name, or none. Raises
+    StoreError."""
+    signatures = [s.signature() for s in plan.streams]
+    if scope == "none":
+        return {sig: [] for sig in signatures}
+    found = await store.stream_history(signatures, limit=limit)
+    if scope == "plan":
+        return {sig: [r for r in rows if r.plan == plan.plan] for sig, rows in found.items()}
+    return found
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -157,6 +189,8 @@ def analyze(
     prior_weight: float = DEFAULT_PRIOR_WEIGHT,
     aging_s: float = 30.0,
     starve_after_s: float = 120.0,
+    history_scope: HistoryScope = "signature",
+    last_run: tuple[str, float] | None = None,
 ) -> PlanAnalysis:
     """The plan's decision matrix, makespan and critical path.
 
@@ -177,6 +211,8 @@ def analyze(
         streams=streams,
         schedule=schedule,
         problems=tuple(check_min_confidence(plan, streams)),
+        history_scope=history_scope,
+        last_run=last_run,
     )
 
 
@@ -202,6 +238,7 @@ def _estimate(
 ) -> StreamEstimate:
     successes = sum(r.status == "succeeded" for r in records)
     failures = sum(r.status == "failed" for r in records)
+    dates = sorted(r.finished_at for r in records)
     return StreamEstimate(
         stream=stream.id,
         title=stream.title or stream.id,
@@ -212,20 +249,28 @@ def _estimate(
         failures=failures,
         posterior=posterior(stream.success_probability, successes, failures, prior_weight),
         timeline=_timeline(stream, records),
+        plans=tuple(sorted({r.plan for r in records})),
+        first_at=dates[0] if dates else None,
+        last_at=dates[-1] if dates else None,
+        declared_risk=stream.risk,
+        declared_risk_level=stream.risk_level,
     )
 
 
+def _time_of(record: HistoryRecord) -> float | None:
+    """A record's service time, or its wall time when it predates service times."""
+    return record.service_s if record.service_s is not None else record.duration_s
+
+
 def _timeline(stream: StreamSpec, records: Sequence[HistoryRecord]) -> TimelineEstimate:
-    succeeded = [
-        r.duration_s for r in records if r.status == "succeeded" and r.duration_s is not None
-    ]
+    succeeded = [t for r in records if r.status == "succeeded" and (t := _time_of(r)) is not None]
     if succeeded:
         return TimelineEstimate(
             percentile(succeeded, 0.5), percentile(succeeded, 0.9), "history", len(succeeded)
         )
     if stream.timeline is not None:
         return TimelineEstimate(stream.timeline.expected_s, stream.timeline.limit_s, "plan")
-    failed = [r.duration_s for r in records if r.duration_s is not None]
+    failed = [t for r in records if (t := _time_of(r)) is not None]
     if failed:
         return TimelineEstimate(
             percentile(failed, 0.5), percentile(failed, 0.9), "failed runs", len(failed)
@@ -244,7 +289,7 @@ def _basis(estimate: StreamEstimate) -> str:
     runs = "run" if estimate.runs == 1 else "runs"
     return (
         f"{prior} updated by {estimate.runs} recorded {runs}: "
-        f"{estimate.successes} succeeded, {estimate.failures} failed"
+        f"{estimate.successes} succeeded, {estimate.failures} failed; {history_basis(estimate)}"
     )
 
 

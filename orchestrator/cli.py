@@ -1,7 +1,9 @@
 """The ``orchestrator`` command line.
 
 Exit codes: 0 success; 1 a stream failed or was skipped (``run``), or a violation was found
-(``verify-log``); 2 an invalid plan or bad usage; 130 interrupted (Ctrl-C / SIGTERM).
+(``verify-log``); 2 an invalid plan or bad usage; 3 no daemon answers (daemon commands);
+4 refused: a stream's predicted success probability is below the plan's ``min_confidence``
+(``run``, ``submit``; ``--force`` runs it anyway); 130 interrupted (Ctrl-C / SIGTERM).
 Errors print as one clear message naming the place and the fix, never as a traceback.
 """
 
@@ -21,9 +23,16 @@ from rich.console import Console
 from agents.actions import builtin_registry
 from context_packages import render_package
 from orchestrator import analysis
+from orchestrator.calibration import (
+    RealRun,
+    calibrate,
+    calibration_json,
+    real_makespans,
+    render_calibration,
+)
 from orchestrator.cli_daemon import register
 from orchestrator.containment import open_containment
-from orchestrator.errors import OrchestratorError, UsageError
+from orchestrator.errors import ConfidenceTooLow, OrchestratorError, UsageError
 from orchestrator.events import JsonlSink, MemorySink
 from orchestrator.evidence_view import EvidenceReport, evidence_json, load_evidence, render_evidence
 from orchestrator.logging import configure_logging
@@ -43,6 +52,7 @@ from orchestrator.verify import verify_event_files
 from streams.loader import load_plan
 from streams.markdown_import import decode_markdown, import_markdown
 from streams.model import Plan
+from streams.schema import schema_text
 
 __all__ = ["main"]
 
@@ -73,6 +83,18 @@ def _state_dir_option(func: F) -> F:
     )(func)
 
 
+def _history_option(func: F) -> F:
+    return click.option(
+        "--history",
+        "history_scope",
+        type=click.Choice(analysis.HISTORY_SCOPES),
+        default="signature",
+        show_default=True,
+        help="Which recorded runs predictions rest on: every run of a stream's signature "
+        "(any plan), this plan's runs only, or none.",
+    )(func)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="orchestrator")
 def cli() -> None:
@@ -97,11 +119,8 @@ def validate(plan_file: Path) -> None:
 
 @cli.command()
 def schema() -> None:
-    """Print the plan file's JSON Schema (for editors: plan.schema.json)."""
-    document = Plan.model_json_schema(by_alias=True)
-    document["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    document["title"] = "Orchestrator phase plan"
-    click.echo(json.dumps(document, indent=2))
+    """Print the plan file's JSON Schema (the repository ships it as plan.schema.json)."""
+    click.echo(schema_text(), nl=False)
 
 
 @cli.command()
@@ -123,6 +142,7 @@ def schema() -> None:
 @click.option("--lease-s", type=float, default=None, help="Redis lease period in seconds.")
 @click.option("--plain", is_flag=True, help="Plain progress lines even on a terminal.")
 @click.option("--force", is_flag=True, help="Run even below the plan's min_confidence.")
+@_history_option
 def run(
     plan_file: Path,
     events_path: Path | None,
@@ -131,6 +151,7 @@ def run(
     lease_s: float | None,
     plain: bool,
     force: bool,
+    history_scope: analysis.HistoryScope,
 ) -> None:
     """Run PLAN_FILE in this process with live progress; the exit code is the outcome."""
     settings = _settings(state_dir=state_dir, redis_url=redis_url, lease_s=lease_s)
@@ -141,14 +162,14 @@ def run(
         return
     if plan.min_confidence is not None and not force:
         try:
-            problems = anyio.run(_confidence_problems, settings, plan)
+            problems = anyio.run(_confidence_problems, settings, plan, history_scope)
         except OrchestratorError as exc:
             _fail(exc)
             return
         if problems:
             click.echo(f"plan {plan.plan} not run: " + "; ".join(problems), err=True)
             click.echo("(fix: --force to run it anyway, or lower min_confidence)", err=True)
-            sys.exit(2)
+            sys.exit(ConfidenceTooLow.exit_code)
     run_id = new_run_id()
     path = events_path or events_path_for(settings, run_id)
     click.echo(f"run {run_id}: plan {plan.plan}, events in {path}", err=True)
@@ -222,10 +243,12 @@ async def _run(
     return result
 
 
-async def _confidence_problems(settings: Settings, plan: Plan) -> list[str]:
+async def _confidence_problems(
+    settings: Settings, plan: Plan, scope: analysis.HistoryScope
+) -> list[str]:
     """Streams whose predicted success probability is below the plan's min_confidence."""
     async with open_store(settings.store_url(), state_dir=settings.state_dir) as store:
-        history = await analysis.load_history(store, plan)
+        history = await analysis.load_history(store, plan, scope=scope)
     return analysis.check_min_confidence(plan, analysis.estimate_streams(plan, history))
 
 
@@ -330,30 +353,73 @@ def verify_log(event_files: tuple[Path, ...], as_json: bool) -> None:
 @click.argument("plan_file", type=click.Path(path_type=Path))
 @_state_dir_option
 @click.option("--json", "as_json", is_flag=True, help="Print the analysis as JSON.")
-def analyze_command(plan_file: Path, state_dir: Path | None, as_json: bool) -> None:
+@_history_option
+@click.option(
+    "--calibration",
+    is_flag=True,
+    help="Also score past predictions: Brier score, reliability table, real vs predicted "
+    "makespans.",
+)
+def analyze_command(
+    plan_file: Path,
+    state_dir: Path | None,
+    as_json: bool,
+    history_scope: analysis.HistoryScope,
+    calibration: bool,
+) -> None:
     """Print PLAN_FILE's strategic decision matrix: per stream its success probability (the
-    plan's estimate updated by recorded runs), risk, timeline, methodology and how many runs
-    it rests on; then the expected makespan and critical path under the plan's caps and
-    locks. Nothing runs."""
+    plan's estimate updated by recorded runs), predicted failure next to the plan's declared
+    risk, timeline, methodology and the history it rests on; then the expected makespan
+    (from service times) next to the last real one, and the critical path under the plan's
+    caps and locks. Nothing runs."""
     settings = _settings(state_dir=state_dir)
     try:
         plan = load_plan(plan_file)
-        history = anyio.run(_plan_history, settings, plan)
+        history, makespans = anyio.run(_plan_history, settings, plan, history_scope)
         result = analysis.analyze(
-            plan, history, aging_s=settings.aging_s, starve_after_s=settings.starve_after_s
+            plan,
+            history,
+            aging_s=settings.aging_s,
+            starve_after_s=settings.starve_after_s,
+            history_scope=history_scope,
+            last_run=(makespans[0].run_id, makespans[0].real_s) if makespans else None,
         )
     except OrchestratorError as exc:
         _fail(exc)
         return
+    scored = (
+        calibrate(
+            plan,
+            history,
+            prior_weight=result.prior_weight,
+            predicted_makespan_s=result.schedule.makespan_s,
+            runs=makespans,
+            makespan_for=lambda before: (
+                analysis.analyze(
+                    plan, before, aging_s=settings.aging_s, starve_after_s=settings.starve_after_s
+                ).schedule.makespan_s
+            ),
+        )
+        if calibration
+        else None
+    )
     if as_json:
-        click.echo(json.dumps(analysis.analysis_json(result), indent=2))
+        document = analysis.analysis_json(result)
+        if scored is not None:
+            document["calibration"] = calibration_json(scored)
+        click.echo(json.dumps(document, indent=2))
     else:
         click.echo(analysis.render_analysis(result), nl=False)
+        if scored is not None:
+            click.echo(render_calibration(scored), nl=False)
 
 
-async def _plan_history(settings: Settings, plan: Plan) -> Mapping[str, list[HistoryRecord]]:
+async def _plan_history(
+    settings: Settings, plan: Plan, scope: analysis.HistoryScope
+) -> tuple[Mapping[str, list[HistoryRecord]], list[RealRun]]:
     async with open_store(settings.store_url(), state_dir=settings.state_dir) as store:
-        return await analysis.load_history(store, plan)
+        history = await analysis.load_history(store, plan, scope=scope)
+        return history, await real_makespans(store, plan)
 
 
 @cli.command()

@@ -112,7 +112,17 @@ def register(cli: click.Group, settings_of: Callable[..., Settings]) -> None:
     @_socket_option
     @click.option("--wait", is_flag=True, help="Follow the run to its end; exit like `run`.")
     @click.option("--force", is_flag=True, help="Submit even below the plan's min_confidence.")
-    def submit(plan_file: Path, socket_path: Path | None, wait: bool, force: bool) -> None:
+    @click.option(
+        "--history",
+        "history_scope",
+        type=click.Choice(["signature", "plan", "none"]),
+        default="signature",
+        show_default=True,
+        help="Which recorded runs the min_confidence check rests on.",
+    )
+    def submit(
+        plan_file: Path, socket_path: Path | None, wait: bool, force: bool, history_scope: str
+    ) -> None:
         """Submit PLAN_FILE to the daemon; print the run id."""
         try:
             text = plan_file.read_text(encoding="utf-8")
@@ -124,7 +134,13 @@ def register(cli: click.Group, settings_of: Callable[..., Settings]) -> None:
 
         async def go(client: ControlClient) -> int:
             reply = await client.call(
-                "submit", {"plan_text": text, "plan_path": plan_path, "force": force}
+                "submit",
+                {
+                    "plan_text": text,
+                    "plan_path": plan_path,
+                    "force": force,
+                    "history": history_scope,
+                },
             )
             run_id = str(reply["run_id"])
             click.echo(run_id)

@@ -125,7 +125,7 @@ class Daemon:
                 ErrorCode.PLAN_INVALID, str(exc), {"problems": [str(p) for p in exc.problems]}
             ) from None
         if plan.min_confidence is not None and not params.force:
-            history = await load_history(self.store, plan)
+            history = await load_history(self.store, plan, scope=params.history)
             problems = check_min_confidence(plan, estimate_streams(plan, history))
             if problems:
                 raise RpcError(

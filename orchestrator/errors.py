@@ -8,6 +8,7 @@ structured fields and build their own message, which names the place and the fix
     ├── UsageError                  a bad command line or setting
     ├── DaemonUnavailable           no daemon answers on the control socket
     ├── DaemonError                 the daemon answered a request with an error
+    ├── ConfidenceTooLow            a run refused: predicted success below min_confidence
     ├── CoordinationError
     │   ├── LockWaitTimeout         a need was not granted within its lock_timeout
     │   ├── LockLost                a lease ran out before it was renewed
@@ -37,6 +38,7 @@ from pathlib import Path
 __all__ = [
     "ActionError",
     "ActionFailed",
+    "ConfidenceTooLow",
     "CoordinationError",
     "CoordinatorUnavailable",
     "DaemonError",
@@ -110,6 +112,14 @@ class UsageError(OrchestratorError):
     exit_code = 2
 
 
+class ConfidenceTooLow(OrchestratorError):
+    """A run was refused: a stream's predicted success probability is below the plan's
+    ``min_confidence``. Its own exit code (4), so scripts can tell "refused by the
+    prediction" from "invalid plan" (2); ``--force`` runs it anyway."""
+
+    exit_code = 4
+
+
 class DaemonUnavailable(OrchestratorError):
     """Nothing usable answers on the control socket at ``socket``."""
 
@@ -132,8 +142,11 @@ class DaemonError(OrchestratorError):
         self.message = message
         self.data = data
         super().__init__(message)
-        # An invalid plan exits like `validate` does.
-        self.exit_code = 2 if code in (1001, 1006) else 1
+        # An invalid plan exits like `validate` does; a refusal by min_confidence like `run`.
+        if code == 1006:
+            self.exit_code = ConfidenceTooLow.exit_code
+        else:
+            self.exit_code = 2 if code == 1001 else 1
 
 
 class CoordinationError(OrchestratorError):

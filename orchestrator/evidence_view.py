@@ -4,7 +4,8 @@ Two kinds of events say what a run proved: ``evidence_collected`` (one per piece
 evidence an action collected: what was checked, from which source, verified by the daemon
 or only claimed by an agent, its metrics, an excerpt and the sha256 of the full output) and
 ``gate_evaluated`` (each stream's success gate: confidence, threshold, every criterion's
-verdict and the values it looked at, and mandatory evidence that was missing).
+verdict and the values it looked at, and per mandatory evidence requirement the record that
+satisfied it, verified or claimed, or why it is missing).
 
 :func:`load_evidence` pages them out of the run store; :func:`render_evidence` lists them
 for people and :func:`evidence_json` gives them to scripts (``--json``). Events are
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator.errors import UsageError
+from orchestrator.step_output import StepOutput, step_output
 from orchestrator.store import RunStore
 
 __all__ = [
@@ -69,6 +71,7 @@ class GateRecord:
     criteria_met: int | None
     criteria: tuple[Mapping[str, Any], ...]
     missing_evidence: tuple[str, ...]
+    requirements: tuple[Mapping[str, Any], ...] = ()  # per requirement: satisfied by what
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +83,7 @@ class EvidenceReport:
     evidence: tuple[EvidenceRecord, ...] = ()
     gates: tuple[GateRecord, ...] = ()
     streams: tuple[str, ...] = field(default=())  # in order of first appearance
+    outputs: tuple[StepOutput, ...] = ()  # every finished attempt's stdout/stderr tails
 
     def of_stream(self, stream: str) -> tuple[list[GateRecord], list[EvidenceRecord]]:
         return (
@@ -95,9 +99,14 @@ def evidence_from_events(
     evidence: list[EvidenceRecord] = []
     gates: list[GateRecord] = []
     streams: dict[str, None] = {}
+    outputs: list[StepOutput] = []
     for event in events:
         name = event.get("event")
         sid = event.get("stream")
+        output = step_output(event)
+        if output is not None and (stream is None or output.stream == stream):
+            outputs.append(output)
+            streams.setdefault(output.stream)
         if name not in ("evidence_collected", "gate_evaluated") or not isinstance(sid, str):
             continue
         if stream is not None and sid != stream:
@@ -107,7 +116,9 @@ def evidence_from_events(
             evidence.append(_evidence(event, sid))
         else:
             gates.append(_gate(event, sid))
-    return EvidenceReport(run_id, stream, tuple(evidence), tuple(gates), tuple(streams))
+    return EvidenceReport(
+        run_id, stream, tuple(evidence), tuple(gates), tuple(streams), tuple(outputs)
+    )
 
 
 async def load_evidence(
@@ -154,9 +165,25 @@ def render_evidence(report: EvidenceReport, *, excerpt_lines: int = 5) -> str:
             lines += _gate_lines(gate)
         for record in evidence:
             lines += _evidence_lines(record, excerpt_lines)
+        for output in report.outputs:
+            if output.stream == stream:
+                lines += _output_lines(output, excerpt_lines)
     if not report.streams:
         lines.append("no evidence was collected and no gate was evaluated")
     return "\n".join(lines) + "\n"
+
+
+def _output_lines(output: StepOutput, tail_lines: int) -> list[str]:
+    if not output.stdout_tail and not output.stderr_tail:
+        return []
+    about = [f"attempt {output.attempt}" if output.attempt is not None else "", output.status]
+    lines = [f"  output of step {output.step} ({', '.join(a for a in about if a)})"]
+    for name, text in (("stdout", output.stdout_tail), ("stderr", output.stderr_tail)):
+        shown = text.rstrip("\n").splitlines()[-tail_lines:]
+        if shown:
+            lines.append(f"    {name}:   | {shown[0]}")
+            lines += [f"              | {line}" for line in shown[1:]]
+    return lines
 
 
 def evidence_json(report: EvidenceReport) -> dict[str, Any]:
@@ -197,8 +224,24 @@ def evidence_json(report: EvidenceReport) -> dict[str, Any]:
                 "criteria_met": g.criteria_met,
                 "criteria": [dict(c) for c in g.criteria],
                 "missing_evidence": list(g.missing_evidence),
+                "evidence": [dict(r) for r in g.requirements],
             }
             for g in report.gates
+        ],
+        "outputs": [
+            {
+                "seq": o.seq,
+                "ts": o.ts,
+                "stream": o.stream,
+                "step": o.step,
+                "attempt": o.attempt,
+                "status": o.status,
+                "phase": o.phase,
+                "stdout_tail": o.stdout_tail,
+                "stderr_tail": o.stderr_tail,
+                "output_bytes": o.output_bytes,
+            }
+            for o in report.outputs
         ],
     }
 
@@ -242,6 +285,7 @@ def _gate(event: Mapping[str, Any], stream: str) -> GateRecord:
         criteria_met=met if type(met) is int else None,
         criteria=tuple(c for c in _list(event.get("criteria")) if isinstance(c, Mapping)),
         missing_evidence=tuple(str(m) for m in _list(event.get("missing_evidence"))),
+        requirements=tuple(r for r in _list(event.get("evidence")) if isinstance(r, Mapping)),
     )
 
 
@@ -280,8 +324,20 @@ def _gate_lines(gate: GateRecord) -> list[str]:
         )
         shown = f"    {criterion.get('verdict', '?')!s:<12} {criterion.get('expr', '?')}"
         lines.append(f"{shown}  [{values}]" if values else shown)
-    lines += [f"    missing evidence: {m}" for m in gate.missing_evidence]
+    if not gate.requirements:  # events from before requirements were listed one by one
+        lines += [f"    missing evidence: {m}" for m in gate.missing_evidence]
+    lines += [_requirement_line(r) for r in gate.requirements]
     return lines
+
+
+def _requirement_line(requirement: Mapping[str, Any]) -> str:
+    rid, status = requirement.get("id", "?"), requirement.get("status")
+    if status == "missing":
+        return f"    missing evidence: {rid} ({requirement.get('why', '')})"
+    return (
+        f"    evidence {rid}: {status} by step {requirement.get('step')} "
+        f"({requirement.get('source')}: {requirement.get('check')})"
+    )
 
 
 def _value(value: Mapping[str, Any]) -> str:

@@ -118,6 +118,8 @@ class SubmitParams(_Params):
     plan_text: str
     plan_path: str = Field(default="<submitted plan>", max_length=4096)
     force: bool = False
+    #: Which history the min_confidence check rests on (see orchestrator.analysis).
+    history: Literal["signature", "plan", "none"] = "signature"
 
     @field_validator("plan_text")
     @classmethod

@@ -45,6 +45,7 @@ from orchestrator.events import EventLog
 from orchestrator.gpus import GpuAllocator, NvmlProbe
 from orchestrator.prior_results import results_from_events
 from orchestrator.rollback import RollbackReport, roll_back
+from orchestrator.service_time import stream_timing
 from orchestrator.step_runner import (
     Drain,
     StepJob,
@@ -395,7 +396,7 @@ class Scheduler:
                     agent=step.agent,
                     reason=f"stream {outcome.status.value}: {outcome.reason}",
                 )
-        fields: dict[str, Any] = {}
+        fields: dict[str, Any] = stream_timing(stream, outcome.completed)
         if outcome.gate is not None:
             fields["gate"] = {
                 "passed": outcome.gate.passed,

@@ -14,7 +14,7 @@ import enum
 import random
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +29,10 @@ from orchestrator.containment import lease_lapsed, step_lease
 from orchestrator.coordination.base import Blocker, Coordinator, Grant, Need
 from orchestrator.errors import ActionFailed, CoordinationError, LockWaitTimeout
 from orchestrator.events import EventLog
+from orchestrator.evidence_match import provides_of
 from orchestrator.gpus import GpuAllocator, GpuError, GpuUnavailable, cuda_env
 from orchestrator.store.errors import StoreUnavailable
+from orchestrator.step_output import output_fields
 
 __all__ = [
     "Drain",
@@ -116,10 +118,17 @@ class StepJob:
 
 @dataclass(frozen=True, slots=True)
 class StepOutcome:
+    """A step's final status. ``queued_s``: seconds it waited for its slot, locks and GPUs
+    (over all attempts, lock-timeout re-queues included); ``service_s``: the rest of its
+    time from first queueing to the end (its attempts and their retry backoff). History
+    keeps them apart so that predictions do not count contention twice."""
+
     status: StepStatus
     reason: str
     attempts: int
     result: ActionResult | None = None
+    queued_s: float = 0.0
+    service_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +198,7 @@ class StepRunner:
         last_attempt = job.first_attempt + job.retries
         lock_waits = 0
         age_credit_s = 0.0
+        clock = _StepClock(anyio.current_time())
         while True:
             need = Need(
                 holder=f"{self.run_id}/{job.stream}/{job.step}",
@@ -218,11 +228,12 @@ class StepRunner:
                         on_queued()
                     gpus = await self._take_gpus(job, grant, log, attempt)
             except GpuError as exc:  # the grant has been given back
-                return self._without_gpu(job, attempt, exc, log)
+                return clock.stamp(self._without_gpu(job, attempt, exc, log))
             except LockWaitTimeout as exc:  # GpuWaitTimeout too: the grant was given back
                 lock_waits += 1
                 age_credit_s += exc.waited_s
                 delay = self.backoff_s(lock_waits)
+                clock.queued_s += exc.waited_s + delay
                 log.emit(
                     "step_retrying",
                     attempt=attempt,
@@ -236,11 +247,12 @@ class StepRunner:
                     await anyio.sleep(delay)
                 continue
             waited_s = anyio.current_time() - queued_at
+            clock.queued_s += waited_s
             outcome = await self._attempt(job, grant, gpus, attempt, waited_s, log, before_release)
             if outcome.status in (StepStatus.SUCCEEDED, StepStatus.CANCELLED):
-                return outcome
+                return clock.stamp(outcome)
             if attempt >= last_attempt:
-                return outcome
+                return clock.stamp(outcome)
             delay = self.backoff_s(attempt - job.first_attempt + 1)
             log.emit(
                 "step_retrying",
@@ -406,8 +418,7 @@ class StepRunner:
                 if result.details.get("claimed") or result.details.get("claimed_metrics"):
                     claimed = result.details.get("claimed_metrics") or sorted(result.metrics)
                     fields["claimed_metrics"] = list(claimed)  # for the gate after a resume
-                if status is not StepStatus.SUCCEEDED and result.output:
-                    fields["output_tail"] = result.output[-2000:]
+                fields.update(output_fields(result.output))  # every step's, kept
             log.emit("step_finished", **fields)
             if result is not None:
                 self._record_evidence(job, attempt, status, result, log)
@@ -430,7 +441,8 @@ class StepRunner:
                 "evidence_collected",
                 attempt=attempt,
                 step_status=status.value,
-                provides=list(job.evidence_ids),
+                provides=provides_of(evidence, job.evidence_ids),
+                id=evidence.id,
                 check=evidence.check,
                 source=evidence.source,
                 detail=dict(evidence.detail),
@@ -494,3 +506,16 @@ def _env_name(resource: str) -> str:
 async def _cancel_when_lost(grant: Grant, scope: anyio.CancelScope) -> None:
     await grant.lost.wait()
     scope.cancel()
+
+
+@dataclass(slots=True)
+class _StepClock:
+    """Splits a step's time into queueing and service (see :class:`StepOutcome`)."""
+
+    entered: float
+    queued_s: float = 0.0
+
+    def stamp(self, outcome: StepOutcome) -> StepOutcome:
+        total = anyio.current_time() - self.entered
+        queued = min(self.queued_s, total)
+        return replace(outcome, queued_s=round(queued, 6), service_s=round(total - queued, 6))

@@ -3,9 +3,10 @@
 Agents claim, the daemon verifies: metrics and evidence from the daemon's own actions are
 *verified*; those an external agent reports about itself are *claimed* (its result says
 ``details["claimed"] = True``, or the evidence record says ``verified=False``). The gate's
-criteria see each metric's latest value from a succeeded step, with that label; the stream's
-mandatory evidence must each be provided by a succeeded step that declared it (``evidence:``)
-and collected at least one record, verified where the requirement or the gate asks for it.
+criteria see each metric's latest value from a succeeded step, with that label; each of the
+stream's mandatory evidence requirements must be satisfied by a record that counts for it
+(see :mod:`orchestrator.evidence_match`), verified where the requirement or the gate asks.
+``gate_evaluated`` lists, per requirement, the record that satisfied it or why it is missing.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from orchestrator.evidence_match import RequirementFinding, match_requirements
 from orchestrator.step_runner import StepOutcome
 from streams.gates import GateResult, MetricValue, evaluate_gate
 from streams.model import StepSpec, StreamSpec
@@ -30,6 +32,7 @@ class GateVerdict:
     passed: bool
     result: GateResult | None
     missing_evidence: tuple[str, ...]
+    evidence: tuple[RequirementFinding, ...] = ()
 
     def reason(self) -> str:
         parts: list[str] = []
@@ -46,6 +49,7 @@ class GateVerdict:
         event: dict[str, Any] = {
             "passed": self.passed,
             "missing_evidence": list(self.missing_evidence),
+            "evidence": [f.as_event() for f in self.evidence],
         }
         if self.result is not None:
             event.update(self.result.as_event())
@@ -76,40 +80,12 @@ def collect_metrics(completed: Completed) -> dict[str, MetricValue]:
     return metrics
 
 
-def _missing(stream: StreamSpec, completed: Completed) -> list[str]:
-    require_all_verified = bool(stream.gate and stream.gate.require_verified)
-    missing: list[str] = []
-    for requirement in stream.evidence:
-        providers = [(s, o) for s, o in completed if requirement.id in s.evidence]
-        if not providers:
-            declared = [s.id for s in stream.steps if requirement.id in s.evidence]
-            why = (
-                f"its step{'s' if len(declared) > 1 else ''} {', '.join(declared)} did not succeed"
-                if declared
-                else "no step declares it"
-            )
-            missing.append(f"{requirement.id} ({why})")
-            continue
-        records = [
-            ev
-            for _, o in providers
-            if o is not None and o.result is not None
-            for ev in o.result.evidence
-        ]
-        if not records:
-            missing.append(f"{requirement.id} (step {providers[0][0].id} collected none)")
-        elif (requirement.verified or require_all_verified) and not any(
-            ev.verified for ev in records
-        ):
-            missing.append(f"{requirement.id} (only claimed by an agent; verified required)")
-    return missing
-
-
 def decide_gate(stream: StreamSpec, completed: Completed) -> GateVerdict | None:
     """The stream's verdict, or None when it has neither a gate nor mandatory evidence."""
     if stream.gate is None and not stream.evidence:
         return None
     result = evaluate_gate(stream.gate, collect_metrics(completed)) if stream.gate else None
-    missing = tuple(_missing(stream, completed))
+    findings = tuple(match_requirements(stream, completed))
+    missing = tuple(f.missing_text() for f in findings if not f.satisfied)
     passed = (result.passed if result is not None else True) and not missing
-    return GateVerdict(passed=passed, result=result, missing_evidence=missing)
+    return GateVerdict(passed=passed, result=result, missing_evidence=missing, evidence=findings)

@@ -110,7 +110,7 @@ TimelineField = Annotated[Timeline, WithJsonSchema(_TIMELINE_SCHEMA, mode="valid
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, strict=True)
 
 
 class PlanDefaults(_Model):
@@ -234,7 +234,9 @@ class GateSpec(_Model):
     threshold: Probability = 1.0
     criteria: list[GateCriterion | str] = Field(default_factory=list)
     require_verified: bool = Field(
-        default=False, description="Only evidence collected by the daemon itself counts."
+        default=False,
+        description="Only evidence collected by the daemon itself counts: an agent's claim "
+        "satisfies no requirement.",
     )
 
 
@@ -244,6 +246,12 @@ class EvidenceRequirement(_Model):
     id: Identifier
     description: str = ""
     verified: bool = Field(default=False, description="Must be collected by the daemon.")
+    kinds: list[str] = Field(
+        default_factory=list,
+        description="The kinds of daemon-collected evidence that satisfy it (an evidence "
+        "record's source: command, query, http, docker, redis, nvml, compose, state); empty: "
+        "any the declaring step's action collects. A claim counts only if it names this id.",
+    )
 
 
 class RollbackSpec(_Model):

@@ -13,7 +13,8 @@ The rules, in ``seq`` order:
 - ``stream_started``: ``running`` with ``started_at``, ``signature`` and ``methodology``;
   ``stream_finished``: its status, reason and ``finished_at``. Stream and step events
   without a ``stream`` (and ``step``) name are stored but derive nothing.
-- ``stream_finished`` with status ``succeeded`` or ``failed`` also adds the stream's
+- ``stream_finished`` with status ``succeeded`` or ``failed`` (and no step ``interrupted``
+  by a daemon stop: that failure is the crash's, not the stream's) also adds the stream's
   history row (:class:`HistoryPatch`): signature, methodology, status, duration since the
   stream's ``stream_started`` (of this batch, else as stored on the stream's row) and the
   gate's confidence. A stream with no ``signature`` (never started, or events from before
@@ -63,6 +64,8 @@ __all__ = [
 #: streams never ran (a dependency failed); ``cancelled`` ones were stopped from outside (a
 #: user, a signal, a shutdown), which says nothing of whether their work would succeed, so
 #: counting either would pull the stream's success estimate down for another stream's fault.
+#: For the same reason a ``failed`` stream with an ``interrupted`` step (the daemon stopped
+#: under it) is not history; a run refused by ``min_confidence`` never starts a stream.
 HISTORY_STATUSES = frozenset({"succeeded", "failed"})
 
 _STEP_STATUS = {
@@ -119,6 +122,8 @@ class HistoryPatch:
     started_at: datetime | None = None
     signature: str | None = None
     methodology: str | None = None
+    service_s: float | None = None
+    queued_s: float | None = None
 
     def duration_s(self, started_at: datetime | None) -> float | None:
         """Seconds from ``started_at`` (None: unknown) to the verdict."""
@@ -236,7 +241,7 @@ def derive(events: Sequence[ParsedEvent]) -> Derived:
                 patch.status = str(body.get("status") or "finished")
                 patch.reason = str(body.get("reason") or "")
                 patch.finished_at = ev.ts
-                if patch.status in HISTORY_STATUSES:
+                if patch.status in HISTORY_STATUSES and not _interrupted(body):
                     out.history.append(_history(patch, ev))
         elif name == "run_started":
             run = out.run = out.run or RunPatch()
@@ -268,7 +273,16 @@ def _history(stream: StreamPatch, ev: ParsedEvent) -> HistoryPatch:
         started_at=stream.started_at,
         signature=stream.signature if started else None,
         methodology=stream.methodology if started else None,
+        service_s=_number_or_none(ev.body.get("service_s")),
+        queued_s=_number_or_none(ev.body.get("queued_s")),
     )
+
+
+def _interrupted(body: Mapping[str, Any]) -> bool:
+    """Whether a stream failed because the daemon stopped under one of its steps (a step
+    ``interrupted``, not safe to re-run): a crash, not a verdict on the stream's method."""
+    steps = body.get("steps")
+    return isinstance(steps, Mapping) and "interrupted" in steps.values()
 
 
 def _text_or_none(value: Any) -> str | None:

@@ -88,13 +88,14 @@ WITH ins AS (
 ), history_rows AS (
     INSERT INTO stream_history
         (run_id, stream, signature, plan, methodology, status, duration_s, gate_confidence,
-         finished_at)
+         finished_at, service_s, queued_s)
     SELECT $1, h.stream, v.signature, r.plan, v.methodology, h.status,
            EXTRACT(EPOCH FROM h.finished_at - v.started_at)::float8, h.gate_confidence,
-           h.finished_at
+           h.finished_at, h.service_s, h.queued_s
     FROM unnest($33::text[], $34::text[], $35::timestamptz[], $36::float8[],
-                $37::timestamptz[], $38::text[], $39::text[])
-        AS h(stream, status, finished_at, gate_confidence, started_at, signature, methodology)
+                $37::timestamptz[], $38::text[], $39::text[], $40::float8[], $41::float8[])
+        AS h(stream, status, finished_at, gate_confidence, started_at, signature, methodology,
+             service_s, queued_s)
     JOIN runs r ON r.run_id = $1
     LEFT JOIN streams s ON s.run_id = $1 AND s.stream = h.stream
     CROSS JOIN LATERAL (
@@ -107,7 +108,7 @@ WITH ins AS (
     RETURNING 1
 ), fences AS (
     INSERT INTO lock_fences (resource, fence)
-    SELECT f.resource, f.fence FROM unnest($40::text[], $41::bigint[]) AS f(resource, fence)
+    SELECT f.resource, f.fence FROM unnest($42::text[], $43::bigint[]) AS f(resource, fence)
     ON CONFLICT (resource) DO UPDATE SET fence = GREATEST(lock_fences.fence, EXCLUDED.fence)
     RETURNING 1
 )
@@ -152,10 +153,11 @@ STEPS = (
     "ORDER BY s.position NULLS LAST, st.stream, st.first_seq"
 )
 READ_EVENTS = "SELECT body FROM events WHERE run_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"
+STEP_FINISHED = "SELECT body FROM events WHERE run_id = $1 AND event = 'step_finished' ORDER BY seq"
 
 HISTORY = """
 SELECT signature, run_id, stream, plan, methodology, status, duration_s, gate_confidence,
-       finished_at
+       finished_at, service_s, queued_s
 FROM (
     SELECT *, row_number() OVER (
         PARTITION BY signature ORDER BY finished_at DESC, run_id DESC) AS n

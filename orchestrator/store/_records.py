@@ -4,13 +4,14 @@ backend passes its converter."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 import orjson
 
+from orchestrator.step_output import StepOutput, step_output
 from orchestrator.store.base import (
     HistoryRecord,
     RunRecord,
@@ -19,7 +20,7 @@ from orchestrator.store.base import (
     check_status,
 )
 
-__all__ = ["history_record", "run_record", "step_record", "stream_record"]
+__all__ = ["history_record", "run_record", "select_outputs", "step_record", "stream_record"]
 
 Timestamp = Callable[[Any], datetime | None]
 
@@ -86,4 +87,20 @@ def history_record(row: Row, ts: Timestamp) -> HistoryRecord:
         duration_s=row[6],
         gate_confidence=row[7],
         finished_at=_required(ts, row[8]),
+        service_s=row[9],
+        queued_s=row[10],
     )
+
+
+def select_outputs(
+    bodies: Iterable[Mapping[str, Any]], stream: str | None, step: str | None
+) -> list[StepOutput]:
+    """The output tails of ``step_finished`` event bodies, of ``stream``/``step`` if given."""
+    found = []
+    for body in bodies:
+        out = step_output(body)
+        if out is None or (stream is not None and out.stream != stream):
+            continue
+        if step is None or out.step == step:
+            found.append(out)
+    return found

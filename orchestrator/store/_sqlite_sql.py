@@ -47,12 +47,13 @@ STREAM_START = (
 )
 INSERT_HISTORY = """
 INSERT INTO stream_history (run_id, stream, signature, plan, methodology, status, duration_s,
-                            gate_confidence, finished_at)
-SELECT run_id, ?, ?, plan, ?, ?, ?, ?, ? FROM runs WHERE run_id = ?
+                            gate_confidence, finished_at, service_s, queued_s)
+SELECT run_id, ?, ?, plan, ?, ?, ?, ?, ?, ?, ? FROM runs WHERE run_id = ?
 ON CONFLICT (run_id, stream) DO NOTHING
 """
 HISTORY_COLUMNS = (
-    "signature, run_id, stream, plan, methodology, status, duration_s, gate_confidence, finished_at"
+    "signature, run_id, stream, plan, methodology, status, duration_s, gate_confidence, "
+    "finished_at, service_s, queued_s"
 )
 # A patch with a start, or of a later attempt, replaces the attempt's fields (see _derive).
 _FRESH = "(excluded.started_at IS NOT NULL OR excluded.attempt > steps.attempt)"
@@ -102,6 +103,7 @@ STEPS = (
     "ORDER BY s.position NULLS LAST, st.stream, st.first_seq"
 )
 READ_EVENTS = "SELECT body FROM events WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?"
+STEP_FINISHED = "SELECT body FROM events WHERE run_id = ? AND event = 'step_finished' ORDER BY seq"
 
 
 def history_query(signatures: int) -> str:

@@ -23,7 +23,10 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal, Protocol, get_args
+from typing import TYPE_CHECKING, Any, Literal, Protocol, get_args
+
+if TYPE_CHECKING:
+    from orchestrator.step_output import StepOutput
 
 __all__ = [
     "FINISHED_STATUSES",
@@ -113,10 +116,10 @@ class StepRecord:
 @dataclass(frozen=True, slots=True)
 class HistoryRecord:
     """One past verdict of a stream: ``status`` ``succeeded`` or ``failed`` (skipped and
-    cancelled streams are not history), ``duration_s`` from its ``stream_started`` to its
-    ``stream_finished`` (queueing, its gate and any rollback included; None if its start is
-    unknown; for a resumed stream, since the resume), and its gate's ``confidence`` if it
-    had a gate."""
+    cancelled streams, and streams failed by a daemon stop under a step, are not history),
+    ``duration_s`` from its ``stream_started`` to its ``stream_finished`` (queueing, its
+    gate and any rollback included; None if its start is unknown; for a resumed stream,
+    since the resume), and its gate's ``confidence`` if it had a gate."""
 
     signature: str
     run_id: str
@@ -127,6 +130,10 @@ class HistoryRecord:
     duration_s: float | None
     gate_confidence: float | None
     finished_at: datetime
+    #: The stream's longest chain of step service times, and its steps' queueing (caps,
+    #: locks, GPUs); None for verdicts recorded before they were (see service_time).
+    service_s: float | None = None
+    queued_s: float | None = None
 
 
 class RunStore(Protocol):
@@ -198,6 +205,14 @@ class RunStore(Protocol):
         self, run_id: str, *, after_seq: int = 0, limit: int = 1000
     ) -> list[dict[str, Any]]:
         """Up to ``limit`` events with ``seq > after_seq``, in ``seq`` order, as emitted."""
+        ...
+
+    async def step_outputs(
+        self, run_id: str, *, stream: str | None = None, step: str | None = None
+    ) -> list[StepOutput]:
+        """The stdout/stderr tails of every finished attempt of the run's steps (of
+        ``stream`` and ``step`` only, if given), in the order they finished; ``[]`` for an
+        unknown run."""
         ...
 
     async def stream_history(

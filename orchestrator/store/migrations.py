@@ -18,6 +18,10 @@ Version 3 adds ``lock_fences``: the highest fencing token the daemon recorded fo
 (from ``step_started`` events' ``fences``), so an in-process coordinator started by the next
 daemon continues above it instead of at 1; backfilled from the stored events.
 
+Version 4 splits a stream's time in its history (see :mod:`orchestrator.service_time`):
+``service_s`` (its longest chain of step service times) and ``queued_s`` (its steps' waits
+for caps, locks and GPUs), both from ``stream_finished``; NULL for verdicts recorded before.
+
 Planned (not yet here): evidence, context packages.
 """
 
@@ -192,6 +196,26 @@ SQLITE_MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
+    Migration(
+        4,
+        "service and queueing time in stream history",
+        (
+            "ALTER TABLE stream_history ADD COLUMN service_s REAL",
+            "ALTER TABLE stream_history ADD COLUMN queued_s REAL",
+            # Backfill from each verdict's stream_finished, where it recorded them.
+            *(
+                f"""
+                UPDATE stream_history SET {column} = (
+                    SELECT json_extract(e.body, '$.{column}') FROM events e
+                    WHERE e.run_id = stream_history.run_id AND e.event = 'stream_finished'
+                      AND json_extract(e.body, '$.stream') = stream_history.stream
+                      AND json_type(e.body, '$.{column}') IN ('integer', 'real')
+                    ORDER BY e.seq DESC LIMIT 1)
+                """
+                for column in ("service_s", "queued_s")
+            ),
+        ),
+    ),
 )
 
 POSTGRES_MIGRATIONS: tuple[Migration, ...] = (
@@ -335,6 +359,25 @@ POSTGRES_MIGRATIONS: tuple[Migration, ...] = (
             WHERE e.event = 'step_started' AND jsonb_typeof(f.value) = 'number'
             GROUP BY f.key
             """,
+        ),
+    ),
+    Migration(
+        4,
+        "service and queueing time in stream history",
+        (
+            "ALTER TABLE stream_history ADD COLUMN service_s DOUBLE PRECISION",
+            "ALTER TABLE stream_history ADD COLUMN queued_s DOUBLE PRECISION",
+            *(
+                f"""
+                UPDATE stream_history h SET {column} = (
+                    SELECT (e.body->>'{column}')::float8 FROM events e
+                    WHERE e.run_id = h.run_id AND e.event = 'stream_finished'
+                      AND e.body->>'stream' = h.stream
+                      AND jsonb_typeof(e.body->'{column}') = 'number'
+                    ORDER BY e.seq DESC LIMIT 1)
+                """
+                for column in ("service_s", "queued_s")
+            ),
         ),
     ),
 )

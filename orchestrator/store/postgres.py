@@ -29,10 +29,17 @@ import anyio
 import asyncpg
 import orjson
 
+from orchestrator.step_output import StepOutput
 from orchestrator.store import _postgres_sql as sql
 from orchestrator.store._derive import Derived, ParsedEvent, as_utc, derive, parse_events
 from orchestrator.store._dsn import dsn_secrets, redact_dsn, scrub
-from orchestrator.store._records import history_record, run_record, step_record, stream_record
+from orchestrator.store._records import (
+    history_record,
+    run_record,
+    select_outputs,
+    step_record,
+    stream_record,
+)
 from orchestrator.store.base import (
     FINISHED_STATUSES,
     UNFINISHED_STATUSES,
@@ -291,6 +298,12 @@ class PostgresStore:
         rows = await self._run(lambda conn: conn.fetch(sql.LOCK_FENCES))
         return {str(r[0]): int(r[1]) for r in rows}
 
+    async def step_outputs(
+        self, run_id: str, *, stream: str | None = None, step: str | None = None
+    ) -> list[StepOutput]:
+        rows = await self._run(lambda conn: conn.fetch(sql.STEP_FINISHED, run_id))
+        return select_outputs((orjson.loads(r[0]) for r in rows), stream, step)
+
     async def stream_history(
         self, signatures: Collection[str], *, limit: int = 1000
     ) -> dict[str, list[HistoryRecord]]:
@@ -402,6 +415,8 @@ async def _append(conn: Conn, run_id: str, events: Sequence[ParsedEvent]) -> int
         [h.started_at for h in history],
         [_text_or_none(h.signature) for h in history],
         [_text_or_none(h.methodology) for h in history],
+        [h.service_s for h in history],
+        [h.queued_s for h in history],
         list(derived.fences),
         list(derived.fences.values()),
     )

@@ -30,6 +30,7 @@ from typing import Any, TypeVar
 import anyio
 import orjson
 
+from orchestrator.step_output import StepOutput
 from orchestrator.store import _sqlite_sql as sql
 from orchestrator.store._derive import (
     Derived,
@@ -40,7 +41,13 @@ from orchestrator.store._derive import (
     parse_events,
     parse_ts,
 )
-from orchestrator.store._records import history_record, run_record, step_record, stream_record
+from orchestrator.store._records import (
+    history_record,
+    run_record,
+    select_outputs,
+    step_record,
+    stream_record,
+)
 from orchestrator.store.base import (
     FINISHED_STATUSES,
     UNFINISHED_STATUSES,
@@ -184,6 +191,12 @@ class SqliteStore:
     ) -> list[dict[str, Any]]:
         rows = await self._call(_query, sql.READ_EVENTS, (run_id, after_seq, max(0, limit)))
         return [orjson.loads(row[0]) for row in rows]
+
+    async def step_outputs(
+        self, run_id: str, *, stream: str | None = None, step: str | None = None
+    ) -> list[StepOutput]:
+        rows = await self._call(_query, sql.STEP_FINISHED, (run_id,))
+        return select_outputs((orjson.loads(r[0]) for r in rows), stream, step)
 
     async def stream_history(
         self, signatures: Collection[str], *, limit: int = 1000
@@ -469,6 +482,8 @@ def _add_history(conn: sqlite3.Connection, run_id: str, patch: HistoryPatch) -> 
             patch.duration_s(started_at),
             patch.gate_confidence,
             iso(patch.finished_at),
+            patch.service_s,
+            patch.queued_s,
             run_id,
         ),
     )

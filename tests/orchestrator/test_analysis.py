@@ -262,7 +262,7 @@ def test_min_confidence_names_the_stream_its_probability_and_what_it_rests_on() 
         "recorded runs)",
         "stream slipping: predicted success probability 69% is below the plan's "
         "min_confidence 80% (the plan's 95% updated by 3 recorded runs: 1 succeeded, "
-        "2 failed)",
+        "2 failed; runs of plan past, 2026-11-01..2026-11-03)",
         "stream close: predicted success probability 79.5% is below the plan's "
         "min_confidence 80.0% (the plan's 80%, and no recorded runs)",
     ]
@@ -287,7 +287,8 @@ def test_the_report_reads_like_the_decision_matrix_and_its_json_is_complete() ->
     result: PlanAnalysis = analyze(plan, {})
     text = render_analysis(result)
     lines = text.splitlines()
-    assert lines[0].split() == ["Focus", "Area", "Success", "Probability", "Risk", "Timeline",
+    assert lines[0].split() == ["Focus", "Area", "Success", "Probability", "Predicted", "Failure",
+                                "Declared", "Risk", "Timeline",
                                 "Methodology", "Runs"]  # fmt: skip
     assert lines[1].startswith("Redis Authentication")
     assert "95% (" in lines[1] and "Low (5%)" in lines[1] and "15m-30m (plan)" in lines[1]

@@ -370,8 +370,13 @@ streams:
      steps: [{id: x, agent: a, action: sleep, with: {seconds: 0}}]}
 """)
     refused = sqlite_daemon.cli("submit", str(plan))
-    assert refused.returncode == 2 and refused.stdout == ""
+    assert refused.returncode == 4 and refused.stdout == ""  # refused, not invalid (2)
     assert "stream risky: predicted success probability 50%" in refused.stderr
     assert "--force" in refused.stderr
     forced = sqlite_daemon.cli("submit", str(plan), "--force", "--wait")
     assert forced.returncode == 0, forced.stderr
+    # The check says which history it rests on, scoped as asked.
+    own = sqlite_daemon.cli("submit", str(plan), "--history", "plan")
+    assert own.returncode == 4 and "1 succeeded, 0 failed; runs of plan shaky" in own.stderr
+    none = sqlite_daemon.cli("submit", str(plan), "--history", "none")
+    assert none.returncode == 4 and "the plan's 50%, and no recorded runs" in none.stderr

@@ -24,6 +24,7 @@ class ReportParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
     metrics: dict[str, float] = {}
     claimed: bool = False
+    names: str | None = None  # the requirement id its evidence names, if any
     evidence: bool = True
     fail: bool = False
     seconds: float = 0.0
@@ -37,6 +38,7 @@ async def report(ctx: ActionContext, params: ReportParams) -> ActionResult:
             source="agent" if params.claimed else "test",
             metrics=dict(params.metrics),
             verified=not params.claimed,
+            id=params.names,
         ),
     )
     return ActionResult(
@@ -154,7 +156,7 @@ def test_missing_and_claimed_evidence_fail_the_gate_by_name() -> None:
                         "id": "agent-says",
                         "agent": "worker",
                         "action": "report",
-                        "with": {"metrics": {}, "claimed": True},
+                        "with": {"metrics": {}, "claimed": True, "names": "cli-auth"},
                         "evidence": ["cli-auth"],
                     },
                 ],

@@ -18,7 +18,7 @@ from agents import builtin_registry
 from orchestrator.coordination import InProcessCoordinator
 from orchestrator.events import EventLog, MemorySink
 from orchestrator.scheduler import RunStatus, Scheduler
-from orchestrator.store import HistoryRecord, RunStore
+from orchestrator.store import SCHEMA_VERSION, HistoryRecord, RunStore
 from orchestrator.store._derive import iso
 from streams.model import Plan
 from tests.helpers import on_virtual_clock, plan_from, sleep_step, stream
@@ -106,6 +106,8 @@ def _expected(events: list[dict[str, Any]], run_id: str, plan: str) -> list[Hist
                 duration_s=(finished_at - datetime.fromisoformat(start["ts"])).total_seconds(),
                 gate_confidence=(end.get("gate") or {}).get("confidence"),
                 finished_at=finished_at,
+                service_s=end.get("service_s"),
+                queued_s=end.get("queued_s"),
             )
         )
     return found
@@ -257,7 +259,7 @@ def _downgrade_to_version_1(backend: Backend) -> None:
         "DROP TABLE stream_history",
         "ALTER TABLE streams DROP COLUMN signature",
         "ALTER TABLE streams DROP COLUMN methodology",
-        "DELETE FROM schema_migrations WHERE version = 2",
+        "DELETE FROM schema_migrations WHERE version >= 2",
     ]
     if backend.server is None:
         with sqlite3.connect(backend.state_dir / "runs.sqlite3") as conn:
@@ -277,7 +279,7 @@ async def test_upgrading_a_store_backfills_history_from_stored_events(
     assert backend.schema_versions() == [1]
 
     async with backend.open() as upgraded:
-        assert backend.schema_versions() == [1, 2, 3]
+        assert backend.schema_versions() == list(range(1, SCHEMA_VERSION + 1))
         history = await _history(upgraded)
         expected = _expected(events_of(run_events, "old-run"), "old-run", "test")
         assert history == sorted(expected, key=lambda r: r.stream)
@@ -287,3 +289,50 @@ async def test_upgrading_a_store_backfills_history_from_stored_events(
         broken = _signatures()["broken"]
         found = await upgraded.stream_history([broken])
         assert [r.run_id for r in found[broken]] == ["old-run", "new-run"]
+
+
+async def test_history_keeps_service_and_queueing_time_apart(
+    store: RunStore, run_events: list[dict[str, Any]]
+) -> None:
+    await store.create_run(a_run("r"))
+    await store.append_events("r", events_of(run_events, "r"))
+    rows = {r.stream: r for r in await _history(store)}
+    # "plain" sleeps 3 s; "gated" sleeps 2 s then 1 s (a chain): their service times, on
+    # the virtual clock, whatever they waited for the light class.
+    assert rows["plain"].service_s == pytest.approx(3.0)
+    assert rows["gated"].service_s == pytest.approx(3.0)
+    for row in (rows["plain"], rows["gated"]):
+        assert row.queued_s is not None and row.queued_s >= 0
+    # A stream none of whose steps succeeded has no service time of its own work.
+    assert rows["broken"].service_s is None
+
+
+async def test_a_stream_failed_by_a_daemon_stop_is_not_history(store: RunStore) -> None:
+    await store.create_run(a_run("r"))
+    ts = iter(f"2026-11-21T16:00:{n:02d}.000000Z" for n in range(60))
+    started = {"event": "stream_started", "signature": "sig", "methodology": None}
+    await store.append_events(
+        "r",
+        [
+            {"ts": next(ts), "seq": 1, "stream": "crashed", **started},
+            {"ts": next(ts), "seq": 2, "stream": "ok", **started},
+            {
+                "ts": next(ts),
+                "seq": 3,
+                "event": "stream_finished",
+                "stream": "crashed",
+                "status": "failed",
+                "steps": {"a": "succeeded", "b": "interrupted"},
+            },
+            {
+                "ts": next(ts),
+                "seq": 4,
+                "event": "stream_finished",
+                "stream": "ok",
+                "status": "failed",
+                "steps": {"a": "failed"},
+            },
+        ],
+    )
+    (row,) = (await store.stream_history(["sig"]))["sig"]
+    assert (row.stream, row.status) == ("ok", "failed")
