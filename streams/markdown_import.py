@@ -24,10 +24,13 @@ lines, and what had to be assumed is reported too; the YAML repeats both in its 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import PurePath
 
-from orchestrator.errors import PlanInvalid
+import yaml
+
+from orchestrator.errors import PlanInvalid, PlanProblem
 from streams._md_architecture import architecture, decision_table
 from streams._md_document import Document, Kind, Section, parse
 from streams._md_draft import (
@@ -39,11 +42,19 @@ from streams._md_draft import (
     Sourced,
     StreamDraft,
 )
-from streams._md_emit import DRIVER_COMMAND, emit
+from streams._md_emit import emit
+from streams._md_generic_plan import (
+    all_lines,
+    build_generic,
+    concurrency,
+    not_a_plan,
+    token_limits,
+)
 from streams._md_report import ImportReport, Ledger, ReportItem
 from streams._md_sections import conflict, criteria, evidence, resources, rollback, summary
 from streams._md_streams import display_title, focus_area, resolve_dependencies
 from streams._md_text import decode_cp1252, slugify
+from streams.agent_definitions import AgentDefinition
 from streams.loader import load_plan_text
 from streams.model import Plan
 from streams.validation import find_cycle
@@ -59,6 +70,8 @@ class ImportResult:
     yaml_text: str
     report: ImportReport
     plan: Plan
+    # What `orchestrator validate` says of the plan: each agent that needs a driver.
+    needs_driver: tuple[PlanProblem, ...] = ()
 
     def summary(self) -> str:
         """One line for people: what the plan holds and how much was not mapped or assumed."""
@@ -84,36 +97,37 @@ def decode_markdown(data: bytes) -> tuple[str, str]:
         return decode_cp1252(data), "cp1252"
 
 
-def import_markdown(text: str, source: str) -> ImportResult:
+def import_markdown(
+    text: str,
+    source: str,
+    *,
+    definitions: Mapping[str, AgentDefinition] | None = None,
+) -> ImportResult:
     """Import the Markdown phase plan ``text``; ``source`` names it in the report.
 
-    Raises :class:`~orchestrator.errors.PlanInvalid` when the document has no focus area
-    (``### 1. NAME (HIGH PRIORITY)``) to make a stream of. The YAML returned always loads
-    and validates; were it not to, that PlanInvalid (a bug here) is raised instead.
+    ``definitions`` (``.claude/agents`` definitions by plan id, see
+    :mod:`streams.agent_definitions`) give the agents they define a display name and role.
+    No agent gets a driver: the plan names none, and `orchestrator validate` says, agent by
+    agent, what to fill in. Raises :class:`~orchestrator.errors.PlanInvalid` when the
+    document names no stream (listing the shapes looked for) or is not a plan at all. The
+    YAML returned always loads and passes every check but the drivers; were it not to,
+    that PlanInvalid (a bug here) is raised instead.
     """
     document = parse(text)
+    refused = not_a_plan(source, document)
+    if refused is not None:
+        raise refused
     ledger = Ledger()
-    plan = PlanDraft(slugify(PurePath(source).stem) or "imported-plan")
-    taken: set[str] = set()
-    for section in document.sections:
-        if section.kind is Kind.FOCUS_AREA:
-            plan.streams.append(focus_area(section, ledger, taken))
-    if not plan.streams:
-        raise PlanInvalid.one(
-            source, 0, 0,
-            "no focus areas found, so there is no stream to make",
-            "give each focus area a heading such as '### 1. REDIS AUTHENTICATION "
-            "(CRITICAL PRIORITY)'",
-        )  # fmt: skip
-    every_line = [line.text for section in document.sections for line in section.lines]
-    for stream in plan.streams:
-        stream.title = display_title(stream.name, every_line)
-    _sections(document, plan, ledger)
-    for stream in plan.streams:
-        resolve_dependencies(stream, plan.streams, ledger)
-        _finish_stream(stream, ledger)
-    _break_cycles(plan.streams, ledger)
-    _agents(plan, ledger, has_matrix=any(s.kind is Kind.RESOURCES for s in document.sections))
+    definitions = definitions or {}
+    if any(section.kind is Kind.FOCUS_AREA for section in document.sections):
+        plan = _focus_areas(document, source, ledger)
+    else:
+        plan = _generic(text, source, document, ledger, set(definitions))
+    lines = all_lines(text)
+    for name, limit in token_limits(lines, plan, ledger).items():
+        if name in plan.agents:
+            plan.agents[name].token_limit = limit
+    _definitions(plan, definitions, ledger)
     if document.unclosed_fence:
         ledger.assume(
             document.unclosed_fence,
@@ -125,14 +139,96 @@ def import_markdown(text: str, source: str) -> ImportResult:
         0,
         "",
         "",
-        f"every agent's driver is the example `{' '.join(DRIVER_COMMAND)}`"
-        " (relative to the plan's directory): replace it with the real one",
+        "no agent has a driver: give each one `driver: {command: [...]}` "
+        "(`orchestrator validate` lists them)",
     )
     _leftovers(document, ledger)
     report = ledger.report(source, document.repaired)
     yaml_text = emit(plan, report)
-    loaded, _ = load_plan_text(yaml_text, f"{source} (imported)")
-    return ImportResult(yaml_text, report, loaded)
+    loaded, needs = _load(yaml_text, f"{source} (imported)")
+    return ImportResult(yaml_text, report, loaded, needs)
+
+
+def _focus_areas(document: Document, source: str, ledger: Ledger) -> PlanDraft:
+    """The seed's family: ``### 1. NAME (X PRIORITY)`` focus areas and the sections around."""
+    plan = PlanDraft(slugify(PurePath(source).stem) or "imported-plan")
+    taken: set[str] = set()
+    for section in document.sections:
+        if section.kind is Kind.FOCUS_AREA:
+            plan.streams.append(focus_area(section, ledger, taken))
+    every_line = [line.text for section in document.sections for line in section.lines]
+    for stream in plan.streams:
+        stream.title = display_title(stream.name, every_line)
+    _sections(document, plan, ledger)
+    for stream in plan.streams:
+        resolve_dependencies(stream, plan.streams, ledger)
+        _finish_stream(stream, ledger)
+    _break_cycles(plan.streams, ledger)
+    _agents(plan, ledger, has_matrix=any(s.kind is Kind.RESOURCES for s in document.sections))
+    return plan
+
+
+def _generic(
+    text: str, source: str, document: Document, ledger: Ledger, known: set[str]
+) -> PlanDraft:
+    """Every other family (:mod:`streams._md_generic`)."""
+    plan, streams, roles = build_generic(text, source, document, ledger, known)
+    for stream in streams:
+        stream.draft.step_agents = stream.step_agents
+        _finish_stream(stream.draft, ledger)
+    _break_cycles(plan.streams, ledger)
+    if not plan.caps:
+        limit = concurrency(all_lines(text))
+        if limit is not None:
+            plan.caps, plan.caps_line = {GENERAL: limit.value}, limit.line
+            ledger.map(limit.line, "", "", f"caps.{GENERAL}: {limit.value}")
+        else:
+            cap = max(2, len(plan.streams))
+            plan.caps = {GENERAL: cap}
+            ledger.assume(
+                0, "", "", f"no concurrency limit or resource classes: class {GENERAL!r}, "
+                f"at most {cap} agents at once (one per stream)",
+            )  # fmt: skip
+    cls = next(iter(plan.caps)) if len(plan.caps) == 1 else UNCLASSIFIED
+    for draft in plan.streams:
+        for name in draft.team:
+            if name not in plan.agents:
+                plan.agents[name] = AgentDraft(cls, roles.get(name, ""), 0)
+                if cls == UNCLASSIFIED:
+                    plan.caps.setdefault(UNCLASSIFIED, UNCLASSIFIED_CAP)
+    return plan
+
+
+def _definitions(
+    plan: PlanDraft, definitions: Mapping[str, AgentDefinition], ledger: Ledger
+) -> None:
+    for name, agent in plan.agents.items():
+        found = definitions.get(name)
+        if found is None:
+            continue
+        agent.display_name = found.name
+        agent.role = agent.role or found.description
+        agent.definition, agent.model, agent.tools = found.path, found.model, found.tools
+        ledger.assume(0, "", "", f"agent {name!r}: name and role from {found.path}")
+
+
+def _load(yaml_text: str, label: str) -> tuple[Plan, tuple[PlanProblem, ...]]:
+    """The plan the YAML holds and the problems of its unset drivers; any other problem
+    is raised."""
+    try:
+        loaded, _ = load_plan_text(yaml_text, label)
+    except PlanInvalid as exc:
+        needs = tuple(p for p in exc.problems if _NO_DRIVER.search(p.reason))
+        rest = [p for p in exc.problems if p not in needs]
+        if rest or not needs:
+            raise
+        return Plan.model_validate(yaml.safe_load(yaml_text)), needs
+    return loaded, ()
+
+
+# The one resource class of a plan whose document names none.
+GENERAL = "agents"
+_NO_DRIVER = re.compile(r"has no driver to perform|no `can` actions and no driver")
 
 
 def _sections(document: Document, plan: PlanDraft, ledger: Ledger) -> None:
