@@ -380,11 +380,14 @@ def token_limits(lines: Sequence[Line], plan: PlanDraft, ledger: Ledger) -> dict
                 )  # fmt: skip
                 continue
         found = _PLAN_LIMIT.search(line.text)
-        if found is not None and plan.token_limit is None:
+        if found is not None:
+            # Several package limits: the smallest, so that every package fits.
             value = int((found.group("n") or found.group("m")).replace(",", ""))
-            if value >= 64:
+            if value < 64:
+                continue
+            if plan.token_limit is None or value < plan.token_limit.value:
                 plan.token_limit = Sourced(value, line.number)
-                ledger.map(line.number, "", line.text, "defaults.token_limit")
+            ledger.map(line.number, "", line.text, "defaults.token_limit")
     return per_agent
 
 
