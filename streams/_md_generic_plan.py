@@ -13,12 +13,12 @@ from collections.abc import Sequence
 from orchestrator.errors import PlanInvalid
 from streams._md_document import Document, Kind, Line
 from streams._md_draft import PlanDraft, Sourced, StreamDraft
-from streams._md_generic import GenericStream, find_streams, read_stream
-from streams._md_outline import Block, outline
+from streams._md_generic import GenericStream, add_criterion, find_streams, read_stream
+from streams._md_outline import Block, outline, table_rows
 from streams._md_report import Ledger
-from streams._md_sections import criteria, evidence, resources, summary
+from streams._md_sections import evidence, resources, summary
 from streams._md_streams import match_stream
-from streams._md_text import slugify, strip_emphasis
+from streams._md_text import list_item, slugify, strip_emphasis
 
 __all__ = ["SHAPES", "all_lines", "build_generic", "concurrency", "not_a_plan", "token_limits"]
 
@@ -64,12 +64,64 @@ def build_generic(
             summary(section, plan, ledger)
         elif section.kind is Kind.RESOURCES:
             resources(section, plan, ledger)
-        elif section.kind is Kind.CRITERIA and _names_a_stream(section.lines, drafts):
-            criteria(section, drafts, ledger)
+        elif section.kind is Kind.CRITERIA:
+            global_criteria(section.title, list(section.lines), drafts, ledger)
         elif section.kind is Kind.EVIDENCE and _names_a_stream(section.lines, drafts):
             evidence(section, drafts, ledger)
     plan.streams = drafts
     return plan, streams, roles
+
+
+_CRITERIA_COLUMNS = {
+    "criterion", "criteria", "metric", "metrics", "target", "exit", "success", "acceptance",
+    "gate", "done",
+}  # fmt: skip
+_GROUP = re.compile(r"^\s*(?:#+\s*)?(?:\*\*|__)?(?P<name>[^:*|]{1,80}?)(?:\*\*|__)?\s*:?\s*$")
+
+
+def global_criteria(
+    title: str, lines: list[Line], streams: Sequence[StreamDraft], ledger: Ledger
+) -> None:
+    """Criteria outside the streams, keyed by stream: a table with a stream column and a
+    criteria column, or groups (``**Core**:`` then its items). Groups that name no stream
+    are left for the report."""
+    for header, rows in table_rows(lines):
+        key = next((i for i, h in enumerate(header) if set(h.split()) & _STREAM_WORDS), None)
+        wanted = [i for i, h in enumerate(header) if set(h.split()) & _CRITERIA_COLUMNS]
+        if key is None or not wanted:
+            continue
+        if rows:
+            ledger.use(rows[0][0].number - 1, rows[0][0].number - 2)  # header and rule
+        for line, cells in rows:
+            if key >= len(cells):
+                continue
+            stream = match_stream(strip_emphasis(cells[key]), streams)
+            if stream is None:
+                continue
+            ledger.use(line.number)
+            for index in wanted:
+                if index < len(cells):
+                    for part in re.split(r";|<br\s*/?>", cells[index]):
+                        if part.strip():
+                            add_criterion(stream, part.strip(), line.number, ledger)
+    current: StreamDraft | None = None
+    for line in lines:
+        text = line.text
+        if not text.strip() or text.lstrip().startswith("|"):
+            continue
+        item = list_item(text)
+        if item is None or (text.lstrip()[:1] in "*_" and text.rstrip().endswith(":")):
+            group = _GROUP.match(text)
+            named = match_stream(group.group("name"), streams) if group else None
+            current = named
+            if named is not None:
+                ledger.map(line.number, title, text, f"streams[{named.id}].gate")
+            continue
+        if current is not None:
+            add_criterion(current, re.sub(r"^\[[ xX]\]\s*", "", item), line.number, ledger)
+
+
+_STREAM_WORDS = {"stream", "streams", "workstream", "phase", "track", "epic", "milestone"}
 
 
 def _names_a_stream(lines: Sequence[Line], streams: Sequence[StreamDraft]) -> bool:

@@ -352,3 +352,34 @@ def test_partial_import_reports_what_it_left_with_line_numbers() -> None:
     unmapped = {(i.line, i.text) for i in result.report.unmapped}
     assert (4, "**Budget**: 10k EUR") in unmapped
     assert any(line == 7 for line, _ in unmapped)
+
+
+def test_a_global_criteria_table_and_groups_keyed_by_stream() -> None:
+    result = imp(
+        """\
+        # Plan
+        ### Stream 1: Core
+        1. Build core
+        ### Stream 2: Api
+        1. Build api
+
+        ## Success Criteria
+        | Stream | Criterion |
+        |---|---|
+        | Core | Error rate < 1% |
+        | Api | p95 latency < 200ms; Zero failed deploys |
+
+        ## Success Metrics
+        **Core**:
+        - Build failures: 0
+        **Production Stability**:
+        - all good
+        """
+    )
+    gates = {s.id: [str(c) for c in s.gate.criteria] if s.gate else [] for s in result.plan.streams}
+    assert gates == {
+        "core": ["core.error_rate_pct < 1", "core.build_failures == 0"],
+        "api": ["api.p95_latency_ms < 200", "api.failed_deploys == 0"],
+    }
+    left = {(i.line, i.end_line) for i in result.report.unmapped}
+    assert left == {(16, 17)}  # a group that names no stream
