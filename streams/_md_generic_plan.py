@@ -10,6 +10,8 @@ import itertools
 import re
 from collections.abc import Sequence
 
+import yaml
+
 from orchestrator.errors import PlanInvalid
 from streams._md_document import Document, Kind, Line
 from streams._md_draft import PlanDraft, Sourced, StreamDraft
@@ -20,7 +22,15 @@ from streams._md_sections import evidence, resources, summary
 from streams._md_streams import match_stream
 from streams._md_text import list_item, slugify, strip_emphasis
 
-__all__ = ["SHAPES", "all_lines", "build_generic", "concurrency", "not_a_plan", "token_limits"]
+__all__ = [
+    "SHAPES",
+    "all_lines",
+    "build_generic",
+    "concurrency",
+    "not_a_plan",
+    "token_limits",
+    "yaml_classes",
+]
 
 SHAPES = (
     "'### 1. NAME (HIGH PRIORITY)' focus areas",
@@ -449,3 +459,64 @@ def all_lines(text: str) -> list[Line]:
     return sorted(
         (line for block in root.walk() for line in block.lines), key=lambda line: line.number
     )
+
+
+_CAPS_KEYS = {
+    "caps", "resource_classes", "resource_class_caps", "concurrency", "concurrency_limits",
+    "limits", "class_caps",
+}  # fmt: skip
+_CLASS_KEYS = {"agent_classes", "classes", "agents", "resource_allocation", "allocation"}
+
+
+def yaml_classes(
+    text: str, ledger: Ledger
+) -> tuple[dict[str, int | None], dict[str, str], int] | None:
+    """Resource classes in a YAML block: ``caps:``/``resource_classes:`` (class -> cap, null
+    for unlimited) and ``agent_classes:`` (agent -> class, or class -> [agents]); with the
+    block's first line. None when no block says so."""
+    for start, body in _fences(text):
+        try:
+            data = yaml.safe_load("\n".join(body))
+        except yaml.YAMLError:
+            continue
+        if not isinstance(data, dict):
+            continue
+        caps: dict[str, int | None] = {}
+        classes: dict[str, str] = {}
+        for key, value in data.items():
+            name = slugify(str(key)).replace("-", "_")
+            if name in _CAPS_KEYS and isinstance(value, dict):
+                for cls, cap in value.items():
+                    ident = slugify(str(cls))
+                    if ident and (cap is None or (type(cap) is int and cap >= 1)):
+                        caps[ident] = cap
+            elif name in _CLASS_KEYS and isinstance(value, dict):
+                for left, right in value.items():
+                    if isinstance(right, str):
+                        classes[slugify(str(left))] = slugify(right)
+                    elif isinstance(right, list):
+                        for agent in right:
+                            classes[slugify(str(agent))] = slugify(str(left))
+        if caps:
+            classes = {a: c for a, c in classes.items() if a and c in caps}
+            ledger.map(start, "", "```", f"caps {caps}")
+            ledger.use(*range(start, start + len(body) + 2))
+            return caps, classes, start
+    return None
+
+
+def _fences(text: str) -> list[tuple[int, list[str]]]:
+    """Each fenced block's first line (its fence) and body."""
+    out: list[tuple[int, list[str]]] = []
+    start, fence = 0, ""
+    body: list[str] = []
+    for number, line in enumerate(text.split("\n"), 1):
+        stripped = line.strip()
+        if not fence and (stripped.startswith("```") or stripped.startswith("~~~")):
+            fence, start, body = stripped[:3], number, []
+        elif fence and stripped.startswith(fence) and not stripped.strip(fence[0]):
+            out.append((start, body))
+            fence = ""
+        elif fence:
+            body.append(line.rstrip("\r"))
+    return out

@@ -49,6 +49,7 @@ from streams._md_generic_plan import (
     concurrency,
     not_a_plan,
     token_limits,
+    yaml_classes,
 )
 from streams._md_report import ImportReport, Ledger, ReportItem
 from streams._md_sections import conflict, criteria, evidence, resources, rollback, summary
@@ -177,6 +178,11 @@ def _generic(
         stream.draft.step_agents = stream.step_agents
         _finish_stream(stream.draft, ledger)
     _break_cycles(plan.streams, ledger)
+    found = yaml_classes(text, ledger) if not plan.caps else None
+    if found is not None:
+        plan.caps, plan.caps_line = dict(found[0]), found[2]
+        for name, cls in found[1].items():
+            plan.agents.setdefault(name, AgentDraft(cls, roles.get(name, ""), found[2]))
     if not plan.caps:
         limit = concurrency(all_lines(text))
         if limit is not None:

@@ -383,3 +383,30 @@ def test_a_global_criteria_table_and_groups_keyed_by_stream() -> None:
     }
     left = {(i.line, i.end_line) for i in result.report.unmapped}
     assert left == {(16, 17)}  # a group that names no stream
+
+
+def test_resource_classes_in_a_yaml_block() -> None:
+    result = imp(
+        """\
+        # Plan
+        ```yaml
+        resource_classes:
+          cpu: 2
+          light: null
+        agent_classes:
+          cpu: [perf-profiler]
+          light: [docs-writer]
+        ```
+        ### Stream 1: Core
+        - perf-profiler: Profile the hot path
+        - docs-writer: Document it
+        - other-expert: Something else
+        """
+    )
+    assert result.plan.caps == {"cpu": 2, "light": None, "unclassified": 1}
+    classes = {name: agent.resource_class for name, agent in result.plan.agents.items()}
+    assert classes == {
+        "perf-profiler": "cpu",
+        "docs-writer": "light",
+        "other-expert": "unclassified",
+    }
