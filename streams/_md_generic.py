@@ -300,6 +300,14 @@ _DEF = re.compile(r"^\s*(?:async\s+)?def\s+\w+\s*\(")
 _DOCSTRING = re.compile(r"^\s*(?:\"\"\"|''')(.+?)(?:\"\"\"|''')\s*$")
 
 
+_TASK_COLUMNS = {"task", "tasks", "step", "steps", "action", "work", "deliverable", "item"}
+
+
+def _column(header: list[str], words: set[str]) -> int | None:
+    """The index of the first column whose heading has one of ``words``."""
+    return next((i for i, h in enumerate(header) if set(h.split()) & words), None)
+
+
 def _mode_of(title: str) -> str:
     words = " ".join(ascii_words(title))
     for mode, keys in _MODES:
@@ -330,12 +338,22 @@ class _StreamReader:
         self.has_defs = False
 
     def read(self) -> None:
+        rows: dict[int, tuple[list[str], list[str]]] = {}
+        for header, table in table_rows(self.s.lines):
+            if _column(header, _TASK_COLUMNS) is not None:
+                for row_line, cells in table:
+                    rows[row_line.number] = (header, cells)
+                if table:
+                    self.ledger.use(table[0][0].number - 1, table[0][0].number - 2)
         for line in self.s.lines:
             text = line.text
             if not text.strip():
                 continue
             if line.heading:
                 self._heading(line)
+                continue
+            if line.number in rows:
+                self._row(line, *rows[line.number])
                 continue
             if line.fenced and not self.s.from_block:
                 self._fenced(line)
@@ -394,6 +412,22 @@ class _StreamReader:
             self._step(_item_text(item), line.number, self.mode_agent)
         elif line.text.strip():
             self.ledger.use(line.number)  # the code around the tasks: part of the section
+
+    def _row(self, line: Line, header: list[str], cells: list[str]) -> None:
+        """A row of a table of tasks: its task, agent and estimate columns."""
+        task = _column(header, _TASK_COLUMNS)
+        if task is None or task >= len(cells) or not strip_emphasis(cells[task]):
+            return
+        who = _column(header, {"agent", "agents", "owner", "assignee", "assigned", "who"})
+        names = (
+            _agent_list(strip_emphasis(cells[who])) if who is not None and who < len(cells) else []
+        )
+        for name in names:
+            self._member(name, line.number)
+        self._step(strip_emphasis(cells[task]), line.number, names[0] if names else None)
+        when = _column(header, {"estimate", "effort", "duration", "time", "hours"})
+        if when is not None and when < len(cells) and (found := estimate(cells[when])):
+            self.s.estimates.append(Sourced(found[0], line.number))
 
     # labels
     def _label(self, line: Line, label: str, value: str) -> bool:

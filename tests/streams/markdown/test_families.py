@@ -410,3 +410,25 @@ def test_resource_classes_in_a_yaml_block() -> None:
         "docs-writer": "light",
         "other-expert": "unclassified",
     }
+
+
+def test_a_table_of_tasks_with_an_agent_column() -> None:
+    result = imp(
+        """\
+        # Plan
+        ### Stream A: Payments (P1)
+        **Owner**: payments-lead
+
+        | Task | Agent | Estimate |
+        |---|---|---|
+        | Build the API | backend-dev | 2h |
+        | Review it | | 30 minutes |
+        """
+    )
+    (stream,) = result.plan.streams
+    assert [(s.agent, s.instruction) for s in stream.steps] == [
+        ("backend-dev", "Build the API"),
+        ("payments-lead", "Review it"),  # no agent named: the lead
+    ]
+    assert stream.timeline is not None and stream.timeline.expected_s == 2.5 * 3600
+    assert result.report.unmapped == ()
