@@ -273,7 +273,9 @@ _MODES = (
 )  # fmt: skip
 _LABELS = {
     "lead": "lead", "lead agent": "lead", "owner": "lead", "stream lead": "lead",
-    "co lead": "lead", "coordinator": "lead",
+    "co lead": "lead", "coordinator": "lead", "team lead": "lead", "tech lead": "lead",
+    "lead engineer": "lead", "lead developer": "lead", "owner agent": "lead",
+    "support agent": "team", "supporting agent": "team", "helper agents": "team",
     "team": "team", "agents": "team", "agent team": "team", "parallel agents": "team",
     "assigned agents": "team", "members": "team", "support agents": "team",
     "supporting agents": "team", "specialists": "team",
@@ -358,6 +360,13 @@ class _StreamReader:
             if line.fenced and not self.s.from_block:
                 self._fenced(line)
                 continue
+            agent_line = _AGENT_LINE.match(text)
+            if agent_line is not None and not self.pending:
+                agent = _agent_name(agent_line.group("name"), self.known)
+                if agent is not None and _slug_label(agent_line.group("name")) not in _LABELS:
+                    self._member(agent, line.number)
+                    self._step(strip_emphasis(agent_line.group("task")), line.number, agent)
+                    continue
             item = list_item(text)
             label = split_label(text)
             if (
@@ -565,6 +574,17 @@ class _StreamReader:
 
     def _member(self, name: str, line: int) -> None:
         _add_team(self.d, [name], line)
+
+
+# ``- backend-gateway-expert: task``, ``- `x-y`: task``, ``- **x-y** → task``
+_AGENT_LINE = re.compile(
+    r"^\s*(?:[-*+]\s+|\d{1,3}[.)]\s+)?(?:\*\*|__|`)?(?P<name>[A-Za-z][\w .-]{1,60}?)"
+    r"(?:\*\*|__|`)?\s*(?::|\u2192|->|=>)\s*(?:\*\*|__)?\s*(?P<task>\S.*)$"
+)
+
+
+def _slug_label(text: str) -> str:
+    return " ".join(ascii_words(text))
 
 
 _NAME_PART = re.compile(r"^\s*(?:[-*+]\s+|\d{1,3}[.)]\s+)?(?:\*\*|__|`)?(.+?)(?:\*\*|__|`)?\s*:")

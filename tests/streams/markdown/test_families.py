@@ -432,3 +432,30 @@ def test_a_table_of_tasks_with_an_agent_column() -> None:
     ]
     assert stream.timeline is not None and stream.timeline.expected_s == 2.5 * 3600
     assert result.report.unmapped == ()
+
+
+def test_agent_lines_in_prose_blocks_with_code_names_and_arrows() -> None:
+    result = imp(
+        """\
+        # Plan
+        ## Phase 4: Parallel Execution
+        **Security Stream (Priority 1):**
+        - security-validator: Audit token handling
+        - `monitoring-analyst`: Watch alert volume
+
+        **Performance Stream (Priority 2):**
+        - performance-profiler \u2192 Profile the GPU path
+        - **Team Lead**: performance-profiler
+        """
+    )
+    streams = {s.id: s for s in result.plan.streams}
+    assert [(s.agent, s.instruction) for s in streams["security"].steps] == [
+        ("security-validator", "Audit token handling"),
+        ("monitoring-analyst", "Watch alert volume"),
+    ]
+    performance = streams["performance"]
+    assert [(s.agent, s.instruction) for s in performance.steps] == [
+        ("performance-profiler", "Profile the GPU path"),
+    ]
+    assert performance.lead == "performance-profiler"
+    assert "team-lead" not in result.plan.agents
