@@ -24,6 +24,15 @@ from dataclasses import dataclass, field
 from streams._md_criteria import translate
 from streams._md_document import Line
 from streams._md_draft import Sourced, StreamDraft
+from streams._md_names import (
+    AGENT_LINE,
+    add_team,
+    agent_list,
+    agent_name,
+    member_item,
+    raw_agent,
+    slug_label,
+)
 from streams._md_outline import (
     Block,
     StreamHeading,
@@ -186,12 +195,12 @@ def _row(
         if not value or value in {"-", "\u2014", "n/a"}:
             continue
         if words & {"lead", "owner"}:
-            names = _agent_list(value)
+            names = agent_list(value)
             if names and draft.lead is None:
                 draft.lead = Sourced(names[0], line.number, f"{column} column")
-                _add_team(draft, names[:1], line.number)
+                add_team(draft, names[:1], line.number)
         elif words & {"agents", "agent", "team", "parallel", "assignee", "assigned"}:
-            _add_team(draft, _agent_list(value), line.number)
+            add_team(draft, agent_list(value), line.number)
         elif "priority" in words and (p := priority_of(f"priority {value}")):
             draft.priority = Sourced(p, line.number)
         elif words & {"timeline", "duration", "estimate", "effort", "time"}:
@@ -201,62 +210,6 @@ def _row(
             draft.dependencies = Sourced(value, line.number)
         elif words & {"goal", "objective", "description"}:
             draft.fields.setdefault("strategy", Sourced(value, line.number))
-
-
-# -- agent names -----------------------------------------------------------------------
-
-_KEBAB = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)+$")
-_HEAD_COUNT = re.compile(r"^\s*\d+\b|\b[x\u00d7]\s*\d+\b|\b\d+\s*[x\u00d7]\b", re.IGNORECASE)
-_ROLE_WORDS = {
-    "agent", "expert", "specialist", "engineer", "developer", "architect", "analyst",
-    "validator", "auditor", "reviewer", "tester", "writer", "designer", "profiler",
-    "orchestrator", "manager", "lead", "scanner", "generator", "integrator", "pro",
-    "detector", "debugger", "synchronizer", "creator", "automator", "coordinator",
-    "analyzer", "monitor", "optimizer", "planner", "researcher", "builder", "master",
-    "guru", "wizard", "bot", "operator", "admin", "administrator", "consultant",
-}  # fmt: skip
-
-
-def _agent_name(text: str, known: set[str]) -> str | None:
-    """The agent id ``text`` names (``backend-gateway-expert``, ``Security Scanner``,
-    ``Infrastructure Agent 1``), or None when it does not look like an agent's name."""
-    word = strip_emphasis(text).strip(" `'\"")
-    word = re.sub(r"\s*[(\[].*?[)\]]\s*", " ", word).strip()
-    slug = slugify(word)
-    if not slug or len(slug) > 64:
-        return None
-    if slug in known or _KEBAB.match(word):
-        return slug
-    words = ascii_words(word)
-    if 1 <= len(words) <= 5 and (
-        words[-1] in _ROLE_WORDS
-        or (len(words) > 1 and words[-2] in _ROLE_WORDS and words[-1].isdigit())
-    ):
-        return slug
-    return None
-
-
-def _agent_list(text: str) -> list[str]:
-    """The agents of ``a, b and c (x3)``; empty for a head count such as ``5 (Backend x 2)``."""
-    if _HEAD_COUNT.search(text) and not _KEBAB.search(text.split(",")[0].strip(" `*")):
-        return []
-    names: list[str] = []
-    for part in re.split(r",|;|\s+and\s+|&|\u2192|->", re.sub(r"[(\[].*?[)\]]", "", text)):
-        name = _agent_name(part, set())
-        if name is None:
-            slug = slugify(part)
-            name = slug if slug and len(ascii_words(part)) <= 4 else None
-        if name and name not in names:
-            names.append(name)
-    return names
-
-
-def _add_team(draft: StreamDraft, names: list[str], line: int) -> None:
-    for name in names:
-        if name not in draft.team:
-            draft.team.append(name)
-    if names and not draft.team_line:
-        draft.team_line = line
 
 
 # -- a stream's lines ------------------------------------------------------------------
@@ -360,10 +313,10 @@ class _StreamReader:
             if line.fenced and not self.s.from_block:
                 self._fenced(line)
                 continue
-            agent_line = _AGENT_LINE.match(text)
+            agent_line = AGENT_LINE.match(text)
             if agent_line is not None and not self.pending:
-                agent = _agent_name(agent_line.group("name"), self.known)
-                if agent is not None and _slug_label(agent_line.group("name")) not in _LABELS:
+                agent = agent_name(agent_line.group("name"), self.known)
+                if agent is not None and slug_label(agent_line.group("name")) not in _LABELS:
                     self._member(agent, line.number)
                     self._step(strip_emphasis(agent_line.group("task")), line.number, agent)
                     continue
@@ -371,7 +324,7 @@ class _StreamReader:
             label = split_label(text)
             if (
                 label is not None
-                and (item is None or label[0] in _LABELS or _raw_agent(text, self.known))
+                and (item is None or label[0] in _LABELS or raw_agent(text, self.known))
                 and self._label(line, label[0], label[1])
             ):
                 continue
@@ -389,7 +342,7 @@ class _StreamReader:
             self.s.task_ids[match.group(1)] = self.task
             self.mode = ""
         elif (match := _AGENT_TASKS.match(title)) is not None and (
-            agent := _agent_name(match.group("name"), self.known) or slugify(match.group("name"))
+            agent := agent_name(match.group("name"), self.known) or slugify(match.group("name"))
             if len(ascii_words(match.group("name"))) <= 4
             else None
         ):
@@ -429,7 +382,7 @@ class _StreamReader:
             return
         who = _column(header, {"agent", "agents", "owner", "assignee", "assigned", "who"})
         names = (
-            _agent_list(strip_emphasis(cells[who])) if who is not None and who < len(cells) else []
+            agent_list(strip_emphasis(cells[who])) if who is not None and who < len(cells) else []
         )
         for name in names:
             self._member(name, line.number)
@@ -443,7 +396,7 @@ class _StreamReader:
         key = _LABELS.get(label)
         n, title = line.number, self.d.heading
         if key is None:
-            agent = _raw_agent(line.text, self.known)
+            agent = raw_agent(line.text, self.known)
             if agent is not None and value:
                 # `agent: task` / `- **agent**: task`
                 self._member(agent, n)
@@ -456,7 +409,7 @@ class _StreamReader:
             return True
         self.pending = ""
         if key == "lead":
-            names = _agent_list(value)
+            names = agent_list(value)
             if names:
                 if self.d.lead is None:
                     self.d.lead = Sourced(names[0], n)
@@ -465,9 +418,9 @@ class _StreamReader:
                 self.ledger.map(n, title, line.text, f"{self.where}.lead")
                 return True
         elif key == "team":
-            names = _agent_list(value)
+            names = agent_list(value)
             if names:
-                _add_team(self.d, names, n)
+                add_team(self.d, names, n)
                 self.ledger.map(n, title, line.text, f"{self.where}.team")
             else:
                 self.ledger.skip(
@@ -475,14 +428,14 @@ class _StreamReader:
                 )
             return True
         elif key == "agent":
-            names = _agent_list(value)
+            names = agent_list(value)
             if names and self.task is not None:
                 self.s.step_agents[self.task] = names[0]
                 self._member(names[0], n)
                 self.ledger.map(n, title, line.text, f"{self.where}.steps[{self.task + 1}].agent")
                 return True
             if names:
-                _add_team(self.d, names, n)
+                add_team(self.d, names, n)
                 self.ledger.map(n, title, line.text, f"{self.where}.team")
                 return True
         elif key == "timeline" and (found := estimate(value)) is not None:
@@ -525,7 +478,7 @@ class _StreamReader:
             return False
         key = self.pending or self.mode
         if key == "team":
-            name, lead, role = _member_item(text, self.known)
+            name, lead, role = member_item(text, self.known)
             if name:
                 self._member(name, line.number)
                 if lead and self.d.lead is None:
@@ -573,36 +526,7 @@ class _StreamReader:
         return index
 
     def _member(self, name: str, line: int) -> None:
-        _add_team(self.d, [name], line)
-
-
-# ``- backend-gateway-expert: task``, ``- `x-y`: task``, ``- **x-y** → task``
-_AGENT_LINE = re.compile(
-    r"^\s*(?:[-*+]\s+|\d{1,3}[.)]\s+)?(?:\*\*|__|`)?(?P<name>[A-Za-z][\w .-]{1,60}?)"
-    r"(?:\*\*|__|`)?\s*(?::|\u2192|->|=>)\s*(?:\*\*|__)?\s*(?P<task>\S.*)$"
-)
-
-
-def _slug_label(text: str) -> str:
-    return " ".join(ascii_words(text))
-
-
-_NAME_PART = re.compile(r"^\s*(?:[-*+]\s+|\d{1,3}[.)]\s+)?(?:\*\*|__|`)?(.+?)(?:\*\*|__|`)?\s*:")
-
-
-def _raw_agent(text: str, known: set[str]) -> str | None:
-    """The agent an ``agent: task`` line starts with, as written (``- **x-y**: task``)."""
-    match = _NAME_PART.match(text)
-    return _agent_name(match.group(1), known) if match else None
-
-
-def _member_item(text: str, known: set[str]) -> tuple[str, bool, str]:
-    """``**Infrastructure Agent 1** - "OpenAPI Architect" (Lead)`` -> (id, lead, role)."""
-    lead = bool(re.search(r"[(\[]\s*(?:co-?\s*)?lead\s*[)\]]", text, re.I))
-    role_match = re.search(r"[\"\u201c]([^\"\u201d]+)[\"\u201d]", text)
-    head = re.split(r"\s+[-\u2013\u2014:]\s+|\s*[(\[\"\u201c]", text, maxsplit=1)[0]
-    name = _agent_name(head, known) or (slugify(head) if len(ascii_words(head)) <= 4 else "")
-    return name, lead, role_match.group(1).strip() if role_match else ""
+        add_team(self.d, [name], line)
 
 
 def add_criterion(draft: StreamDraft, text: str, line: int, ledger: Ledger) -> None:
