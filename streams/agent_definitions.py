@@ -27,7 +27,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from streams._md_text import slugify
+from streams.markdown._text import slugify
 
 __all__ = [
     "AgentDefinition",

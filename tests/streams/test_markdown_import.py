@@ -19,9 +19,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from orchestrator.errors import PlanInvalid
-from streams._md_text import repair_mojibake
 from streams.gates import parse_criterion
 from streams.loader import load_plan_text
+from streams.markdown._text import repair_mojibake
 from streams.markdown_import import ImportResult, ReportItem, decode_markdown, import_markdown
 from streams.model import Plan, StreamSpec
 

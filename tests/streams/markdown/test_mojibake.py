@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from streams._md_document import parse
-from streams._md_text import repair_mojibake
+from streams.markdown._document import parse
+from streams.markdown._text import repair_mojibake
 
 
 @pytest.mark.parametrize(

@@ -21,10 +21,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from streams._md_criteria import translate
-from streams._md_document import Line
-from streams._md_draft import Sourced, StreamDraft
-from streams._md_names import (
+from streams.markdown._criteria import translate
+from streams.markdown._document import Line
+from streams.markdown._draft import Sourced, StreamDraft
+from streams.markdown._names import (
     AGENT_LINE,
     add_team,
     agent_list,
@@ -33,7 +33,7 @@ from streams._md_names import (
     raw_agent,
     slug_label,
 )
-from streams._md_outline import (
+from streams.markdown._outline import (
     Block,
     StreamHeading,
     estimate,
@@ -42,9 +42,9 @@ from streams._md_outline import (
     stream_heading,
     table_rows,
 )
-from streams._md_report import Ledger
-from streams._md_text import ascii_words, list_item, slugify, split_label, strip_emphasis
-from streams._md_values import evidence_id
+from streams.markdown._report import Ledger
+from streams.markdown._text import ascii_words, list_item, slugify, split_label, strip_emphasis
+from streams.markdown._values import evidence_id
 
 __all__ = ["GenericStream", "find_streams", "read_stream"]
 
@@ -533,8 +533,8 @@ def add_criterion(draft: StreamDraft, text: str, line: int, ledger: Ledger) -> N
     """A criterion in words as a gate criterion of ``draft``: a comparison when the words
     measure something (``Response times < 2 seconds``), else a check the stream's steps
     report as true (``phase_1.plugin_directory_structure_matches == true``)."""
-    from streams._md_criteria import metric_namespace
     from streams.gates import GateSyntaxError, parse_criterion
+    from streams.markdown._criteria import metric_namespace
 
     where = f"streams[{draft.id}].gate"
     found = translate(text, draft.title)

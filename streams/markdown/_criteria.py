@@ -28,8 +28,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from streams._md_text import ascii_words, strip_emphasis
 from streams.gates import GateSyntaxError, parse_criterion
+from streams.markdown._text import ascii_words, strip_emphasis
 
 __all__ = ["Translation", "metric_namespace", "translate"]
 

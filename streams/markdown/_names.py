@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import re
 
-from streams._md_draft import StreamDraft
-from streams._md_text import ascii_words, slugify, strip_emphasis
+from streams.markdown._draft import StreamDraft
+from streams.markdown._text import ascii_words, slugify, strip_emphasis
 
 __all__ = [
     "AGENT_LINE",

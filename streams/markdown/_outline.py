@@ -1,7 +1,7 @@
 """A Markdown document as a tree of headings, and the shapes that name a stream in it.
 
-The seed's reader (:mod:`streams._md_document`) classifies sections by their titles; the
-other families of phase plans (see :mod:`streams._md_generic`) need the nesting instead: a
+The seed's reader (:mod:`streams.markdown._document`) classifies sections by their titles; the
+other families of phase plans (see :mod:`streams.markdown._generic`) need the nesting instead: a
 ``## Phase 1: Scaffold`` owns its ``#### Task 1.1`` sub-headings, and a ``### Stream 2: X``
 owns its team and deliverables. Line numbers are the user's file's; text is repaired.
 """
@@ -11,9 +11,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from streams._md_document import Line
-from streams._md_text import ascii_words, clean_title, repair_mojibake, split_lines
-from streams._md_values import timeline
+from streams.markdown._document import Line
+from streams.markdown._text import ascii_words, clean_title, repair_mojibake, split_lines
+from streams.markdown._values import timeline
 
 __all__ = [
     "Block",

@@ -14,8 +14,8 @@ from typing import Any
 
 import yaml
 
-from streams._md_draft import PlanDraft, Sourced, StreamDraft
-from streams._md_report import ImportReport, ReportItem
+from streams.markdown._draft import PlanDraft, Sourced, StreamDraft
+from streams.markdown._report import ImportReport, ReportItem
 
 __all__ = ["DRIVER_UNSET", "emit"]
 

@@ -1,7 +1,7 @@
 """The plan being assembled from a Markdown file, every value with the line it came from.
 
 The drafts are mutable on purpose: sections fill them in whatever order the file has them
-(rollback before focus areas, say), and :mod:`streams._md_emit` writes them out once all
+(rollback before focus areas, say), and :mod:`streams.markdown._emit` writes them out once all
 sections are read. Values are plan values already (fractions, ``15m..30m``, identifiers).
 """
 

@@ -1,7 +1,8 @@
-"""A plan from the families of phase plans besides the seed's (see :mod:`streams._md_generic`),
-and what the whole document says around the streams: which stream waits for which
-(prerequisites, dependency chains, "blocked on" lists, phases in order), concurrency limits,
-context-package token limits, and whether the document is a plan at all.
+"""A plan from the families of phase plans besides the seed's (see
+:mod:`streams.markdown._generic`), and what the whole document says around the streams:
+which stream waits for which (prerequisites, dependency chains, "blocked on" lists, phases
+in order), concurrency limits, context-package token limits, and whether the document is a
+plan at all.
 """
 
 from __future__ import annotations
@@ -13,14 +14,14 @@ from collections.abc import Sequence
 import yaml
 
 from orchestrator.errors import PlanInvalid
-from streams._md_document import Document, Kind, Line
-from streams._md_draft import PlanDraft, Sourced, StreamDraft
-from streams._md_generic import GenericStream, add_criterion, find_streams, read_stream
-from streams._md_outline import Block, outline, table_rows
-from streams._md_report import Ledger
-from streams._md_sections import evidence, resources, summary
-from streams._md_streams import match_stream
-from streams._md_text import list_item, slugify, strip_emphasis
+from streams.markdown._document import Document, Kind, Line
+from streams.markdown._draft import PlanDraft, Sourced, StreamDraft
+from streams.markdown._focus import match_stream
+from streams.markdown._generic import GenericStream, add_criterion, find_streams, read_stream
+from streams.markdown._outline import Block, outline, table_rows
+from streams.markdown._report import Ledger
+from streams.markdown._sections import evidence, resources, summary
+from streams.markdown._text import list_item, slugify, strip_emphasis
 
 __all__ = [
     "SHAPES",
