@@ -1,7 +1,13 @@
-"""Importing a Markdown phase plan, as users write them today, into a plan file.
+"""Importing a Markdown phase plan, as users write them, into a plan file.
 
-:func:`import_markdown` reads the document the way its sections are meant, whatever their
-order or exact titles (headings are matched by keywords; see :mod:`streams.markdown._document`):
+A document with the seed's ``### N. NAME (X PRIORITY)`` focus areas is read as described
+below; any other is read by :mod:`streams.markdown._generic` (``### Stream N: NAME``,
+``## Phase N: NAME``, ``NAME Stream (Priority N):`` blocks, tables of streams, with
+per-step agents, prerequisites, estimates and criteria). A context package is refused.
+
+For the seed's family, :func:`import_markdown` reads the document the way its sections are
+meant, whatever their order or exact titles (headings are matched by keywords; see
+:mod:`streams.markdown._document`):
 
 * ``### N. NAME (X PRIORITY)`` focus areas -> streams: id (slug of the name), title,
   priority, methodology, success probability, risk, timeline (``15-30 minutes`` ->
@@ -16,8 +22,11 @@ order or exact titles (headings are matched by keywords; see :mod:`streams.markd
   budget (``(2-minute recovery)`` -> ``2m``); resource locking -> ``resources``;
   the executive summary -> ``summary``.
 
-Mis-encoded text (UTF-8 read as cp1252) is repaired first, line by line, so every line number
-in the report is the line in the user's file. Whatever is not mapped is reported with its
+In both, ``NAME Context Package (3,500 tokens)`` sets the token limit of that stream's
+agents, ``.claude/agents`` definitions give agents their display names and roles, and no
+agent gets a driver (`orchestrator validate` names each one to fill in). Mis-encoded text
+(UTF-8 read as cp1252) is repaired first, run by run, so every line number in the report is
+the line in the user's file. Whatever is not mapped is reported with its
 lines, and what had to be assumed is reported too; the YAML repeats both in its header.
 """
 
