@@ -55,6 +55,7 @@ from streams.markdown._draft import (
 )
 from streams.markdown._emit import emit
 from streams.markdown._focus import display_title, focus_area, resolve_dependencies
+from streams.markdown._generic import find_streams
 from streams.markdown._generic_plan import (
     all_lines,
     build_generic,
@@ -63,6 +64,7 @@ from streams.markdown._generic_plan import (
     token_limits,
     yaml_classes,
 )
+from streams.markdown._outline import outline
 from streams.markdown._report import ImportReport, Ledger, ReportItem
 from streams.markdown._sections import conflict, criteria, evidence, resources, rollback, summary
 from streams.markdown._text import decode_cp1252, slugify
@@ -129,7 +131,7 @@ def import_markdown(
         raise refused
     ledger = Ledger()
     definitions = definitions or {}
-    if any(section.kind is Kind.FOCUS_AREA for section in document.sections):
+    if _seed_family(text, document):
         plan = _focus_areas(document, source, ledger)
     else:
         plan = _generic(text, source, document, ledger, set(definitions))
@@ -157,6 +159,16 @@ def import_markdown(
     yaml_text = emit(plan, report)
     loaded, needs = _load(yaml_text, f"{source} (imported)")
     return ImportResult(yaml_text, report, loaded, needs)
+
+
+def _seed_family(text: str, document: Document) -> bool:
+    """Whether the seed's reader takes the document: numbered focus areas
+    (``### 1. NAME (HIGH PRIORITY)``), or unnumbered ones when no other family's stream
+    shape is there (``### Backend Stream (HIGH PRIORITY)`` is a stream heading)."""
+    focus = [s.focus for s in document.sections if s.kind is Kind.FOCUS_AREA and s.focus]
+    if any(f.number is not None for f in focus):
+        return True
+    return bool(focus) and not find_streams(outline(text)[0], Ledger())
 
 
 def _focus_areas(document: Document, source: str, ledger: Ledger) -> PlanDraft:

@@ -459,3 +459,15 @@ def test_agent_lines_in_prose_blocks_with_code_names_and_arrows() -> None:
     ]
     assert performance.lead == "performance-profiler"
     assert "team-lead" not in result.plan.agents
+
+
+def test_an_unnumbered_priority_heading_with_a_stream_shape_is_not_a_focus_area() -> None:
+    result = imp(
+        "# Plan\n### Database Stream (HIGH PRIORITY)\n"
+        "- schema-database-expert: Add the index\n- **Agent Team**: schema-database-expert\n"
+    )
+    (stream,) = result.plan.streams
+    assert (stream.id, stream.priority) == ("database", "high")
+    assert [(s.agent, s.instruction) for s in stream.steps] == [
+        ("schema-database-expert", "Add the index")
+    ]
