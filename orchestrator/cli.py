@@ -31,6 +31,7 @@ from orchestrator.calibration import (
     render_calibration,
 )
 from orchestrator.cli_daemon import register
+from orchestrator.cli_import import run_import
 from orchestrator.containment import open_containment
 from orchestrator.errors import ConfidenceTooLow, OrchestratorError, UsageError
 from orchestrator.events import JsonlSink, MemorySink
@@ -50,7 +51,6 @@ from orchestrator.settings import Settings
 from orchestrator.store import HistoryRecord, open_store
 from orchestrator.verify import verify_event_files
 from streams.loader import load_plan
-from streams.markdown_import import decode_markdown, import_markdown
 from streams.model import Plan
 from streams.schema import schema_text
 
@@ -284,34 +284,22 @@ def package(plan_file: Path, agent: str, as_json: bool, token_limit: int | None)
     default=None,
     help="Write the plan here (default: stdout).",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the import report as JSON.")
-def import_(markdown_file: Path, output: Path | None, as_json: bool) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print the import report as JSON on stdout.")
+@click.option(
+    "--agents-dir",
+    type=click.Path(path_type=Path, exists=True, file_okay=False),
+    default=None,
+    help="Claude Code agent definitions (*.md) to take agents from "
+    "(default: .claude/agents beside the document).",
+)
+def import_(
+    markdown_file: Path, output: Path | None, as_json: bool, agents_dir: Path | None
+) -> None:
     """Turn a Markdown phase plan (like the users' Phase 2 document) into a plan file.
 
     Everything it could not map is reported on stderr with its line number.
     """
-    text, encoding = decode_markdown(markdown_file.read_bytes())
-    try:
-        result = import_markdown(text, str(markdown_file))
-    except OrchestratorError as exc:
-        _fail(exc)
-        return
-    if output is None:
-        click.echo(result.yaml_text, nl=False)
-    else:
-        output.write_text(result.yaml_text, encoding="utf-8")
-    target = output or "stdout"
-    click.echo(f"imported {markdown_file} -> {target}: {result.summary()}", err=True)
-    if encoding != "utf-8":
-        click.echo(f"{markdown_file}: not UTF-8, read as {encoding}", err=True)
-    report = json.dumps(result.report.as_dict(), indent=2) if as_json else result.report.render()
-    if report:
-        click.echo(report, err=True)
-    click.echo(
-        "next: replace the example agent driver, then `orchestrator validate` and "
-        "`orchestrator analyze` the plan",
-        err=True,
-    )
+    run_import(markdown_file, output, as_json, agents_dir)
 
 
 @cli.command("verify-log")

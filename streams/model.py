@@ -162,6 +162,9 @@ class AgentSpec(_Model):
     resource_class: Name = Field(alias="class", description="A key of the plan's caps.")
     can: list[Name] = Field(default_factory=list, description="Actions this agent may run.")
     role: str | None = Field(default=None, description="What the specialist is for.")
+    display_name: str | None = Field(
+        default=None, description="How people name it (e.g. a .claude/agents definition's)."
+    )
     driver: DriverSpec | None = None
     token_limit: int | None = Field(
         default=None, ge=64, description="This agent's context-package limit (default: plan's)."

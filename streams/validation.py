@@ -65,6 +65,16 @@ def find_cycle(edges: Mapping[str, Iterable[str]]) -> list[str] | None:
     return None
 
 
+def _sentence_steps(plan: Plan, agent: str) -> int:
+    """How many instruction steps (and rollback steps) of ``plan`` are for ``agent``."""
+    return sum(
+        1
+        for stream in plan.streams
+        for step in (*stream.steps, *(stream.rollback.steps if stream.rollback else ()))
+        if step.agent == agent and step.instruction is not None
+    )
+
+
 def _suggest(name: str, known: Iterable[str]) -> str:
     known = sorted(known)
     close = difflib.get_close_matches(name, known, n=1)
@@ -100,10 +110,16 @@ class _Checker:
         plan = self.plan
         for name, agent in plan.agents.items():
             if not agent.can and agent.driver is None:
+                sentences = _sentence_steps(plan, name)
                 self.add(
                     ("agents", name),
-                    f"agent {name!r} can do nothing: no `can` actions and no driver",
-                    "list its actions in `can`, or give it a `driver`",
+                    f"agent {name!r} has no driver to perform its {sentences} sentence step(s)"
+                    if sentences
+                    else f"agent {name!r} can do nothing: no `can` actions and no driver",
+                    f"under agents.{name}, give it `driver: {{command: [PROGRAM, ...]}}`, the "
+                    "program that performs its steps (docs/agent-protocol.md)"
+                    if sentences
+                    else "list its actions in `can`, or give it a `driver`",
                 )
             if agent.resource_class not in plan.caps:
                 self.add(
@@ -269,7 +285,8 @@ class _Checker:
                 "keep one: an action with `with:`, or a sentence",
             )
         elif step.instruction is not None:
-            if agent is not None and agent.driver is None:
+            if agent is not None and agent.driver is None and agent.can:
+                # (An agent with neither is reported once, at the agent.)
                 self.add(
                     (*loc, "instruction"),
                     f"step {step.id!r} is a sentence, but agent "

@@ -16,7 +16,8 @@ Metric names are made from the words, the same way every time:
 Forms understood: ``SUBJECT OP NUMBER[UNIT][+] [anything]`` with ``OP`` one of ``> < >= <=
 ≥ ≤ = ==`` or the words *at least, at most, no more than, no less than, more than, greater
 than, less than, fewer than, above, over, below, under, exceeding, within*; ``NUMBER%+
-SUBJECT`` (at least); ``Zero/No/0 SUBJECT`` (``== 0``); ``100% SUBJECT`` (``>= 100``).
+SUBJECT`` (at least); ``Zero/No/0 SUBJECT`` (``== 0``); ``100% SUBJECT`` (``>= 100``);
+``SUBJECT: NUMBER[UNIT]`` (``Snapshot checksum mismatches: 0`` -> ``== 0``).
 A bare percentage such as ``5% error rate`` does not say whether it is a floor or a ceiling,
 and is reported rather than guessed. Every expression made is checked with
 :func:`streams.gates.parse_criterion`, so none the gate grammar rejects is ever produced.
@@ -27,8 +28,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from streams._md_text import ascii_words, strip_emphasis
 from streams.gates import GateSyntaxError, parse_criterion
+from streams.markdown._text import ascii_words, strip_emphasis
 
 __all__ = ["Translation", "metric_namespace", "translate"]
 
@@ -115,6 +116,10 @@ _OP_FIRST = re.compile(
     rf"^(?P<op>{_OP})\s*(?P<num>{_NUMBER})\s*(?P<unit>%|[A-Za-z]+\b)?(?P<plus>\+)?\s*(?P<subject>.*)$",
     re.IGNORECASE,
 )
+# ``Snapshot checksum mismatches: 0``: a count or measure stated as what it must be.
+_COLON = re.compile(
+    rf"^(?P<subject>[^:]{{2,80}}?)\s*:\s*(?P<num>{_NUMBER})\s*(?P<unit>%|[A-Za-z]+)?\s*$"
+)
 _ZERO = re.compile(
     r"^(?:zero|no|0)\s+(?!(?:more|less|fewer|greater)\b)(?P<subject>.+)$", re.IGNORECASE
 )
@@ -178,6 +183,16 @@ def translate(text: str, title: str) -> Translation:
     namespace = metric_namespace(title)
     title_words = ascii_words(title)
     title_word = title_words[0] if title_words else namespace
+    if (match := _COLON.match(plain)) is not None:
+        unit = (match.group("unit") or "").lower()
+        if not unit or unit in _UNIT_SUFFIX:
+            metric = _metric(
+                match.group("subject"), namespace, title_word, _UNIT_SUFFIX.get(unit, "")
+            )
+            if metric:
+                return _checked(
+                    written, f"{namespace}.{metric} == {_number(match.group('num'))}", ""
+                )
     if (match := _ZERO.match(plain)) is not None:
         metric = _metric(match.group("subject"), namespace, title_word, "")
         if metric:

@@ -59,43 +59,96 @@ def _sequence_length(byte: int) -> int:
     return 0
 
 
-def repair_mojibake(line: str) -> str:
-    """``line`` with every run of characters that spells a valid UTF-8 sequence in cp1252
-    (or latin-1) replaced by the character it encodes; everything else is left alone.
+# cp1252 characters that a mis-decoded UTF-8 sequence shows and correct text rarely holds
+# next to each other: the lead bytes' letters and the C1/cp1252 specials.
+_SUSPICIOUS = frozenset(
+    "\u00c2\u00c3\u00c5\u00c4\u00c6\u00ce\u00cf\u00d0\u00d1\u00e2\u00f0"
+    "\u20ac\u201a\u0192\u201e\u2026\u2020\u2021\u02c6\u2030\u0160\u2039\u0152"
+    "\u017d\u2018\u2019\u201c\u201d\u2022\u2013\u2014\u02dc\u2122\u0161\u203a"
+    "\u0153\u017e\u0178"
+) | frozenset(chr(c) for c in range(0x80, 0xA0))
 
-    A lone ``é`` or em dash in correctly encoded text is kept: only complete, valid multi-byte
-    sequences are decoded, so text that was never garbled passes through unchanged in
-    practice (and any garbled text is restored exactly).
+
+def _sequence(line: str, i: int) -> tuple[str, int] | None:
+    """The character the UTF-8 sequence spelled in cp1252 at ``line[i]`` encodes and the
+    index after it, or None when no complete, valid sequence starts there."""
+    lead = _BYTE_OF.get(line[i])
+    need = _sequence_length(lead) if lead is not None else 0
+    if lead is None or not need:
+        return None
+    seq, j, spaced = [lead], i + 1, False
+    while len(seq) < need and j < len(line):
+        byte = _BYTE_OF.get(line[j])
+        if byte is None and line[j] == " " and len(seq) == need - 1 and need >= 3:
+            # The trailing 0xA0 of a 3- or 4-byte character (an emoji) shown as a no-break
+            # space, which copy and paste often turns into a plain one. Never for 2-byte
+            # sequences: `3 \u00d7 4` and `\u00d8 5mm` are correct text.
+            byte, spaced = _NBSP_BYTE, True
+        if byte is None or not 0x80 <= byte <= 0xBF:
+            return None
+        seq.append(byte)
+        j += 1
+    if len(seq) < need:
+        return None
+    try:
+        char = bytes(seq).decode("utf-8")
+    except UnicodeDecodeError:  # overlong forms, surrogates: not UTF-8 after all
+        return None
+    if spaced and not unicodedata.category(char).startswith("S"):
+        return None  # only a symbol (an emoji) is worth guessing a lost no-break space for
+    return char, j
+
+
+def _run(line: str, i: int) -> tuple[str, int] | None:
+    """The maximal run of mis-decoded sequences at ``line[i]``, decoded, and the index after
+    it: None unless every character of the run round-trips (cp1252 bytes, then UTF-8)."""
+    out: list[str] = []
+    j = i
+    while j < len(line) and line[j] in _BYTE_OF:
+        found = _sequence(line, j)
+        if found is None:
+            return None
+        out.append(found[0])
+        j = found[1]
+    return ("".join(out), j) if out else None
+
+
+def repair_mojibake(line: str) -> str:
+    """``line`` with each run of characters that is UTF-8 misread as cp1252 (or latin-1)
+    replaced by the characters it spells; everything else is left alone.
+
+    Decided per run of non-ASCII characters, by round-tripping: the run's characters are
+    taken back to the bytes cp1252 gives them and decoded as UTF-8; the run is replaced only
+    when all of it decodes (fewer characters, each the one the author typed). A run that
+    does not decode as a whole keeps its correct characters, and only the sequences in it
+    that show the marks of mis-decoding (a lead-byte letter such as ``Ã``, ``â`` or ``ð``
+    beside cp1252 punctuation or a C1 control) are decoded. Correct text such as
+    ``3 \u00d7 4 matrix``, ``\u00d8 5mm``, ``«Ü»`` or ``café`` is never changed.
     """
     if not any(char in _BYTE_OF for char in line):
         return line
     out: list[str] = []
     i, n = 0, len(line)
     while i < n:
-        lead = _BYTE_OF.get(line[i])
-        need = _sequence_length(lead) if lead is not None else 0
-        if lead is not None and need:
-            seq, j = [lead], i + 1
-            while len(seq) < need and j < n:
-                byte = _BYTE_OF.get(line[j])
-                if byte is None and line[j] == " " and len(seq) == need - 1:
-                    # The trailing 0xA0 of an emoji was shown as a no-break space, which
-                    # copy and paste often turns into a plain one.
-                    byte = _NBSP_BYTE
-                if byte is None or not 0x80 <= byte <= 0xBF:
-                    break
-                seq.append(byte)
-                j += 1
-            if len(seq) == need:
-                try:
-                    out.append(bytes(seq).decode("utf-8"))
-                except UnicodeDecodeError:  # overlong forms, surrogates: not UTF-8 after all
-                    pass
-                else:
-                    i = j
-                    continue
-        out.append(line[i])
-        i += 1
+        if line[i] not in _BYTE_OF:
+            out.append(line[i])
+            i += 1
+            continue
+        whole = _run(line, i)
+        if whole is not None:
+            out.append(whole[0])
+            i = whole[1]
+            continue
+        # A run mixing correct characters with mis-decoded ones: decode only what is
+        # clearly mojibake, character sequence by sequence.
+        while i < n and line[i] in _BYTE_OF:
+            found = _sequence(line, i)
+            if found is not None and any(c in _SUSPICIOUS for c in line[i : found[1]]):
+                out.append(found[0])
+                i = found[1]
+            else:
+                out.append(line[i])
+                i += 1
     return "".join(out)
 
 

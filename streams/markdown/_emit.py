@@ -14,17 +14,14 @@ from typing import Any
 
 import yaml
 
-from streams._md_draft import PlanDraft, Sourced, StreamDraft
-from streams._md_report import ImportReport, ReportItem
+from streams.markdown._draft import PlanDraft, Sourced, StreamDraft
+from streams.markdown._report import ImportReport, ReportItem
 
-__all__ = ["DRIVER_COMMAND", "DRIVER_PASS_ENV", "emit"]
+__all__ = ["DRIVER_UNSET", "emit"]
 
-# The example agent another part of the project ships (examples/agents/echo_agent.py): a
-# placeholder that lets the imported plan validate and run; the report says to replace it.
-DRIVER_COMMAND = ("python3", "agents/echo_agent.py")
-# The driver's process gets only these of the daemon's environment (python3 is looked up
-# on PATH), as in examples/agent-plan.yaml.
-DRIVER_PASS_ENV = ("PATH", "HOME", "LANG")
+# What an imported agent's missing driver says: `orchestrator validate` then names each
+# agent that needs one, at its line.
+DRIVER_UNSET = "driver unset: give it `driver: {command: [PROGRAM, ...]}`"
 
 _COMMENT_COLUMN = 44
 # Characters YAML forbids or reads as line breaks: never let one into a comment.
@@ -95,10 +92,8 @@ def emit(plan: PlanDraft, report: ImportReport) -> str:
     items with their lines."""
     w = _Writer()
     w.line(f"# Imported from {_comment(report.source)} by `orchestrator import`; review before")
-    w.line(
-        f"# running. Every agent runs the example driver `{' '.join(DRIVER_COMMAND)}` (relative to"
-    )
-    w.line("# this file's directory): replace it with each agent's real driver.")
+    w.line("# running. No agent has a driver yet: give each one `driver: {command: [...]}`, the")
+    w.line("# program that performs its steps (`orchestrator validate` lists what is missing).")
     _items(w, "Not mapped", report.source, report.unmapped)
     _items(w, "Assumed", report.source, report.assumptions)
     w.line("version: 1")
@@ -111,21 +106,30 @@ def emit(plan: PlanDraft, report: ImportReport) -> str:
         0,
         "caps",
         plan.caps,
-        _where(plan.caps_line, "Resource Allocation Matrix")
-        if plan.caps_line
-        else "defaults: the file has no resource allocation matrix",
+        _where(plan.caps_line) if plan.caps_line else "assumed: the file sets no limits",
     )
     if plan.resources is not None:
         w.key(0, "resources", plan.resources.value, _where(plan.resources.line))
+    if plan.token_limit is not None:
+        w.line("defaults:")
+        w.key(2, "token_limit", plan.token_limit.value, _where(plan.token_limit.line))
     w.line("agents:")
     for name, agent in plan.agents.items():
         spec: dict[str, object] = {"class": agent.resource_class}
         if agent.role:
             spec["role"] = agent.role
-        spec["driver"] = {"command": list(DRIVER_COMMAND), "pass_env": list(DRIVER_PASS_ENV)}
-        w.key(
-            2, name, spec, _where(agent.line) if agent.line else "not in the matrix: default class"
-        )
+        if agent.display_name and agent.display_name != name:
+            spec["display_name"] = agent.display_name
+        if agent.token_limit is not None:
+            spec["token_limit"] = agent.token_limit.value
+        source = _where(agent.line) if agent.line else "class: default"
+        if agent.definition:
+            source = f"defined in {agent.definition}"
+            if agent.model or agent.tools:
+                extra = [f"model {agent.model}"] if agent.model else []
+                extra += [f"tools {', '.join(agent.tools)}"] if agent.tools else []
+                source += f" ({'; '.join(extra)})"
+        w.key(2, name, spec, f"{source}; {DRIVER_UNSET}")
     w.line("streams:")
     for stream in plan.streams:
         _stream(w, stream)
@@ -157,14 +161,21 @@ def _stream(w: _Writer, s: StreamDraft) -> None:
         )
     w.line("    steps:")
     for number, step in enumerate(s.steps, 1):
-        if number < len(s.steps) or not s.evidence or s.lead is None:
+        agent = s.step_agents.get(number - 1)
+        last = number == len(s.steps) and bool(s.evidence) and s.lead is not None
+        if not last and (agent is None or s.lead is None or agent == s.lead.value):
             w.line(f"      - {_value(step.value)}", _where(step.line, step.note))
             continue
+        if not last:
+            spec0 = {"id": f"step-{number}", "agent": agent, "instruction": step.value}
+            w.line(f"      - {_value(spec0)}", _where(step.line, step.note))
+            continue
+        assert s.lead is not None
         # The stream's evidence counts only from a step that declares it, and a sentence
         # step written as a plain string cannot: the last one is spelled out to declare it.
         spec = {
             "id": f"step-{number}",
-            "agent": s.lead.value,
+            "agent": agent or s.lead.value,
             "instruction": step.value,
             "evidence": [ev.value[0] for ev in s.evidence],
         }

@@ -13,7 +13,7 @@ import enum
 import re
 from dataclasses import dataclass, field
 
-from streams._md_text import ascii_words, clean_title, repair_mojibake, split_lines
+from streams.markdown._text import ascii_words, clean_title, repair_mojibake, split_lines
 
 __all__ = ["CONTENT_KINDS", "Document", "FocusHeading", "Kind", "Line", "Section", "parse"]
 

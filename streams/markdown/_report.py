@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from streams._md_text import shorten
+from streams.markdown._text import shorten
 
 __all__ = ["ImportReport", "Ledger", "ReportItem"]
 

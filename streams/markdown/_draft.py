@@ -1,7 +1,7 @@
 """The plan being assembled from a Markdown file, every value with the line it came from.
 
 The drafts are mutable on purpose: sections fill them in whatever order the file has them
-(rollback before focus areas, say), and :mod:`streams._md_emit` writes them out once all
+(rollback before focus areas, say), and :mod:`streams.markdown._emit` writes them out once all
 sections are read. Values are plan values already (fractions, ``15m..30m``, identifiers).
 """
 
@@ -60,6 +60,8 @@ class StreamDraft:
     dependencies: Sourced[str] | None = None
     depends_on: list[Sourced[str]] = field(default_factory=list)
     steps: list[Sourced[str]] = field(default_factory=list)
+    # The agent the document names for a step, by step index (others go to the lead).
+    step_agents: dict[int, str] = field(default_factory=dict)
     group: Sourced[str] | None = None
     threshold: Sourced[float] | None = None
     criteria: list[Sourced[str]] = field(default_factory=list)
@@ -77,6 +79,12 @@ class AgentDraft:
     resource_class: str
     role: str
     line: int
+    display_name: str = ""
+    token_limit: Sourced[int] | None = None
+    # The .claude/agents definition it came from, and that file's model and tools.
+    definition: str = ""
+    model: str | None = None
+    tools: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -91,3 +99,4 @@ class PlanDraft:
     agents: dict[str, AgentDraft] = field(default_factory=dict)
     resources: Sourced[list[str]] | None = None
     streams: list[StreamDraft] = field(default_factory=list)
+    token_limit: Sourced[int] | None = None

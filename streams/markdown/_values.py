@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from streams._md_text import IDENTIFIER, ascii_words, list_item, slugify, strip_emphasis
+from streams.markdown._text import IDENTIFIER, ascii_words, list_item, slugify, strip_emphasis
 
 __all__ = [
     "PRIORITIES",

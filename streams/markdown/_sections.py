@@ -13,13 +13,13 @@ import re
 from collections.abc import Iterator, Sequence
 from typing import Literal
 
-from streams._md_criteria import translate
-from streams._md_document import Line, Section
-from streams._md_draft import AgentDraft, PlanDraft, Sourced, StreamDraft
-from streams._md_report import Ledger
-from streams._md_streams import match_stream
-from streams._md_text import IDENTIFIER, list_item, slugify, split_label, strip_emphasis
-from streams._md_values import class_header, duration, evidence_id, recovery_budget
+from streams.markdown._criteria import translate
+from streams.markdown._document import Line, Section
+from streams.markdown._draft import AgentDraft, PlanDraft, Sourced, StreamDraft
+from streams.markdown._focus import match_stream
+from streams.markdown._report import Ledger
+from streams.markdown._text import IDENTIFIER, list_item, slugify, split_label, strip_emphasis
+from streams.markdown._values import class_header, duration, evidence_id, recovery_budget
 
 __all__ = ["conflict", "criteria", "evidence", "resources", "rollback", "summary"]
 
@@ -137,7 +137,7 @@ def _evidence_marker(line: Line, streams: Sequence[StreamDraft]) -> bool:
 
 def criteria(section: Section, streams: Sequence[StreamDraft], ledger: Ledger) -> None:
     """Groups of success criteria in words: each becomes a gate criterion when it can be
-    turned into the gate grammar (:mod:`streams._md_criteria`), else it is reported. A
+    turned into the gate grammar (:mod:`streams.markdown._criteria`), else it is reported. A
     ``MANDATORY EVIDENCE`` line hands the rest of the section to :func:`evidence`."""
     lines = list(section.lines)
     for index, line in enumerate(lines):

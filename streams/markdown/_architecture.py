@@ -14,12 +14,12 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from streams._md_document import Line, Section
-from streams._md_draft import Sourced, StreamDraft
-from streams._md_report import Ledger
-from streams._md_streams import match_stream
-from streams._md_text import ascii_words, slugify, split_label, strip_emphasis
-from streams._md_values import agent_names, percent, risk, timeline
+from streams.markdown._document import Line, Section
+from streams.markdown._draft import Sourced, StreamDraft
+from streams.markdown._focus import match_stream
+from streams.markdown._report import Ledger
+from streams.markdown._text import ascii_words, slugify, split_label, strip_emphasis
+from streams.markdown._values import agent_names, percent, risk, timeline
 
 __all__ = ["architecture", "decision_table"]
 

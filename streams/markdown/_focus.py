@@ -11,11 +11,11 @@ import difflib
 import re
 from collections.abc import Sequence
 
-from streams._md_document import Section
-from streams._md_draft import Sourced, StreamDraft
-from streams._md_report import Ledger
-from streams._md_text import ascii_words, list_item, slugify, split_label, strip_emphasis
-from streams._md_values import PRIORITIES, agent_names, duration, percent, risk, timeline
+from streams.markdown._document import Section
+from streams.markdown._draft import Sourced, StreamDraft
+from streams.markdown._report import Ledger
+from streams.markdown._text import ascii_words, list_item, slugify, split_label, strip_emphasis
+from streams.markdown._values import PRIORITIES, agent_names, duration, percent, risk, timeline
 
 __all__ = ["display_title", "focus_area", "match_stream", "resolve_dependencies"]
 
