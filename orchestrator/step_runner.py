@@ -31,8 +31,8 @@ from orchestrator.errors import ActionFailed, CoordinationError, LockWaitTimeout
 from orchestrator.events import EventLog
 from orchestrator.evidence_match import provides_of
 from orchestrator.gpus import GpuAllocator, GpuError, GpuUnavailable, cuda_env
-from orchestrator.store.errors import StoreUnavailable
 from orchestrator.step_output import output_fields
+from orchestrator.store.errors import StoreUnavailable
 
 __all__ = [
     "Drain",
