@@ -29,6 +29,7 @@ from orchestrator.coordination.base import Blocker, Coordinator, Grant, Need
 from orchestrator.errors import ActionFailed, CoordinationError, LockWaitTimeout
 from orchestrator.events import EventLog
 from orchestrator.gpus import GpuAllocator, GpuError, GpuUnavailable, cuda_env
+from orchestrator.redaction import env_secrets, param_secrets, strip_controls
 
 __all__ = [
     "Drain",
@@ -309,7 +310,7 @@ class StepRunner:
             attempt=attempt,
             status=status.value,
             duration_s=0.0,
-            reason=result.summary,
+            reason=strip_controls(result.summary),
             skipped=bool(result.details.get("skipped")),
             metrics=dict(result.metrics),
         )
@@ -340,6 +341,8 @@ class StepRunner:
             kill_grace_s=self.config.kill_grace_s,
             state=self.coordinator,
         )
+        # Secrets of the step's environment and parameters are masked in every event from now.
+        log.redactor.add([*env_secrets(ctx.env), *param_secrets(job.params.model_dump())])
         started = anyio.current_time()
         log.emit(
             "step_started",
@@ -361,6 +364,7 @@ class StepRunner:
             if timer.cancelled_caught:
                 status, reason = StepStatus.TIMED_OUT, f"timed out after {job.timeout_s:g}s"
         finally:
+            reason = strip_controls(reason)  # agent text: no terminal escapes in events
             fields: dict[str, Any] = {
                 "attempt": attempt,
                 "status": status.value,
@@ -376,7 +380,7 @@ class StepRunner:
                     undo_available=result.undo is not None,
                 )
                 if status is not StepStatus.SUCCEEDED and result.output:
-                    fields["output_tail"] = result.output[-2000:]
+                    fields["output_tail"] = strip_controls(result.output[-2000:])
             log.emit("step_finished", **fields)
             if result is not None:
                 self._record_evidence(job, attempt, status, result, log)
@@ -403,7 +407,7 @@ class StepRunner:
                 check=evidence.check,
                 source=evidence.source,
                 detail=dict(evidence.detail),
-                excerpt=evidence.excerpt,
+                excerpt=strip_controls(evidence.excerpt),
                 sha256=evidence.sha256,
                 metrics=dict(evidence.metrics),
                 verified=evidence.verified,
