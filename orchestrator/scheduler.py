@@ -253,6 +253,7 @@ class Scheduler:
                 streams=[s.id for s in plan.streams],
                 depends_on={s.id: s.depends_on for s in plan.streams},
                 steps=plan.total_steps(),
+                coordinator=coordinator_identity(self._steps.coordinator),
             )
         else:
             self.events.emit("run_resumed", finished_streams=sorted(self.prior.streams))
@@ -566,3 +567,13 @@ class Scheduler:
             lock_timeout_s=step.lock_timeout or plan.defaults.lock_timeout,
             first_attempt=first_attempt,
         )
+
+
+def coordinator_identity(coordinator: Coordinator) -> dict[str, str]:
+    """What identifies the coordinator that runs share, without a secret: ``verify-log``
+    compares fences and caps only between runs with the same one (Redis: the URL without its
+    password and the namespace; in-process: nothing, each run is checked alone)."""
+    where, namespace = getattr(coordinator, "where", None), getattr(coordinator, "namespace", None)
+    if isinstance(where, str) and isinstance(namespace, str):
+        return {"kind": "redis", "where": where, "namespace": namespace}
+    return {"kind": "in-process"}
