@@ -46,7 +46,7 @@ from orchestrator.runs import (
     record_run,
     tune_gc,
 )
-from orchestrator.scheduler import RunResult, RunStatus
+from orchestrator.scheduler import RunResult, RunStatus, Scheduler
 from orchestrator.settings import Settings
 from orchestrator.store import HistoryRecord, open_store
 from orchestrator.verify import verify_event_files
@@ -189,6 +189,9 @@ def run(
     except OrchestratorError as exc:
         _fail(exc)
         return
+    except BaseExceptionGroup as group:
+        _fail(_only_error(group))
+        return
     if result is None:
         click.echo(f"run {run_id}: interrupted", err=True)
         sys.exit(130)
@@ -215,14 +218,17 @@ async def _run(
     kept = MemorySink()
     progress = progress_sink(console, sys.stdout, plain=plain)
     result: RunResult | None = None
+    interrupts = _Interrupts()
     try:
         async with (
             open_containment(settings.state_dir),
-            anyio.create_task_group() as tg,
             open_coordinator(settings) as coordinator,
+            anyio.create_task_group() as tg,
         ):
-            tg.start_soon(_cancel_on_signal, tg.cancel_scope)
-            with progress:
+            # The watcher lives outside the scope it cancels: it hears the second Ctrl-C.
+            run_scope = anyio.CancelScope()
+            tg.start_soon(interrupts.watch, run_scope)
+            with run_scope, progress:
                 result = await execute_plan(
                     plan,
                     run_id=run_id,
@@ -231,6 +237,7 @@ async def _run(
                     registry=builtin_registry(),
                     sinks=[sink, progress, kept],
                     workdir=workdir,
+                    on_scheduler=interrupts.attach,
                 )
             tg.cancel_scope.cancel()
     finally:
@@ -252,11 +259,38 @@ async def _confidence_problems(
     return analysis.check_min_confidence(plan, analysis.estimate_streams(plan, history))
 
 
-async def _cancel_on_signal(scope: anyio.CancelScope) -> None:
-    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async for _ in signals:
-            scope.cancel()
-            return
+def _only_error(group: BaseExceptionGroup[Any]) -> OrchestratorError:
+    """The error a task group wrapped (a coordinator that cannot connect, say), so that the
+    user gets its one clear line; anything else is a bug and is raised as it is."""
+    errors = group.subgroup(OrchestratorError)
+    if errors is None or group.split(OrchestratorError)[1] is not None:
+        raise group
+    first: BaseException = errors
+    while isinstance(first, BaseExceptionGroup):
+        first = first.exceptions[0]
+    assert isinstance(first, OrchestratorError)
+    return first
+
+
+class _Interrupts:
+    """Ctrl-C (or SIGTERM) cancels the run, whose started streams roll back; a second one
+    abandons those rollbacks (recorded as ``rollback_abandoned``); the exit code is 130."""
+
+    def __init__(self) -> None:
+        self._scheduler: Scheduler | None = None
+
+    def attach(self, scheduler: Scheduler) -> None:
+        self._scheduler = scheduler
+
+    async def watch(self, scope: anyio.CancelScope) -> None:
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for _ in signals:
+                if not scope.cancel_called:
+                    click.echo("interrupted: rolling back, Ctrl-C again to abandon", err=True)
+                    scope.cancel()
+                elif self._scheduler is not None:
+                    click.echo("rollback abandoned", err=True)
+                    self._scheduler.abandon_rollbacks()
 
 
 @cli.command()

@@ -26,6 +26,8 @@ from typing import IO, Any, Protocol
 import orjson
 import structlog
 
+from orchestrator.redaction import remember_secrets
+
 __all__ = [
     "Durability",
     "EventLog",
@@ -150,10 +152,21 @@ class MemorySink:
 
 
 class Redactor:
-    """Replaces every known secret value inside strings with ``***``."""
+    """Replaces every known secret value inside strings with ``***``: the one masking path
+    of a run's events (file, store, Redis stream, subscribers). :meth:`add` teaches it the
+    secrets of a step's environment before the step runs (see :mod:`orchestrator.redaction`).
+    """
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
-        self._secrets = sorted({s for s in secrets if s and len(s) >= 3}, key=len, reverse=True)
+        self._secrets: list[str] = []
+        self.add(secrets)
+
+    def add(self, secrets: Iterable[str | None]) -> None:
+        """Mask these values too, from now on (and in the diagnostic log)."""
+        new = {s for s in secrets if s and len(s) >= 3} - set(self._secrets)
+        if new:
+            remember_secrets(new)
+            self._secrets = sorted({*self._secrets, *new}, key=len, reverse=True)
 
     def __bool__(self) -> bool:
         return bool(self._secrets)
@@ -201,10 +214,11 @@ class EventLog:
     ) -> None:
         self.run_id = run_id
         self.durability = durability  # None: nothing to wait for (no store)
+        self.redactor = redactor if redactor is not None else Redactor()
         if _logger is None:
             self._fanout = _FanOut(sinks)
             seq = itertools.count(first_seq)
-            redact = redactor or Redactor()
+            redact = self.redactor
 
             def stamp(_: Any, __: str, event: MutableMapping[str, Any]) -> Event:
                 ordered: Event = {
@@ -232,6 +246,7 @@ class EventLog:
         child = EventLog(self.run_id, (), _logger=self._logger.bind(**context))
         child._fanout = self._fanout
         child.durability = self.durability
+        child.redactor = self.redactor
         return child
 
     def emit(self, event: str, **fields: Any) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import gc
 import secrets
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -128,9 +128,11 @@ async def execute_plan(
     registry: ActionRegistry,
     sinks: Sequence[EventSink],
     workdir: Path,
+    on_scheduler: Callable[[Scheduler], None] | None = None,
 ) -> RunResult:
     """Run ``plan`` once with events going to ``sinks`` (and, with Redis, to the run's
-    Redis event stream); return how it ended."""
+    Redis event stream); return how it ended. ``on_scheduler`` is given the scheduler
+    before it starts (to abandon its rollbacks on a second interrupt)."""
     relay = relay_for(coordinator, run_id)
     events = EventLog(
         run_id, [*sinks, *([relay] if relay else [])], redactor=Redactor(settings.secrets())
@@ -145,6 +147,8 @@ async def execute_plan(
             workdir=workdir, env=settings.step_env(), kill_grace_s=settings.kill_grace_s
         ),
     )
+    if on_scheduler is not None:
+        on_scheduler(scheduler)
     if relay is None:
         return await scheduler.run()
     async with anyio.create_task_group() as tg:

@@ -191,6 +191,8 @@ class Scheduler:
         self._drain = Drain()
         self._outcomes: dict[str, StreamOutcome] = {}
         self._done: dict[str, anyio.Event] = {}
+        self._rollbacks: set[anyio.CancelScope] = set()
+        self._abandoned = False
         self._steps = StepRunner(
             run_id=run_id,
             plan_name=plan.plan,
@@ -262,6 +264,7 @@ class Scheduler:
                 streams=[s.id for s in plan.streams],
                 depends_on={s.id: s.depends_on for s in plan.streams},
                 steps=plan.total_steps(),
+                coordinator=coordinator_identity(self._steps.coordinator),
             )
         else:
             self.events.emit("run_resumed", finished_streams=sorted(self.prior.streams))
@@ -345,9 +348,16 @@ class Scheduler:
                 await self._roll_back(stream, outcome, log, outcome.reason)
         except anyio.get_cancelled_exc_class():
             if outcome.started and not self._drain.started and outcome.rollback is None:
-                # `cancel` still rolls the stream back, shielded, within a deadline.
-                with anyio.move_on_after(self.config.rollback_deadline_s, shield=True):
-                    await self._roll_back(stream, outcome, log, "run cancelled")
+                # `cancel` still rolls the stream back, shielded, within a deadline, unless
+                # the user abandons it (:meth:`abandon_rollbacks`).
+                with anyio.move_on_after(self.config.rollback_deadline_s, shield=True) as rb:
+                    self._rollbacks.add(rb)
+                    try:
+                        await self._roll_back(stream, outcome, log, "run cancelled")
+                    finally:
+                        self._rollbacks.discard(rb)
+                if rb.cancelled_caught and self._abandoned:
+                    log.emit("rollback_abandoned", reason="abandoned by the user")
             raise
         finally:
             if self._drain.started and outcome.status is StreamStatus.CANCELLED:
@@ -356,6 +366,13 @@ class Scheduler:
             if outcome.status is not StreamStatus.SUSPENDED:
                 self._record_end(stream, outcome, log)
             self._done[stream.id].set()
+
+    def abandon_rollbacks(self) -> None:
+        """Cut the rollbacks a cancelled run is doing (a second Ctrl-C); each cut one is
+        recorded as ``rollback_abandoned``."""
+        self._abandoned = True
+        for scope in list(self._rollbacks):
+            scope.cancel()
 
     def _judge(self, stream: StreamSpec, outcome: StreamOutcome, log: EventLog) -> None:
         """Evaluate the stream's gate and mandatory evidence; a miss fails the stream."""
@@ -568,3 +585,13 @@ class Scheduler:
             lock_timeout_s=step.lock_timeout or plan.defaults.lock_timeout,
             first_attempt=first_attempt,
         )
+
+
+def coordinator_identity(coordinator: Coordinator) -> dict[str, str]:
+    """What identifies the coordinator that runs share, without a secret: ``verify-log``
+    compares fences and caps only between runs with the same one (Redis: the URL without its
+    password and the namespace; in-process: nothing, each run is checked alone)."""
+    where, namespace = getattr(coordinator, "where", None), getattr(coordinator, "namespace", None)
+    if isinstance(where, str) and isinstance(namespace, str):
+        return {"kind": "redis", "where": where, "namespace": namespace}
+    return {"kind": "in-process"}

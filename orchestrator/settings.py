@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from orchestrator.redaction import url_secrets
+from orchestrator.redaction import env_secrets, url_secrets
 
 __all__ = ["Settings", "default_state_dir"]
 
@@ -92,7 +92,7 @@ class Settings(BaseSettings):
         for secret in (self.redis_url, self.store):
             if secret is not None and "://" in secret.get_secret_value():
                 found.extend(url_secrets(secret.get_secret_value()))
-        return found
+        return found + env_secrets(self.step_env())
 
     def step_env(self) -> dict[str, str]:
         """The base environment of a step's subprocess."""

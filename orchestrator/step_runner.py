@@ -31,6 +31,7 @@ from orchestrator.errors import ActionFailed, CoordinationError, LockWaitTimeout
 from orchestrator.events import EventLog
 from orchestrator.evidence_match import provides_of
 from orchestrator.gpus import GpuAllocator, GpuError, GpuUnavailable, cuda_env
+from orchestrator.redaction import env_secrets, param_secrets, strip_controls
 from orchestrator.step_output import output_fields
 from orchestrator.store.errors import StoreUnavailable
 
@@ -346,7 +347,7 @@ class StepRunner:
             attempt=attempt,
             status=status.value,
             duration_s=0.0,
-            reason=result.summary,
+            reason=strip_controls(result.summary),
             skipped=bool(result.details.get("skipped")),
             metrics=dict(result.metrics),
         )
@@ -377,6 +378,8 @@ class StepRunner:
             kill_grace_s=self.config.kill_grace_s,
             state=self.coordinator,
         )
+        # Secrets of the step's environment and parameters are masked in every event from now.
+        log.redactor.add([*env_secrets(ctx.env), *param_secrets(job.params.model_dump())])
         started = anyio.current_time()
         started_seq = log.emit_seq(
             "step_started",
@@ -401,6 +404,7 @@ class StepRunner:
         except StoreUnavailable as exc:  # its start was not stored in time: never started
             status, reason = StepStatus.FAILED, f"not started: {exc}"
         finally:
+            reason = strip_controls(reason)  # agent text: no terminal escapes in events
             fields: dict[str, Any] = {
                 "attempt": attempt,
                 "status": status.value,
@@ -418,7 +422,7 @@ class StepRunner:
                 if result.details.get("claimed") or result.details.get("claimed_metrics"):
                     claimed = result.details.get("claimed_metrics") or sorted(result.metrics)
                     fields["claimed_metrics"] = list(claimed)  # for the gate after a resume
-                fields.update(output_fields(result.output))  # every step's, kept
+                fields.update(output_fields(strip_controls(result.output)))  # every step's, kept
             log.emit("step_finished", **fields)
             if result is not None:
                 self._record_evidence(job, attempt, status, result, log)
@@ -446,7 +450,7 @@ class StepRunner:
                 check=evidence.check,
                 source=evidence.source,
                 detail=dict(evidence.detail),
-                excerpt=evidence.excerpt,
+                excerpt=strip_controls(evidence.excerpt),
                 sha256=evidence.sha256,
                 metrics=dict(evidence.metrics),
                 verified=evidence.verified,

@@ -1,7 +1,9 @@
 """``verify-log``: check from event lines alone that a run kept its promises.
 
 Given one or more JSON-lines event logs (several processes sharing a Redis coordinator each
-write their own), merged in time order, it checks that:
+write their own), it groups the runs by the coordinator they shared (``coordinator`` in
+``run_started``: the Redis URL without its password and the namespace; a run coordinated in
+process is a group of its own), merges each group in time order and checks that:
 
 - no resource class ever ran more steps at once than the cap of the step that started;
 - no lock was ever held by two steps at once;
@@ -74,9 +76,46 @@ def _key(event: dict[str, Any]) -> tuple[str, str, str, int]:
     )
 
 
+def _group_of(run_started: dict[str, Any]) -> tuple[str, ...]:
+    """The coordinator a run shared with others (see ``coordinator`` of ``run_started``)."""
+    coordinator = run_started.get("coordinator")
+    if not isinstance(coordinator, dict):
+        return ("unrecorded",)  # an older log: compared with every other such run
+    if coordinator.get("kind") == "redis":
+        return ("redis", str(coordinator.get("where")), str(coordinator.get("namespace")))
+    return ("run", str(run_started.get("run_id", "")))
+
+
+def _groups(logs: Sequence[Sequence[dict[str, Any]]]) -> list[list[list[dict[str, Any]]]]:
+    """``logs`` split by the coordinator their runs shared: caps, locks and fences are
+    comparable within one coordinator only (independent runs each start fences at 1)."""
+    run_group: dict[str, tuple[str, ...]] = {}
+    for log in logs:
+        for event in log:
+            if event.get("event") == "run_started":
+                run_group.setdefault(str(event.get("run_id", "")), _group_of(event))
+    grouped: dict[tuple[str, ...], list[list[dict[str, Any]]]] = {}
+    for log in logs:
+        parts: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for event in log:
+            key = run_group.get(str(event.get("run_id", "")), ("unrecorded",))
+            parts.setdefault(key, []).append(event)
+        for key, part in parts.items():
+            grouped.setdefault(key, []).append(part)
+    return list(grouped.values())
+
+
 def verify_events(logs: Sequence[Sequence[dict[str, Any]]]) -> VerifyReport:
-    """Check several event sequences (each in its own file order) merged by timestamp."""
+    """Check several event sequences (each in its own file order): the runs that shared a
+    coordinator are merged by timestamp and checked together, each such group alone."""
     report = VerifyReport()
+    for group in _groups(logs):
+        _verify_group(group, report)
+    return report
+
+
+def _verify_group(logs: Sequence[Sequence[dict[str, Any]]], report: VerifyReport) -> None:
+    """Check one coordinator's runs, adding what is found to ``report``."""
     merged: Iterable[dict[str, Any]] = heapq.merge(*logs, key=lambda e: str(e.get("ts", "")))
     caps: dict[str, dict[str, int | None]] = {}
     depends: dict[str, dict[str, list[str]]] = {}
@@ -157,7 +196,6 @@ def verify_events(logs: Sequence[Sequence[dict[str, Any]]]) -> VerifyReport:
             report.violations.append(text)
         else:
             report.warnings.append(text + " (its run did not finish: crashed or still running)")
-    return report
 
 
 def verify_event_files(paths: Sequence[Path]) -> VerifyReport:

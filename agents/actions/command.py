@@ -23,9 +23,11 @@ import anyio
 from anyio.abc import ByteReceiveStream, Process
 from pydantic import BaseModel, ConfigDict, Field
 
+from agents.actions._masking import mask_command
 from agents.base import ActionContext, ActionResult, Evidence
 from orchestrator.containment import end_step_process, open_step_process
 from orchestrator.events import utc_timestamp
+from orchestrator.redaction import env_secrets, scrub, strip_controls
 
 __all__ = [
     "BoundedCapture",
@@ -164,18 +166,24 @@ async def run_command(ctx: ActionContext, params: CommandParams) -> ActionResult
             await process.aclose()
     code = process.returncode
     ok = code in params.ok_exit_codes
-    output = stdout.text()
-    err = stderr.text()
-    summary = f"{params.argv[0]} exited {code}"
-    if not ok and err.strip():
-        summary += f": {err.strip().splitlines()[-1][:200]}"
+    # What the command printed is quoted only with the environment's secret values masked.
+    secrets = env_secrets(env)
+    output = scrub(stdout.text(), secrets)
+    err = scrub(stderr.text(), secrets)
+    argv = mask_command(params.argv, secrets)
+    summary = f"{argv[0]} exited {code}"
+    shown_err = strip_controls(err).strip()
+    if not ok and shown_err:
+        summary += f": {shown_err.splitlines()[-1][:200]}"
     digest = hashlib.sha256(f"{stdout.sha256}:{stderr.sha256}".encode()).hexdigest()
-    metrics: dict[str, float | str] = parse_metric_lines(output) if params.parse_metrics else {}
+    metrics: dict[str, float | str] = (
+        parse_metric_lines(stdout.text()) if params.parse_metrics else {}
+    )
     metrics["exit_code"] = float(code) if code is not None else -1.0
     evidence = Evidence(
-        check=" ".join(params.argv)[:200],
+        check=" ".join(argv)[:200],
         source="command",
-        detail={"argv": params.argv, "exit_code": code, "cwd": str(cwd)},
+        detail={"argv": argv, "exit_code": code, "cwd": str(cwd)},
         excerpt=output[-_EXCERPT:],
         sha256=stdout.sha256,
         metrics=dict(metrics),
@@ -192,7 +200,7 @@ async def run_command(ctx: ActionContext, params: CommandParams) -> ActionResult
         metrics=metrics,
         evidence=(evidence,),
         details={
-            "argv": params.argv,
+            "argv": argv,
             "stdout_sha256": stdout.sha256,
             "stderr_sha256": stderr.sha256,
         },

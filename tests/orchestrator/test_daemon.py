@@ -188,7 +188,7 @@ def test_runs_survive_sigkill_idempotent_step_reruns(tmp_path: Path, store: str 
 def test_runs_survive_sigkill_non_idempotent_step_is_interrupted(
     tmp_path: Path, store: str | None
 ) -> None:
-    plan, log, _ = write_plan(tmp_path, idempotent=False)
+    plan, log, go = write_plan(tmp_path, idempotent=False)
     first = DaemonProcess(tmp_path, store=store).start()
     try:
         run_id = first.cli("submit", str(plan)).stdout.strip()
@@ -201,6 +201,7 @@ def test_runs_survive_sigkill_non_idempotent_step_is_interrupted(
             second.close()
     finally:
         first.close()
+        go.touch()  # the killed daemon's step polls for it: let that loop end
     assert run["status"] == "failed"
     main = next(s for s in run["streams"] if s["stream"] == "main")
     assert {s["step"]: s["status"] for s in main["steps"]}["hold"] == "interrupted"
