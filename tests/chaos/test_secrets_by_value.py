@@ -3,7 +3,7 @@
 Each secret value goes in through one way a run learns secrets (a ``pass_env`` variable, a
 step's ``with.env``, an external agent's ``driver.env``, the Redis URL's password, the
 store DSN's password) and is sent back out through every channel a step has: stdout,
-stderr (quoted in ``reason`` and ``output_tail``), metrics (string metrics of an agent),
+stderr (quoted in ``reason`` and ``stderr_tail``), metrics (string metrics of an agent),
 evidence and an external agent's answer. Then every output is searched for it: the event
 file, the run store's rows, the Redis event stream, the process's own log.
 
@@ -169,7 +169,7 @@ def _check_events(text: str) -> None:
     assert finished["ask"]["metrics"]["note"] == "***"
     assert finished["fail"]["status"] == "failed"
     assert finished["fail"]["reason"] == "sh exited 3: boom ***"
-    assert "***" in finished["fail"]["output_tail"]
+    assert "***" in finished["fail"]["stderr_tail"]
     assert "\x1b" not in text and "\\u001b" not in text
     evidence = [e for e in events if e["event"] == "evidence_collected"]
     assert any("***" in e["excerpt"] for e in evidence)
