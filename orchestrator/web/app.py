@@ -35,6 +35,7 @@ from starlette.responses import (
 from starlette.routing import BaseRoute, Route
 
 from orchestrator.errors import OrchestratorError
+from orchestrator.rpc import AgentsListParams, LocksListParams
 from orchestrator.web.report import read_all_events, render_report
 
 if TYPE_CHECKING:
@@ -123,7 +124,21 @@ def build_app(daemon: Daemon, token: str, extra_routes: Sequence[BaseRoute] = ()
     async def api_runs(request: Request) -> Response:
         return JSONResponse(await daemon.runs_list(_params(request), None))  # type: ignore[arg-type]
 
+    async def locks_page(request: Request) -> Response:
+        locks = await daemon.locks_list(LocksListParams(), None)  # type: ignore[arg-type]
+        agents = await daemon.agents_list(AgentsListParams(), None)  # type: ignore[arg-type]
+        return HTMLResponse(
+            '<!DOCTYPE html><html><head><meta charset="utf-8"><title>Locks and agents'
+            "</title></head><body><h1>Locks and class slots</h1>"
+            f"{_tables(locks)}<h1>Agents</h1>{_tables(agents)}</body></html>"
+        )
+
+    async def api_locks(request: Request) -> Response:
+        return JSONResponse(await daemon.locks_list(LocksListParams(), None))  # type: ignore[arg-type]
+
     routes: list[BaseRoute] = [
+        Route("/locks", locks_page),
+        Route("/api/locks", api_locks),
         Route("/", runs_page),
         Route("/runs/{run_id}", run_page),
         Route("/runs/{run_id}/events", run_events),
@@ -170,6 +185,18 @@ def _params(request: Request) -> Any:
 
     status = request.query_params.getlist("status")
     return RunsListParams.model_validate({"limit": 200, **({"status": status} if status else {})})
+
+
+def _tables(data: Any) -> str:
+    """A JSON answer as nested HTML tables, every text escaped."""
+    if isinstance(data, dict):
+        rows = "".join(
+            f"<tr><th>{escape(str(k))}</th><td>{_tables(v)}</td></tr>" for k, v in data.items()
+        )
+        return f"<table>{rows}</table>"
+    if isinstance(data, list):
+        return "".join(f'<div class="item">{_tables(v)}</div>' for v in data) or "(none)"
+    return escape("" if data is None else str(data))
 
 
 def _duration(start: Any, end: Any) -> str:

@@ -86,6 +86,8 @@ def test_live_run_list_page_and_sse(web: tuple[DaemonProcess, int, str], tmp_pat
             if event:
                 seen.append(event)
             if event.get("event") == "step_started" and event.get("step") == "hold":
+                locks = _get(port, "/locks", auth).body
+                assert "redis" in locks and "worker" in locks and "<script" not in locks
                 go.touch()  # the rest of the run happens while we listen
         finished = line.startswith("event: run_finished")
     conn.close()
