@@ -106,11 +106,14 @@ def build_app(daemon: Daemon, token: str, extra_routes: Sequence[BaseRoute] = ()
         run = await daemon.store.get_run(run_id)
         if run is None:
             return HTMLResponse(f"no run {escape(run_id)}; see the runs page at /", status_code=404)
-        html = render_report(run, await read_all_events(daemon.store, run_id))
+        events = await read_all_events(daemon.store, run_id)
+        html = render_report(run, events)
+        after = int(events[-1]["seq"]) if events else 0
+        # Only events after this page's last one, so a reload does not re-trigger itself.
         live = (
-            "<script>const s=new EventSource(location.pathname+'/events');"
-            "s.addEventListener('run_finished',()=>location.reload());"
-            "let t;s.onmessage=()=>{clearTimeout(t);t=setTimeout(()=>location.reload(),500)};"
+            f"<script>const s=new EventSource(location.pathname+'/events?after={after}');"
+            "s.addEventListener('run_finished',()=>s.close());"
+            "let t;s.onmessage=()=>{clearTimeout(t);t=setTimeout(()=>location.reload(),300)};"
             "</script>"
         )
         return HTMLResponse(html.replace("</body>", live + "</body>"))
@@ -119,7 +122,9 @@ def build_app(daemon: Daemon, token: str, extra_routes: Sequence[BaseRoute] = ()
         run_id = request.path_params["run_id"]
         if run_id not in daemon.runs.active and await daemon.store.get_run(run_id) is None:
             return JSONResponse({"error": f"no run {run_id!r}"}, status_code=404)
-        return StreamingResponse(_sse(daemon, run_id), media_type="text/event-stream")
+        raw_after = request.query_params.get("after", "0")
+        after = int(raw_after) if raw_after.isdigit() else 0
+        return StreamingResponse(_sse(daemon, run_id, after), media_type="text/event-stream")
 
     async def api_runs(request: Request) -> Response:
         return JSONResponse(await daemon.runs_list(_params(request), None))  # type: ignore[arg-type]
@@ -203,15 +208,16 @@ def _duration(start: Any, end: Any) -> str:
     return f"{(end - start).total_seconds():.1f} s" if start and end else ""
 
 
-async def _sse(daemon: Daemon, run_id: str) -> AsyncIterator[str]:
-    """Stored events, then live ones without gap or duplicate (by ``seq``)."""
+async def _sse(daemon: Daemon, run_id: str, after: int = 0) -> AsyncIterator[str]:
+    """Stored events after ``after``, then live ones without gap or duplicate (by ``seq``)."""
     active = daemon.runs.active.get(run_id)
     subscription = daemon.runs.subscribe(active) if active is not None else None
     try:
-        last = 0
+        last = after
         for event in await read_all_events(daemon.store, run_id):
-            last = int(event["seq"])
-            yield _frame(event)
+            if int(event["seq"]) > last:
+                last = int(event["seq"])
+                yield _frame(event)
         if subscription is not None:
             async for event in subscription.receive:
                 if int(event["seq"]) > last:
