@@ -39,6 +39,7 @@ class Bar:
     started: float | None = None
     finished: float | None = None
     status: str = "running"
+    locks: tuple[str, ...] = ()
 
 
 def _seconds(ts: Any) -> float | None:
@@ -75,6 +76,9 @@ def bars_from_events(events: Sequence[Mapping[str, Any]]) -> tuple[list[str], li
         bar = bars.setdefault((stream, step, attempt), Bar(stream, step, attempt))
         at = _seconds(event.get("ts"))
         rel = None if at is None else at - origin
+        locks = event.get("locks")
+        if isinstance(locks, list) and locks:
+            bar.locks = tuple(str(lock) for lock in locks)
         if name == "step_queued":
             bar.queued = rel
         elif name == "step_started":
@@ -113,8 +117,13 @@ def render_svg(events: Sequence[Mapping[str, Any]]) -> str:
             if start is None:
                 continue
             colour = STATUS_COLOURS.get(bar.status, "#6a1b9a")
+            if bar.locks:  # a lock hold: outlined, and named in the tooltip
+                label += escape(f"; holds {', '.join(bar.locks)}")
+            held = ' stroke="#000" stroke-width="2"' if bar.locks else ""
+            kind = " holds-lock" if bar.locks else ""
             out.append(
-                f'<rect class="bar status-{escape(bar.status)}" data-step="{escape(bar.step)}"'
+                f'<rect class="bar status-{escape(bar.status)}{kind}"{held}'
+                f' data-step="{escape(bar.step)}"'
                 f' x="{LABEL_W + start * scale:.1f}" y="{y + 4}"'
                 f' width="{max((stop - start) * scale, 1.0):.1f}" height="20"'
                 f' fill="{colour}"><title>{label}</title></rect>'

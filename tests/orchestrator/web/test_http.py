@@ -98,7 +98,7 @@ def test_live_run_list_page_and_sse(web: tuple[DaemonProcess, int, str], tmp_pat
 
     page = _get(port, f"/runs/{run_id}", auth).body
     assert page.count('<g class="lane"') == 2
-    assert page.count('class="bar status-succeeded"') == 4
+    assert page.count('class="bar status-succeeded') == 4
     assert "EventSource" in page
 
 
