@@ -11,6 +11,7 @@ from typing import Any
 import anyio
 
 from orchestrator.errors import OrchestratorError
+from orchestrator.progress import RunView, _timeline
 from orchestrator.store import open_store
 from orchestrator.store.base import RunRecord, RunStore
 from orchestrator.web.gantt import bars_from_events, render_svg
@@ -29,6 +30,18 @@ def render_report(run: RunRecord, events: Sequence[Mapping[str, Any]]) -> str:
         f"<td>{escape(b.status)}</td></tr>"
         for b in bars
     )
+    view = RunView()  # the same fold as `orchestrator watch`
+    for event in events:
+        view.apply(event)
+    now = view.last_ts
+    streams = "".join(
+        f'<tr class="stream"><td>{escape(v.id)}</td><td>{escape(v.status)}</td>'
+        f"<td>{v.done}/{v.total}</td>"
+        f"<td>{escape(', '.join(f'{k} ({a})' for k, a in v.running.items()))}</td>"
+        f"<td>{escape('; '.join(f'{k}: {w}' for k, w in v.waiting.items()))}</td>"
+        f"<td>{escape(_timeline(v, now))}</td><td>{escape(v.reason)}</td></tr>"
+        for v in view.streams.values()
+    )
     reason = f"<p>Reason: {escape(run.reason)}</p>" if run.reason else ""
     return (
         '<!DOCTYPE html><html><head><meta charset="utf-8">'
@@ -36,6 +49,9 @@ def render_report(run: RunRecord, events: Sequence[Mapping[str, Any]]) -> str:
         f"<h1>Run {escape(run.run_id)}</h1>"
         f"<p>Plan: {escape(run.plan)} &middot; status: {escape(run.status)}"
         f" &middot; created {escape(run.created_at.isoformat())}</p>{reason}"
+        "<h2>Streams</h2><table><tr><th>stream</th><th>status</th><th>progress</th>"
+        "<th>running (agent)</th><th>waiting for</th><th>elapsed / timeline</th>"
+        f"<th>gate, rollback, reason</th></tr>{streams}</table>"
         f"<h2>Timeline</h2>{render_svg(events)}"
         "<h2>Steps</h2><table><tr><th>stream</th><th>step</th><th>attempt</th>"
         f"<th>status</th></tr>{rows}</table></body></html>"

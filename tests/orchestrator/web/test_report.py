@@ -57,6 +57,7 @@ def test_report_is_self_contained_escaped_and_has_one_lane_per_stream(tmp_path: 
     assert "p<x>" not in html and "p&lt;x&gt;" in html
     assert html.count('<g class="lane"') == 3
     assert html.count('class="bar status-succeeded') == 3
+    assert html.count('<tr class="stream">') == 3 and "2/2" in html
     assert html.count("holds-lock") == 1 and "holds redis" in html
     assert html.count('class="bar status-failed"') == 1
 
