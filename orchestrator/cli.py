@@ -472,6 +472,30 @@ async def _run_evidence(settings: Settings, run_id: str, stream: str | None) -> 
 register(cli, _settings)
 
 
+@cli.command("report")
+@click.argument("run_id")
+@click.option(
+    "-o", "--output", type=click.Path(path_type=Path), required=True, help="HTML file to write."
+)
+@_state_dir_option
+def report_(run_id: str, output: Path, state_dir: Path | None) -> None:
+    """Write RUN_ID's page and Gantt timeline to one self-contained HTML file (read from the
+    run store; no daemon needed)."""
+    from orchestrator.web.report import write_report
+
+    settings = _settings(state_dir=state_dir)
+    try:
+        anyio.run(
+            lambda: write_report(
+                run_id, output, store_url=settings.store_url(), state_dir=settings.state_dir
+            )
+        )
+    except OrchestratorError as exc:
+        _fail(exc)
+        return
+    click.echo(f"wrote {output}")
+
+
 def main() -> None:
     """Console-script entry point."""
     cli(prog_name="orchestrator")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable, Coroutine
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -83,12 +84,25 @@ def register(cli: click.Group, settings_of: Callable[..., Settings]) -> None:
         "--redis", "redis_url", default=None, help="Coordinate through Redis (env ORCH_REDIS_URL)."
     )
     @click.option("--lease-s", type=float, default=None, help="Redis lease period (s).")
+    @click.option(
+        "--http",
+        "http_address",
+        default=None,
+        help="Serve the web dashboard on HOST:PORT (loopback; token: <state-dir>/http-token).",
+    )
+    @click.option(
+        "--http-allow-remote",
+        is_flag=True,
+        help="Allow a non-loopback --http address (plain HTTP: only behind TLS or a tunnel).",
+    )
     def daemon(
         socket_path: Path | None,
         state_dir: Path | None,
         store: str | None,
         redis_url: str | None,
         lease_s: float | None,
+        http_address: str | None,
+        http_allow_remote: bool,
     ) -> None:
         """Run the daemon in the foreground until SIGTERM (systemd- and container-friendly)."""
         settings = settings_of(
@@ -99,7 +113,12 @@ def register(cli: click.Group, settings_of: Callable[..., Settings]) -> None:
             lease_s=lease_s,
         )
         try:
-            anyio.run(run_daemon, settings, builtin_registry())
+            http = None
+            if http_address is not None:
+                from orchestrator.web.app import parse_address
+
+                http = parse_address(http_address, allow_remote=http_allow_remote)
+            anyio.run(partial(run_daemon, settings, builtin_registry(), http=http))
         except (OrchestratorError, BaseExceptionGroup) as exc:
             error = first_orchestrator_error(exc)
             if error is None:

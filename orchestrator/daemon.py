@@ -18,6 +18,7 @@ import signal
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
+from functools import partial
 from typing import Any
 
 import anyio
@@ -258,6 +259,7 @@ async def run_daemon(
     settings: Settings,
     registry: ActionRegistry,
     *,
+    http: tuple[str, int] | None = None,
     task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve until SIGTERM/SIGINT, then shut down gracefully (see module doc)."""
@@ -300,6 +302,10 @@ async def _serve(
         )
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             await tg.start(server.serve)
+            if http is not None:  # the web dashboard (orchestrator/web), off by default
+                from orchestrator.web.app import serve_http
+
+                await tg.start(partial(serve_http, daemon, *http))
             resumed = await runs.resume_unfinished()
             _log.info(
                 "daemon_started",

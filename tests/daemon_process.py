@@ -21,13 +21,20 @@ ROOT = Path(__file__).resolve().parent.parent
 
 class DaemonProcess:
     def __init__(
-        self, tmp: Path, *, store: str | None = None, socket_path: Path | None = None, **env: str
+        self,
+        tmp: Path,
+        *,
+        store: str | None = None,
+        socket_path: Path | None = None,
+        args: tuple[str, ...] = (),
+        **env: str,
     ) -> None:
         self.state = tmp / "state"
         self.socket = socket_path or tmp / "ctl.sock"
         self.log = tmp / "daemon.log"
         self.store = store
         self.extra_env = env
+        self.args = args
         self.proc: subprocess.Popen[bytes] | None = None
 
     def env(self) -> dict[str, str]:
@@ -46,7 +53,7 @@ class DaemonProcess:
     def start(self, timeout_s: float = 30) -> DaemonProcess:
         with self.log.open("ab") as log:  # the child keeps its own descriptor
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "orchestrator", "daemon"],
+                [sys.executable, "-m", "orchestrator", "daemon", *self.args],
                 stdout=log,
                 stderr=log,
                 env=self.env(),
