@@ -269,14 +269,17 @@ async def run_daemon(
     prepare_socket_path(settings.socket_path())  # refuse early if a daemon is live there
     write_pid_file(settings.socket_path())  # clients wait for a daemon that is starting
     try:
-        await _serve(settings, registry, task_status)
+        await _serve(settings, registry, http, task_status)
     finally:
         remove_pid_file(settings.socket_path())
     _log.info("daemon_stopped")
 
 
 async def _serve(
-    settings: Settings, registry: ActionRegistry, task_status: TaskStatus[None]
+    settings: Settings,
+    registry: ActionRegistry,
+    http: tuple[str, int] | None,
+    task_status: TaskStatus[None],
 ) -> None:
     async with (
         open_containment(settings.state_dir),  # reaps step processes a killed daemon left
