@@ -10,4 +10,5 @@ pytest_plugins = [
     "tests.servers_postgres",
     "tests.servers_docker",
     "tests.leak_check",
+    "tests.procs",
 ]

@@ -10,14 +10,11 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
-import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
+from tests.procs import survivors
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
@@ -69,29 +66,6 @@ streams:{"".join(streams)}
 """
 
 
-def _survivors(nonce: str) -> list[int]:
-    found = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            cmdline = Path(f"/proc/{name}/cmdline").read_bytes()
-            stat = Path(f"/proc/{name}/stat").read_text()
-        except OSError:
-            continue
-        if nonce.encode() in cmdline and stat[stat.rfind(")") + 2] != "Z":
-            found.append(int(name))
-    return found
-
-
-@pytest.fixture
-def nonce() -> Iterator[str]:
-    value = str(secrets.randbelow(900_000) + 100_000)
-    yield value
-    for pid in _survivors(value):  # a failed test must not leave its processes behind
-        os.kill(pid, signal.SIGKILL)
-
-
 def test_each_misbehaving_agent_fails_its_step_and_leaves_nothing(
     tmp_path: Path, nonce: str
 ) -> None:
@@ -117,7 +91,7 @@ def test_each_misbehaving_agent_fails_its_step_and_leaves_nothing(
     )
     assert done.returncode == 1, done.stderr
     assert "Traceback" not in done.stderr
-    assert _survivors(nonce) == [], "an agent's process outlived its step"
+    assert survivors(nonce) == [], "an agent's process outlived its step"
     finished = {
         e["stream"]: e
         for e in map(json.loads, events.read_text().splitlines())

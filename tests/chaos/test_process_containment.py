@@ -11,17 +11,14 @@ Every process of a test carries a nonce in its command line, which is how they a
 from __future__ import annotations
 
 import os
-import secrets
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 from tests.daemon_process import DaemonProcess
+from tests.procs import survivors
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 STEPS = 3
@@ -59,22 +56,6 @@ streams:
 """
 
 
-def _survivors(nonce: str) -> list[int]:
-    """Live (non-zombie) processes whose command line carries ``nonce``."""
-    found = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            cmdline = Path(f"/proc/{name}/cmdline").read_bytes()
-            stat = Path(f"/proc/{name}/stat").read_text()
-        except OSError:
-            continue
-        if nonce.encode() in cmdline and stat[stat.rfind(")") + 2] != "Z":
-            found.append(int(name))
-    return found
-
-
 def _wait_ready(ready: Path, what: subprocess.Popen[bytes] | None = None) -> None:
     deadline = time.monotonic() + 60
     while len(list(ready.iterdir())) < STEPS or any(p.suffix for p in ready.iterdir()):
@@ -86,19 +67,11 @@ def _wait_ready(ready: Path, what: subprocess.Popen[bytes] | None = None) -> Non
 def _gone_after(nonce: str) -> float:
     """Seconds until no process of the nonce is left (fails past GONE_WITHIN_S)."""
     start = time.monotonic()
-    while _survivors(nonce):
-        left = _survivors(nonce)
+    while survivors(nonce):
+        left = survivors(nonce)
         assert time.monotonic() - start < GONE_WITHIN_S, f"{len(left)} step processes survived"
         time.sleep(0.01)
     return time.monotonic() - start
-
-
-@pytest.fixture
-def nonce() -> Iterator[str]:
-    value = str(secrets.randbelow(900_000) + 100_000)
-    yield value
-    for pid in _survivors(value):  # a failed test must not leave its processes behind
-        os.kill(pid, signal.SIGKILL)
 
 
 def _children_named(parent: int, marker: str) -> list[int]:
@@ -131,7 +104,7 @@ def test_sigkill_of_orchestrator_run_leaves_no_step_process(tmp_path: Path, nonc
     )
     try:
         _wait_ready(ready, proc)
-        assert len(_survivors(nonce)) >= STEPS * 5
+        assert len(survivors(nonce)) >= STEPS * 5
         proc.kill()
         proc.wait(timeout=10)
         latency_s = _gone_after(nonce)
@@ -150,7 +123,7 @@ def test_sigkill_of_daemon_leaves_no_step_process(tmp_path: Path, nonce: str) ->
         reply = daemon.call("submit", {"plan_text": _plan(ready, nonce)})
         assert "run_id" in reply, reply
         _wait_ready(ready, daemon.proc)
-        assert len(_survivors(nonce)) >= STEPS * 5
+        assert len(survivors(nonce)) >= STEPS * 5
         daemon.kill()
         latency_s = _gone_after(nonce)
     finally:
@@ -174,7 +147,7 @@ def test_next_daemon_reaps_what_a_killed_watchdog_left(tmp_path: Path, nonce: st
         os.kill(dog, signal.SIGKILL)
         records = list((daemon.state / "watchdog").glob("*.procs"))
         assert len(records) == 1
-        orphans = _survivors(nonce)
+        orphans = survivors(nonce)
         assert len(orphans) >= STEPS * 5, "without a watchdog the trees stay (the scenario)"
 
         started = time.monotonic()

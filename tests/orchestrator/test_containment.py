@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import os
-import secrets
 import select
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
@@ -25,29 +23,7 @@ from orchestrator.containment import (
     step_lease,
 )
 from orchestrator.watchdog import TOKEN_VAR, start_time
-
-
-def _survivors(nonce: str) -> list[int]:
-    found = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            cmdline = Path(f"/proc/{name}/cmdline").read_bytes()
-            stat = Path(f"/proc/{name}/stat").read_text()
-        except OSError:
-            continue
-        if nonce.encode() in cmdline and stat[stat.rfind(")") + 2] != "Z":
-            found.append(int(name))
-    return found
-
-
-@pytest.fixture
-def nonce() -> Iterator[str]:
-    value = str(secrets.randbelow(900_000) + 100_000)
-    yield value
-    for pid in _survivors(value):  # a failed test must not leave its processes behind
-        os.kill(pid, signal.SIGKILL)
+from tests.procs import survivors
 
 
 def _ctx(tmp_path: Path) -> ActionContext:
@@ -70,7 +46,7 @@ async def test_setsid_grandchildren_end_with_their_command(tmp_path: Path, nonce
     script = f"setsid sleep 1006.{nonce} & setsid sh -c 'sleep 1007.{nonce} & wait' & echo ok"
     result = await run_command(_ctx(tmp_path), CommandParams(argv=["sh", "-c", script]))
     assert result.ok and result.output.strip() == "ok"
-    assert _survivors(nonce) == []
+    assert survivors(nonce) == []
 
 
 async def test_the_token_marks_the_whole_tree(tmp_path: Path) -> None:
@@ -92,7 +68,7 @@ async def test_a_cancel_at_any_point_of_the_start_leaves_no_process(
         for _ in range(checkpoints):
             await anyio.lowlevel.checkpoint()
         tg.cancel_scope.cancel()
-    assert _survivors(nonce) == []
+    assert survivors(nonce) == []
 
 
 async def test_watchdog_ends_a_leased_step_while_the_daemon_is_frozen(
