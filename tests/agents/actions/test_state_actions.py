@@ -58,9 +58,11 @@ def handshake_plan(seconds: float) -> Any:
 
 def _check_handshake(result: Any, events: list[dict[str, Any]]) -> None:
     assert result.status is RunStatus.SUCCEEDED
-    (announced,) = events_named(events, "step_finished", step="announce")
+    # The put happens inside "announce"; the waiter may be woken (through Redis) before the
+    # producer's own step_finished is emitted, but never before "announce" started.
+    (announcing,) = events_named(events, "step_started", step="announce")
     (awaited,) = events_named(events, "step_finished", step="await-schema")
-    assert awaited["seq"] > announced["seq"]  # the consumer went on only after the producer
+    assert awaited["seq"] > announcing["seq"]  # the consumer went on only after the put
     assert events_named(events, "evidence_collected", step="check")[0]["source"] == "state"
 
 
