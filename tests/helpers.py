@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
+import contextlib
+import subprocess
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio
+import pytest
 import trio.testing
 
 from agents import builtin_registry
@@ -87,3 +90,22 @@ def events_named(events: list[dict[str, Any]], name: str, **match: Any) -> list[
     return [
         e for e in events if e["event"] == name and all(e.get(k) == v for k, v in match.items())
     ]
+
+
+@contextlib.contextmanager
+def small_tmpfs(mount: Path, size: str) -> Iterator[Path]:
+    """``mount`` as a tmpfs of ``size`` (say "1m") while the block runs; the test is
+    skipped, saying why, where mounting is refused (it needs root, as CI has)."""
+    mount.mkdir(exist_ok=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a {size} tmpfs (needs root): {done.stderr.strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)

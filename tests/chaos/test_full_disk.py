@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.daemon_process import ROOT, DaemonProcess
+from tests.helpers import small_tmpfs
 
 pytestmark = pytest.mark.slow
 
@@ -46,19 +47,8 @@ streams:
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A 1 MiB tmpfs (CI runs as root); skipped, saying why, where mounting is refused."""
-    mount = tmp_path / "small"
-    mount.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
-        capture_output=True,
-        text=True,
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a 1 MiB tmpfs (needs root): {done.stderr.strip()}")
-    try:
+    with small_tmpfs(tmp_path / "small", "1m") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 def fill(disk: Path) -> Path:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
-import os
 import socket
 import sqlite3
 import subprocess
@@ -28,6 +27,7 @@ from orchestrator.rpc import ErrorCode, RpcError, rpc_error_of
 from orchestrator.rpc_dispatch import MAX_BATCH, answer_line
 from orchestrator.store.errors import StoreError, StoreUnavailable
 from tests.daemon_process import ROOT, DaemonProcess
+from tests.helpers import small_tmpfs
 from tests.rpc_wire import exchange, shape
 from tests.servers_postgres import PostgresServer
 
@@ -375,21 +375,8 @@ def test_store_down_gets_its_own_code_and_the_daemon_goes_on(
 @pytest.fixture
 def small_state_dir(tmp_path: Path) -> Iterator[Path]:
     """A 4 MiB tmpfs for the daemon's state (needs root, as CI has)."""
-    state = tmp_path / "state"
-    state.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(state)],
-        capture_output=True,
-        check=False,
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs: {mounted.stderr.decode(errors='replace')}")
-    try:
+    with small_tmpfs(tmp_path / "state", "4m") as state:
         yield state
-    finally:
-        subprocess.run(["umount", "-l", str(state)], check=False)
 
 
 def test_disk_full_gets_its_own_code_and_submitting_works_once_space_returns(
