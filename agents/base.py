@@ -3,7 +3,7 @@
 An action is an async function registered by name (see :mod:`agents.registry`). It gets an
 :class:`ActionContext` and its validated parameters and returns an :class:`ActionResult`.
 It reports an expected failure by returning ``ok=False`` or raising
-:class:`~orchestrator.errors.ActionFailed`; the scheduler turns both into a failed attempt.
+:class:`~foundation.errors.ActionFailed`; the scheduler turns both into a failed attempt.
 Timeouts and cancellation arrive as anyio cancellation: an action cleans up what it started
 (a subprocess, a connection) in ``finally`` and lets the cancellation through.
 """

@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from agents.base import ActionContext, ActionResult
-from orchestrator.errors import UnknownAction
+from foundation.errors import UnknownAction
 
 __all__ = ["ActionDef", "ActionFunc", "ActionRegistry"]
 

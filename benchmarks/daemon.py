@@ -65,6 +65,7 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from agents.actions import builtin_registry
+from agents.plans import load_plan_text
 from benchmarks._daemon_client import DaemonUnderTest, Watcher, epoch, summary
 from benchmarks._daemon_report import (
     RESULTS,
@@ -81,7 +82,6 @@ from benchmarks._daemon_report import (
 from orchestrator.coordination import InProcessCoordinator
 from orchestrator.events import EventLog, MemorySink
 from orchestrator.scheduler import Scheduler, SchedulerConfig
-from streams.loader import load_plan_text
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,8 +43,7 @@ sys.path.insert(0, str(ROOT))  # run as a script from anywhere
 
 from agents.actions.gpu import GpuSampleParams, register  # noqa: E402
 from agents.base import ActionContext, ActionResult  # noqa: E402
-from agents.registry import ActionRegistry  # noqa: E402
-from orchestrator.gpus import (  # noqa: E402
+from agents.gpus import (  # noqa: E402
     GpuAllocator,
     GpuRequestTooLarge,
     GpuSample,
@@ -53,6 +52,7 @@ from orchestrator.gpus import (  # noqa: E402
     NvmlProbe,
     cuda_env,
 )
+from agents.registry import ActionRegistry  # noqa: E402
 
 MIB = 1024 * 1024
 

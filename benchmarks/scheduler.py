@@ -54,12 +54,13 @@ import anyio
 
 from agents.actions import builtin_registry
 from agents.actions.sleep import run_sleep
+from agents.plans import load_plan
 from orchestrator.events import EventLog, EventSink, JsonlSink, MemorySink, Redactor, read_events
 from orchestrator.runs import new_run_id, open_coordinator
 from orchestrator.scheduler import RunStatus, Scheduler, SchedulerConfig
 from orchestrator.settings import Settings
 from orchestrator.verify import VerifyReport, verify_events
-from streams.loader import Positions, load_plan
+from streams.loader import Positions
 from streams.model import Plan
 from streams.validation import check_plan
 

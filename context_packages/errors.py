@@ -1,5 +1,5 @@
 """Errors raised while building context packages, in the tree of
-:class:`orchestrator.errors.OrchestratorError`::
+:class:`foundation.errors.OrchestratorError`::
 
     OrchestratorError
     └── ContextPackageError          building an agent's context package failed
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from orchestrator.errors import OrchestratorError
+from foundation.errors import OrchestratorError
 
 __all__ = ["ContextPackageError", "PackageTooLarge", "TokenizerUnavailable", "UnknownAgent"]
 

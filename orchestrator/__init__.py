@@ -1,6 +1,6 @@
 """The orchestrator: scheduler, coordination backends, event log, CLI and settings."""
 
-from orchestrator.errors import OrchestratorError
+from foundation.errors import OrchestratorError
 
 __version__ = "0.1.0"
 

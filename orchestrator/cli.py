@@ -21,7 +21,10 @@ import click
 from rich.console import Console
 
 from agents.actions import builtin_registry
+from agents.plans import load_plan
+from agents.processes.containment import open_containment
 from context_packages import render_package
+from foundation.errors import ConfidenceTooLow, OrchestratorError, UsageError
 from orchestrator import analysis
 from orchestrator.calibration import (
     RealRun,
@@ -32,8 +35,6 @@ from orchestrator.calibration import (
 )
 from orchestrator.cli_daemon import register
 from orchestrator.cli_import import run_import
-from orchestrator.containment import open_containment
-from orchestrator.errors import ConfidenceTooLow, OrchestratorError, UsageError
 from orchestrator.events import JsonlSink, MemorySink
 from orchestrator.evidence_view import EvidenceReport, evidence_json, load_evidence, render_evidence
 from orchestrator.logging import configure_logging
@@ -50,7 +51,6 @@ from orchestrator.scheduler import RunResult, RunStatus, Scheduler
 from orchestrator.settings import Settings
 from orchestrator.store import HistoryRecord, open_store
 from orchestrator.verify import verify_event_files
-from streams.loader import load_plan
 from streams.model import Plan
 from streams.schema import schema_text
 

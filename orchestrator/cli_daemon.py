@@ -21,9 +21,9 @@ from rich.console import Console
 from rich.table import Table
 
 from agents.actions import builtin_registry
+from foundation.errors import OrchestratorError, first_orchestrator_error
 from orchestrator.client import ControlClient
 from orchestrator.daemon import run_daemon
-from orchestrator.errors import OrchestratorError, first_orchestrator_error
 from orchestrator.progress import progress_sink
 from orchestrator.settings import Settings
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from orchestrator.errors import OrchestratorError, PlanInvalid
+from foundation.errors import OrchestratorError, PlanInvalid
 from streams.agent_definitions import read_definitions
 from streams.markdown_import import ImportResult, decode_markdown, import_markdown
 

@@ -22,7 +22,7 @@ import anyio
 import orjson
 from anyio.streams.buffered import BufferedByteReceiveStream
 
-from orchestrator.errors import DaemonError, DaemonUnavailable
+from foundation.errors import DaemonError, DaemonUnavailable
 from orchestrator.readiness import pid_alive, pid_file_of, read_pid
 
 __all__ = ["ControlClient"]

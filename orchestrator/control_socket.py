@@ -41,7 +41,7 @@ import structlog
 from anyio.abc import SocketAttribute, SocketStream, TaskStatus
 from anyio.streams.buffered import BufferedByteReceiveStream
 
-from orchestrator.errors import UsageError
+from foundation.errors import UsageError
 from orchestrator.rpc import ErrorCode, RpcError, error_response
 from orchestrator.rpc_dispatch import answer_line, encode
 

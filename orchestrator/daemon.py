@@ -26,14 +26,14 @@ import structlog
 from anyio.abc import TaskStatus
 from pydantic import BaseModel, ValidationError
 
+from agents.gpus import GpuAllocator, NvmlProbe
+from agents.processes.containment import open_containment
 from agents.registry import ActionRegistry
+from foundation.errors import PlanInvalid
 from orchestrator import __version__
 from orchestrator.analysis import check_min_confidence, estimate_streams, load_history
-from orchestrator.containment import open_containment
 from orchestrator.control_socket import Connection, ControlServer, prepare_socket_path
 from orchestrator.coordination.base import Coordinator
-from orchestrator.errors import PlanInvalid
-from orchestrator.gpus import GpuAllocator, NvmlProbe
 from orchestrator.readiness import remove_pid_file, sd_notify, write_pid_file
 from orchestrator.rpc import (
     AgentsListParams,

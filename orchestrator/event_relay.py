@@ -14,7 +14,7 @@ from typing import Any
 import anyio
 import structlog
 
-from orchestrator.errors import OrchestratorError
+from foundation.errors import OrchestratorError
 
 __all__ = ["EventRelay"]
 

@@ -14,19 +14,17 @@ Event names (past tense): ``run_started``, ``stream_started``, ``step_queued``,
 from __future__ import annotations
 
 import errno
-import functools
 import itertools
-import time
 from collections import deque
 from collections.abc import Iterable, Mapping, MutableMapping, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, Protocol
 
 import orjson
 import structlog
 
-from orchestrator.redaction import remember_secrets
+from foundation.clock import utc_timestamp
+from foundation.secrets import remember_secrets
 
 __all__ = [
     "Durability",
@@ -42,20 +40,6 @@ __all__ = [
 Event = dict[str, Any]
 
 _diag = structlog.get_logger("orchestrator.events")
-
-
-def utc_timestamp() -> str:
-    """Now as ``2026-11-21T16:15:00.123456Z``."""
-    now = time.time()
-    second = int(now)
-    micros = int((now - second) * 1_000_000)
-    return f"{_second_prefix(second)}.{micros:06d}Z"
-
-
-@functools.lru_cache(maxsize=4)
-def _second_prefix(second: int) -> str:
-    # strftime dominates event cost at thousands of events a second; once per second will do.
-    return datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 class EventSink(Protocol):
@@ -154,7 +138,7 @@ class MemorySink:
 class Redactor:
     """Replaces every known secret value inside strings with ``***``: the one masking path
     of a run's events (file, store, Redis stream, subscribers). :meth:`add` teaches it the
-    secrets of a step's environment before the step runs (see :mod:`orchestrator.redaction`).
+    secrets of a step's environment before the step runs (see :mod:`foundation.secrets`).
     """
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from orchestrator.errors import UsageError
+from foundation.errors import UsageError
 from orchestrator.step_output import StepOutput, step_output
 from orchestrator.store import RunStore
 

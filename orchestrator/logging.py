@@ -23,7 +23,7 @@ from typing import Any, Literal, TextIO
 
 import structlog
 
-from orchestrator.redaction import known_secrets, scrub_known
+from foundation.secrets import known_secrets, scrub_known
 
 __all__ = ["configure_logging"]
 

@@ -26,9 +26,9 @@ from mcp.server.mcpserver.exceptions import ResourceError, ToolError
 from mcp.types import Resource, ToolAnnotations
 from pydantic import Field
 
+from agents.plans import load_plan_text
 from context_packages import render_package
-from orchestrator.client import ControlClient
-from orchestrator.errors import (
+from foundation.errors import (
     DaemonError,
     DaemonUnavailable,
     OrchestratorError,
@@ -36,6 +36,7 @@ from orchestrator.errors import (
     UsageError,
     first_orchestrator_error,
 )
+from orchestrator.client import ControlClient
 from orchestrator.evidence_view import evidence_json, load_evidence
 from orchestrator.mcp_models import (
     AgentsResult,
@@ -53,7 +54,6 @@ from orchestrator.mcp_models import (
 )
 from orchestrator.settings import Settings
 from orchestrator.store import open_store
-from streams.loader import load_plan_text
 from streams.markdown_import import decode_markdown, import_markdown
 from streams.model import Plan
 

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from orchestrator.errors import CoordinatorUnavailable, OrchestratorError, first_orchestrator_error
+from foundation.errors import CoordinatorUnavailable, OrchestratorError, first_orchestrator_error
 from orchestrator.store.base import RunStatus
 from orchestrator.store.errors import StoreError, StoreUnavailable
 

@@ -18,13 +18,13 @@ import structlog
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from agents.gpus import GpuAllocator
 from agents.registry import ActionRegistry
+from foundation.errors import OrchestratorError
 from orchestrator.coordination.base import Coordinator
 from orchestrator.coordination.memory import InProcessCoordinator
-from orchestrator.errors import OrchestratorError
 from orchestrator.event_relay import EventRelay
 from orchestrator.events import EventLog, JsonlSink, Redactor
-from orchestrator.gpus import GpuAllocator
 from orchestrator.progress import RunView
 from orchestrator.runs import new_run_id, relay_for
 from orchestrator.scheduler import PriorState, RunResult, Scheduler, SchedulerConfig

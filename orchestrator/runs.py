@@ -19,8 +19,8 @@ import anyio
 import structlog
 
 from agents.registry import ActionRegistry
+from foundation.errors import OrchestratorError
 from orchestrator.coordination import Coordinator, InProcessCoordinator
-from orchestrator.errors import OrchestratorError
 from orchestrator.event_relay import EventRelay
 from orchestrator.events import EventLog, EventSink, Redactor
 from orchestrator.scheduler import RunResult, Scheduler, SchedulerConfig

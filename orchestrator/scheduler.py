@@ -38,11 +38,11 @@ from pydantic import BaseModel
 
 from agents.base import ActionResult
 from agents.drivers import EXTERNAL_ACTION, ExternalParams, with_external
+from agents.gpus import GpuAllocator, NvmlProbe
 from agents.registry import ActionRegistry
 from context_packages import AgentPackage, build_package
 from orchestrator.coordination.base import PRIORITY_LEVELS, Coordinator
 from orchestrator.events import EventLog
-from orchestrator.gpus import GpuAllocator, NvmlProbe
 from orchestrator.prior_results import results_from_events
 from orchestrator.rollback import RollbackReport, roll_back
 from orchestrator.service_time import stream_timing

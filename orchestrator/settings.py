@@ -2,7 +2,7 @@
 
 Built once per process by the CLI and passed down explicitly. Secrets (the Redis URL's
 password, a store DSN's password) are ``SecretStr`` so they never print by accident;
-:func:`orchestrator.redaction.redact_url` gives the form that may appear in logs.
+:func:`foundation.secrets.redact_url` gives the form that may appear in logs.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from orchestrator.redaction import env_secrets, url_secrets
+from foundation.secrets import env_secrets, url_secrets
 
 __all__ = ["Settings", "default_state_dir"]
 

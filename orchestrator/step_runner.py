@@ -24,14 +24,14 @@ from pydantic import BaseModel
 
 from agents.actions.gpu import no_gpu_result
 from agents.base import ActionContext, ActionResult
+from agents.gpus import GpuAllocator, GpuError, GpuUnavailable, cuda_env
+from agents.processes.containment import lease_lapsed, step_lease
 from agents.registry import ActionFunc, ActionRegistry
-from orchestrator.containment import lease_lapsed, step_lease
+from foundation.errors import ActionFailed, CoordinationError, LockWaitTimeout
+from foundation.secrets import env_secrets, param_secrets, strip_controls
 from orchestrator.coordination.base import Blocker, Coordinator, Grant, Need
-from orchestrator.errors import ActionFailed, CoordinationError, LockWaitTimeout
 from orchestrator.events import EventLog
 from orchestrator.evidence_match import provides_of
-from orchestrator.gpus import GpuAllocator, GpuError, GpuUnavailable, cuda_env
-from orchestrator.redaction import env_secrets, param_secrets, strip_controls
 from orchestrator.step_output import output_fields
 from orchestrator.store.errors import StoreUnavailable
 

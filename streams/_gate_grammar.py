@@ -47,7 +47,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias, cast
 
-from orchestrator.errors import OrchestratorError
+from foundation.errors import OrchestratorError
 
 __all__ = [
     "MAX_COMPARISONS",

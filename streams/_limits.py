@@ -7,7 +7,7 @@ a few hundred bytes, and an alias inside its own anchor (``x: &x [*x]``) never e
 loader therefore measures what an alias expands to on the composed node graph (each node
 once, memoised), before expanding it, and refuses past :data:`MAX_ALIAS_VALUES`; any
 nesting past :data:`MAX_DEPTH` and any file past :data:`MAX_PLAN_BYTES` is refused too.
-Each refusal is a :class:`~orchestrator.errors.PlanProblem` at the offending place.
+Each refusal is a :class:`~foundation.errors.PlanProblem` at the offending place.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from orchestrator.errors import PlanProblem
+from foundation.errors import PlanProblem
 
 __all__ = [
     "MAX_ALIAS_VALUES",

@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from orchestrator.errors import PlanProblem
+from foundation.errors import PlanProblem
 from streams.model import NAME_PATTERN, Plan, name_problem
 
 __all__ = ["Loc", "Positions", "describe_error"]

@@ -3,7 +3,7 @@
 Every problem is reported with the file, line and column it comes from: malformed YAML,
 duplicate keys, unknown keys (with the allowed ones and a close match), wrong types, and the
 cross-reference checks of :mod:`streams.validation`. All problems are collected and raised
-together as one :class:`~orchestrator.errors.PlanInvalid`.
+together as one :class:`~foundation.errors.PlanInvalid`.
 
 Data is built by libyaml (C); positions come from a second, C-composed node tree walked once,
 so a 10,000-step plan loads in a fraction of a second.
@@ -21,8 +21,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from agents.registry import ActionRegistry
-from orchestrator.errors import PlanInvalid, PlanProblem
+from foundation.errors import PlanInvalid, PlanProblem
 from streams._limits import (
     MAX_ALIAS_VALUES,
     MAX_DEPTH,
@@ -37,6 +36,7 @@ from streams._limits import (
     too_many_values_at,
 )
 from streams._positions import Loc, Positions, describe_error
+from streams.catalog import ActionCatalog
 from streams.model import Plan
 from streams.validation import check_plan
 
@@ -280,18 +280,15 @@ def _parse(text: str, label: str) -> tuple[Any, Positions, list[PlanProblem]]:
 
 
 def load_plan_text(
-    text: str, label: str = "<plan>", *, registry: ActionRegistry | None = None
+    text: str, label: str = "<plan>", *, registry: ActionCatalog | None = None
 ) -> tuple[Plan, Positions]:
     """Parse and validate plan ``text``; ``label`` names the file in errors.
 
-    ``registry`` (an :class:`agents.ActionRegistry`) checks actions and their ``with:``
-    parameters; the built-in registry is used when it is None. Raises PlanInvalid.
+    ``registry`` (an :class:`~streams.catalog.ActionCatalog`, such as
+    ``agents.builtin_registry()``) checks actions and their ``with:`` parameters; when it is
+    None they are not checked (:func:`agents.plans.load_plan_text` passes the built-in
+    actions). Raises PlanInvalid.
     """
-    if registry is None:
-        # Imported here: the built-in actions use streams' duration types themselves.
-        from agents.actions import builtin_registry
-
-        registry = builtin_registry()
     if len(text) > MAX_PLAN_BYTES:
         raise PlanInvalid([too_big(label).problem])
     if label.endswith(".json"):
@@ -332,7 +329,7 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
-def _valid_json_plan(text: str, label: str, registry: ActionRegistry) -> Plan | None:
+def _valid_json_plan(text: str, label: str, registry: ActionCatalog | None) -> Plan | None:
     """The plan if the JSON text is valid, else None.
 
     A JSON plan is read at C speed first; only a plan with a problem pays for libyaml's
@@ -364,7 +361,7 @@ def _too_deep_parameters(plan: Plan) -> bool:
     return False
 
 
-def load_plan(path: str | Path, *, registry: ActionRegistry | None = None) -> Plan:
+def load_plan(path: str | Path, *, registry: ActionCatalog | None = None) -> Plan:
     """Read, parse and validate the plan file at ``path``; raise PlanInvalid on any problem."""
     p = Path(path)
     try:

@@ -14,9 +14,9 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from pydantic import ValidationError
 
-from agents.registry import ActionRegistry
-from orchestrator.errors import PlanProblem
+from foundation.errors import PlanProblem
 from streams._positions import Loc, Positions, describe_error
+from streams.catalog import ActionCatalog
 from streams.gates import check_gate_expressions
 from streams.model import Plan, StepSpec, StreamSpec
 
@@ -95,7 +95,9 @@ def _cycle_entry(
 
 
 class _Checker:
-    def __init__(self, plan: Plan, pos: Positions, label: str, registry: ActionRegistry) -> None:
+    def __init__(
+        self, plan: Plan, pos: Positions, label: str, registry: ActionCatalog | None
+    ) -> None:
         self.plan = plan
         self.pos = pos
         self.label = label
@@ -128,7 +130,7 @@ class _Checker:
                     _suggest(agent.resource_class, plan.caps),
                 )
             for index, action in enumerate(agent.can):
-                if action not in self.registry:
+                if self.registry is not None and action not in self.registry:
                     self.add(
                         ("agents", name, "can", index),
                         f"agent {name!r}: unknown action {action!r}",
@@ -339,6 +341,8 @@ class _Checker:
                 "use an allowed action or add it to the agent's can list",
             )
             return
+        if self.registry is None:
+            return
         definition = self.registry.get(action)
         if definition is None:
             self.add(
@@ -358,7 +362,7 @@ class _Checker:
 
 
 def check_plan(
-    plan: Plan, pos: Positions, label: str, registry: ActionRegistry
+    plan: Plan, pos: Positions, label: str, registry: ActionCatalog | None
 ) -> list[PlanProblem]:
     """Return every cross-reference problem of ``plan`` (empty when it is valid)."""
     return _Checker(plan, pos, label, registry).run()

@@ -20,10 +20,10 @@ import redis
 import yaml
 
 from agents import builtin_registry
+from agents.plans import load_plan_text
 from orchestrator.coordination import InProcessCoordinator
 from orchestrator.events import EventLog, MemorySink
 from orchestrator.scheduler import RunStatus, Scheduler, SchedulerConfig, StreamStatus
-from streams.loader import load_plan_text
 from tests.servers_docker import DockerEngine, RedisContainer
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -24,8 +24,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agents.actions._masking import _container_secrets, mask_command, mask_text
 from agents.base import ActionContext, ActionResult, Evidence
-from orchestrator.errors import ActionFailed
-from orchestrator.events import utc_timestamp
+from foundation.clock import utc_timestamp
+from foundation.errors import ActionFailed
 from streams.durations import Duration
 
 T = TypeVar("T")

@@ -26,7 +26,7 @@ from agents.actions._docker_engine import (
 )
 from agents.actions._masking import _container_secrets
 from agents.base import ActionContext, ActionResult, UndoRecord
-from orchestrator.errors import ActionFailed
+from foundation.errors import ActionFailed
 from streams.durations import Duration
 
 

@@ -6,8 +6,8 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from context_packages.masking import MASK, is_secret_name
-from orchestrator.redaction import scrub, url_secrets
+from foundation.masking import MASK, is_secret_name
+from foundation.secrets import scrub, url_secrets
 
 # Flags whose value is a secret although their name does not say so (redis-cli -a PASS).
 _ALSO_SECRET_FLAGS = frozenset({"-a", "--masterauth"})
@@ -48,7 +48,7 @@ def mask_text(text: str, secrets: Sequence[str] = ()) -> str:
     """``text`` with the known ``secrets`` values, the value after a secret flag
     (``--requirepass X``), of a secret-named assignment (``TOKEN=X``, ``PASSWORD: X``) and
     URL passwords replaced by ``***``. Names are judged by
-    :func:`context_packages.masking.is_secret_name`; ``${VAR}`` references stay."""
+    :func:`foundation.masking.is_secret_name`; ``${VAR}`` references stay."""
     text = scrub(text, secrets)
     text = _URL_PASSWORD.sub(
         lambda m: m.group(0) if _reference(m.group(2)) else f"{m.group(1)}{MASK}@", text

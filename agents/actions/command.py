@@ -7,7 +7,7 @@ head and tail are kept, the rest is counted and hashed. On timeout or cancellati
 gets SIGTERM, then SIGKILL after the context's grace period. Children a command leaves
 running in the background are ended when it exits, those that left its group with ``setsid``
 too (found by their token). If the daemon dies or, under a Redis lease, stops renewing it,
-the watchdog of :mod:`orchestrator.containment` ends the whole tree.
+the watchdog of :mod:`agents.processes.containment` ends the whole tree.
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agents.actions._masking import mask_command
 from agents.base import ActionContext, ActionResult, Evidence
-from orchestrator.containment import end_step_process, open_step_process
-from orchestrator.events import utc_timestamp
-from orchestrator.redaction import env_secrets, scrub, strip_controls
+from agents.processes.containment import end_step_process, open_step_process
+from foundation.clock import utc_timestamp
+from foundation.secrets import env_secrets, scrub, strip_controls
 
 __all__ = [
     "BoundedCapture",

@@ -13,7 +13,7 @@ result's UndoRecord is ``compose.restore``, which puts the original bytes back e
 
 ``compose.validate`` runs ``docker-compose -f FILE config -q`` (``docker compose`` when only
 the plugin is there). A path that does not exist, or that runs through a scalar, raises
-:class:`~orchestrator.errors.ActionFailed` naming the file, the path and what is there.
+:class:`~foundation.errors.ActionFailed` naming the file, the path and what is there.
 Secret values (``--requirepass X``, variables named like ``*PASSWORD*``) are masked in diffs.
 """
 
@@ -38,9 +38,9 @@ from agents.actions._compose_edit import _Doc, _remove, _set, _sha, parse_path
 from agents.actions._masking import mask_command, mask_text
 from agents.base import ActionContext, ActionResult, Evidence, UndoRecord
 from agents.registry import ActionRegistry
-from context_packages.masking import MASK, is_secret_name
-from orchestrator.errors import ActionFailed
-from orchestrator.events import utc_timestamp
+from foundation.clock import utc_timestamp
+from foundation.errors import ActionFailed
+from foundation.masking import MASK, is_secret_name
 from streams.durations import Duration
 
 __all__ = [

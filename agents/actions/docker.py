@@ -9,14 +9,14 @@ blocks, so every engine call runs in a worker thread under a deadline of ``timeo
 Metrics are named ``<prefix>.<what>`` with the prefix ``docker.<container>`` unless
 ``metric_prefix`` says otherwise. Secrets never reach evidence, summaries or errors:
 values of environment variables named like secrets (``REDIS_PASSWORD``, ``API_TOKEN``,
-``REDISCLI_AUTH``: :func:`context_packages.masking.is_secret_name`), the value after flags
+``REDISCLI_AUTH``: :func:`foundation.masking.is_secret_name`), the value after flags
 such as ``--requirepass``, and passwords in URLs are shown as ``***`` (see
 :func:`mask_command` and :func:`mask_text`), and those values are scrubbed from log lines
 too. Only the UndoRecord of ``docker.recreate`` holds them, since it
 must re-create the original exactly: treat undo parameters as secret.
 
 Engine failures (unreachable, no such container, a call past its deadline, a refused
-request) raise :class:`~orchestrator.errors.ActionFailed` naming the engine and the fix;
+request) raise :class:`~foundation.errors.ActionFailed` naming the engine and the fix;
 checks that do not hold (not running, too few matching log lines) return ``ok=False``.
 """
 

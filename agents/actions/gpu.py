@@ -21,7 +21,7 @@ then it succeeds with the summary ``skipped: no GPU: <reason>`` and ``details["s
 True (``details["skipped"]`` is False on every other result). A gate on GPU metrics is
 then not measured, so it is not met.
 
-The probe is a seam at the :class:`~orchestrator.gpus.GpuProbe` Protocol:
+The probe is a seam at the :class:`~agents.gpus.GpuProbe` Protocol:
 ``register(registry, probe_factory=...)`` decides where readings come from (NVML by default;
 a fake in tests). Each run of the action opens one probe and closes it at the end.
 """
@@ -38,9 +38,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from agents.actions.command import BoundedCapture
 from agents.base import ActionContext, ActionResult, Evidence
+from agents.gpus import GpuProbe, GpuSample, GpuUnavailable, NvmlProbe
 from agents.registry import ActionRegistry
-from orchestrator.events import utc_timestamp
-from orchestrator.gpus import GpuProbe, GpuSample, GpuUnavailable, NvmlProbe
+from foundation.clock import utc_timestamp
 from streams.durations import Duration
 
 __all__ = [

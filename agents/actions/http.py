@@ -24,9 +24,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from agents.actions._stats import percentile
 from agents.base import ActionContext, ActionResult, Evidence
 from agents.registry import ActionRegistry
-from orchestrator.errors import ActionFailed
-from orchestrator.events import utc_timestamp
-from orchestrator.redaction import scrub
+from foundation.clock import utc_timestamp
+from foundation.errors import ActionFailed
+from foundation.secrets import scrub
 from streams.durations import Duration
 
 __all__ = ["HttpProbeParams", "register", "run_probe"]

@@ -7,7 +7,7 @@ and closes it; every await is under ``anyio.fail_after(timeout_s)``, with asyncp
 environment's variable named by ``password_env``) never reaches a summary, evidence, output
 or error; ``PASSWORD '...'`` literals in SQL are masked too. Server errors, refused logins
 and timeouts are ``ok=False`` results saying why; a missing variable raises
-:class:`~orchestrator.errors.ActionFailed`.
+:class:`~foundation.errors.ActionFailed`.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from agents.actions._stats import percentile
 from agents.base import ActionContext, ActionResult, Evidence, UndoRecord
 from agents.registry import ActionRegistry
-from orchestrator.errors import ActionFailed
-from orchestrator.events import utc_timestamp
+from foundation.clock import utc_timestamp
+from foundation.errors import ActionFailed
 from streams.durations import Duration
 
 __all__ = [

@@ -28,9 +28,9 @@ from redis.backoff import NoBackoff
 from agents.actions._stats import percentile
 from agents.base import ActionContext, ActionResult, Evidence, UndoRecord
 from agents.registry import ActionRegistry
-from orchestrator.errors import ActionFailed
-from orchestrator.events import utc_timestamp
-from orchestrator.redaction import scrub
+from foundation.clock import utc_timestamp
+from foundation.errors import ActionFailed
+from foundation.secrets import scrub
 from streams.durations import Duration
 
 __all__ = [

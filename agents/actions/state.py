@@ -23,8 +23,8 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from agents.base import ActionContext, ActionResult, Evidence, SharedState
 from agents.registry import ActionRegistry
-from orchestrator.errors import ActionFailed
-from orchestrator.events import utc_timestamp
+from foundation.clock import utc_timestamp
+from foundation.errors import ActionFailed
 from streams.durations import Duration
 
 __all__ = ["StateGetParams", "StatePutParams", "StateWaitParams", "register"]

@@ -3,7 +3,7 @@
 :func:`run_external` starts the agent's ``driver.command`` with no shell, in its own session
 (so its whole process group can be stopped), in the plan's working directory, with an
 explicit environment (plus ``ORCH_STEP_TOKEN``, by which the agent's ``setsid`` descendants
-are found and ended with it; see :mod:`orchestrator.containment`, whose watchdog also ends
+are found and ended with it; see :mod:`agents.processes.containment`, whose watchdog also ends
 them if the daemon dies or stops renewing the step's lease); writes the step's
 :class:`~agents.drivers.protocol.AgentRequest` to its stdin and closes it; reads at most
 ``driver.answer_limit`` bytes of stdout and a bounded excerpt of stderr; and validates the
@@ -37,10 +37,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from agents.actions.command import BoundedCapture, stop_process_group
 from agents.base import ActionContext, ActionResult, Evidence
 from agents.drivers.protocol import AgentAnswer, AgentRequest, PackageInfo, describe_errors
+from agents.processes.containment import end_step_process, open_step_process
 from agents.registry import ActionRegistry
-from context_packages.masking import MASK, is_secret_name
-from orchestrator.containment import end_step_process, open_step_process
-from orchestrator.events import utc_timestamp
+from foundation.clock import utc_timestamp
+from foundation.masking import MASK, is_secret_name
 from streams.model import DriverSpec, StepSpec
 
 if TYPE_CHECKING:

@@ -14,7 +14,7 @@ import redis
 import redis.asyncio
 from redis.backoff import NoBackoff
 
-from orchestrator.errors import CoordinatorUnavailable
+from foundation.errors import CoordinatorUnavailable
 
 __all__ = [
     "TRANSIENT",

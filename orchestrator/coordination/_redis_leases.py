@@ -14,7 +14,7 @@ logged and ``grant.lost`` is set through the event loop, all before the lease en
 
 Neither helps while the whole process is frozen (SIGSTOP): then its step processes would go
 on writing after the lease passed to someone else. So the table also tells the step watchdog
-(:mod:`orchestrator.containment`) each holder's lease end at grant, at every renewal and at
+(:mod:`agents.processes.containment`) each holder's lease end at grant, at every renewal and at
 release; the watchdog, a process of its own, ends the holder's step processes
 ``LEASE_KILL_MARGIN`` of the lease before the lease can end unless a renewal came first. A
 renewal that arrives too late for that (the steps were, or are about to be, ended) makes the
@@ -37,7 +37,7 @@ import redis
 import structlog
 from redis.commands.core import Script
 
-from orchestrator.containment import containment
+from agents.processes.containment import containment
 from orchestrator.coordination import _redis_replies as replies
 from orchestrator.coordination.base import Grant, Need
 

@@ -25,9 +25,9 @@ import redis
 import redis.asyncio
 import structlog
 
+from foundation.errors import CoordinatorUnavailable
 from orchestrator.coordination._redis_conn import TRANSIENT, redact_url, unavailable
 from orchestrator.coordination.base import VersionedValue
-from orchestrator.errors import CoordinatorUnavailable
 
 __all__ = ["RedisSharedState"]
 

@@ -23,6 +23,7 @@ from typing import Any
 
 import anyio
 
+from foundation.errors import LockWaitTimeout
 from orchestrator.coordination.base import (
     Blocker,
     CoordinationSnapshot,
@@ -34,7 +35,6 @@ from orchestrator.coordination.base import (
     WaiterInfo,
     aged_key,
 )
-from orchestrator.errors import LockWaitTimeout
 
 __all__ = ["InProcessCoordinator"]
 

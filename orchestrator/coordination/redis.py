@@ -25,7 +25,7 @@ How (details in :mod:`._redis_scripts` and :mod:`._redis_leases`):
 
 While Redis is unreachable nothing is granted: ``acquire`` keeps retrying, with backoff,
 for up to ``outage_grace_s`` (default three leases) in a row and then raises
-:class:`~orchestrator.errors.CoordinatorUnavailable`; its ``timeout_s`` applies throughout.
+:class:`~foundation.errors.CoordinatorUnavailable`; its ``timeout_s`` applies throughout.
 Holders whose leases cannot be renewed meanwhile get ``lost`` set.
 
 The helpers (the renewal thread and the inbox reader) are daemon threads with their own
@@ -58,6 +58,7 @@ import anyio
 import orjson
 import redis
 
+from foundation.errors import CoordinatorUnavailable, LockWaitTimeout
 from orchestrator.coordination import _redis_replies as replies
 from orchestrator.coordination._redis_conn import (
     async_client,
@@ -78,7 +79,6 @@ from orchestrator.coordination._redis_leases import (
 from orchestrator.coordination._redis_scripts import ACQUIRE, DROP, RENEW, SNAPSHOT, STATE_CAS
 from orchestrator.coordination._redis_state import RedisSharedState
 from orchestrator.coordination.base import CoordinationSnapshot, Grant, Need, OnBlocked
-from orchestrator.errors import CoordinatorUnavailable, LockWaitTimeout
 
 __all__ = ["RedisCoordinator", "redact_url"]
 

@@ -1,12 +1,12 @@
 """Store locations: telling SQLite paths from PostgreSQL DSNs, and keeping DSN secrets out.
 
 A DSN can carry its password in the userinfo (``postgresql://user:secret@host/db``) or in
-the query (``?password=secret``); :mod:`orchestrator.redaction` handles both.
+the query (``?password=secret``); :mod:`foundation.secrets` handles both.
 """
 
 from __future__ import annotations
 
-from orchestrator.redaction import redact_url, scrub, url_secrets
+from foundation.secrets import redact_url, scrub, url_secrets
 
 __all__ = ["POSTGRES_SCHEMES", "dsn_secrets", "redact_dsn", "scrub"]
 

@@ -13,7 +13,7 @@
 
 from __future__ import annotations
 
-from orchestrator.errors import OrchestratorError
+from foundation.errors import OrchestratorError
 
 __all__ = ["DiskFull", "StoreError", "StoreUnavailable"]
 

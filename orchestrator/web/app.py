@@ -34,7 +34,7 @@ from starlette.responses import (
 )
 from starlette.routing import BaseRoute, Route
 
-from orchestrator.errors import OrchestratorError
+from foundation.errors import OrchestratorError
 from orchestrator.rpc import AgentsListParams, LocksListParams
 from orchestrator.web.report import read_all_events, render_report
 

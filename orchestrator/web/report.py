@@ -10,7 +10,7 @@ from typing import Any
 
 import anyio
 
-from orchestrator.errors import OrchestratorError
+from foundation.errors import OrchestratorError
 from orchestrator.progress import RunView, _timeline
 from orchestrator.store import open_store
 from orchestrator.store.base import RunRecord, RunStore

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import yaml
 
-from orchestrator.errors import PlanInvalid
+from foundation.errors import PlanInvalid
 from streams.markdown._document import Document, Kind, Line
 from streams.markdown._draft import PlanDraft, Sourced, StreamDraft
 from streams.markdown._focus import match_stream

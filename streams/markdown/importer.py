@@ -39,7 +39,7 @@ from pathlib import PurePath
 
 import yaml
 
-from orchestrator.errors import PlanInvalid, PlanProblem
+from foundation.errors import PlanInvalid, PlanProblem
 from streams.agent_definitions import AgentDefinition
 from streams.loader import load_plan_text
 from streams.markdown._architecture import architecture, decision_table
@@ -120,7 +120,7 @@ def import_markdown(
     ``definitions`` (``.claude/agents`` definitions by plan id, see
     :mod:`streams.agent_definitions`) give the agents they define a display name and role.
     No agent gets a driver: the plan names none, and `orchestrator validate` says, agent by
-    agent, what to fill in. Raises :class:`~orchestrator.errors.PlanInvalid` when the
+    agent, what to fill in. Raises :class:`~foundation.errors.PlanInvalid` when the
     document names no stream (listing the shapes looked for) or is not a plan at all. The
     YAML returned always loads and passes every check but the drivers; were it not to,
     that PlanInvalid (a bug here) is raised instead.

@@ -10,8 +10,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from orchestrator.errors import PlanInvalid
-from streams.loader import load_plan_text
+from agents.plans import load_plan_text
+from foundation.errors import PlanInvalid
 from streams.markdown_import import decode_markdown, import_markdown
 from streams.model import Plan
 

@@ -27,8 +27,8 @@ import pytest
 import yaml
 
 from agents.actions import builtin_registry
-from orchestrator.errors import PlanInvalid
-from streams.loader import load_plan, load_plan_text
+from agents.plans import load_plan, load_plan_text
+from foundation.errors import PlanInvalid
 from tests.streams.test_loader import VALID
 
 ROOT = Path(__file__).resolve().parent.parent.parent

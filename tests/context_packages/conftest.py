@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from agents.plans import load_plan
 from context_packages import TiktokenTokenizer, cl100k_base
-from streams import load_plan
 from streams.model import Plan
 
 ROOT = Path(__file__).resolve().parents[2]

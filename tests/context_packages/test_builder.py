@@ -270,7 +270,7 @@ def test_section_priorities_in_json(phase2: Plan, tokenizer: TiktokenTokenizer) 
 def test_hash_is_stable_across_runs(phase2: Plan, tokenizer: TiktokenTokenizer) -> None:
     expected = build_package(phase2, "monitoring-analyst", tokenizer=tokenizer).sha256
     script = (
-        "from streams import load_plan; from context_packages import build_package; "
+        "from agents.plans import load_plan; from context_packages import build_package; "
         "print(build_package(load_plan('examples/phase2.yaml'), "
         "'monitoring-analyst').sha256)"
     )

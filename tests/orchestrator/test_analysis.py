@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from foundation.errors import UsageError
 from orchestrator.analysis import (
     Beta,
     PlanAnalysis,
@@ -28,7 +29,6 @@ from orchestrator.analysis import (
     posterior,
     render_analysis,
 )
-from orchestrator.errors import UsageError
 from orchestrator.evidence_view import (
     evidence_from_events,
     evidence_json,

@@ -13,7 +13,7 @@ import pytest
 
 from agents.actions.command import CommandParams, run_command
 from agents.base import ActionContext
-from orchestrator.containment import (
+from agents.processes.containment import (
     containment,
     end_step_process,
     lease_lapsed,
@@ -22,7 +22,7 @@ from orchestrator.containment import (
     reap_predecessors,
     step_lease,
 )
-from orchestrator.watchdog import TOKEN_VAR, start_time
+from agents.processes.watchdog import TOKEN_VAR, start_time
 from tests.procs import survivors
 
 

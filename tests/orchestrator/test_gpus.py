@@ -23,8 +23,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from orchestrator.errors import LockWaitTimeout, OrchestratorError
-from orchestrator.gpus import (
+from agents.gpus import (
     GpuAllocator,
     GpuProbe,
     GpuRequestTooLarge,
@@ -34,6 +33,7 @@ from orchestrator.gpus import (
     NvmlProbe,
     cuda_env,
 )
+from foundation.errors import LockWaitTimeout, OrchestratorError
 from tests.helpers import on_virtual_clock
 
 # pynvml is imported above, at collection, though only NvmlProbe uses it: importing it

@@ -15,7 +15,7 @@ SCRIPT = textwrap.dedent(
     import asyncio, gc, logging, warnings
     import structlog
     from orchestrator.logging import configure_logging
-    from orchestrator.redaction import remember_secrets
+    from foundation.secrets import remember_secrets
 
     configure_logging("info", "json")
     remember_secrets(["pw-5f1e2d3c"])

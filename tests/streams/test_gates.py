@@ -20,7 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from orchestrator.errors import OrchestratorError
+from foundation.errors import OrchestratorError
 from streams.gates import (
     MAX_COMPARISONS,
     MAX_DEPTH,

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orchestrator.errors import PlanInvalid, PlanProblem
-from streams.loader import load_plan, load_plan_text
+from agents.plans import load_plan, load_plan_text
+from foundation.errors import PlanInvalid, PlanProblem
 
 VALID = textwrap.dedent("""\
     version: 1

@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 import yaml
 
-from orchestrator.errors import PlanInvalid, PlanProblem
+from agents.plans import load_plan, load_plan_text
+from foundation.errors import PlanInvalid, PlanProblem
 from streams import _limits, loader
 from streams._limits import MAX_ALIAS_VALUES, MAX_DEPTH
-from streams.loader import load_plan, load_plan_text
 from tests.streams.test_loader import VALID, edit, locate
 
 ROOT = Path(__file__).resolve().parent.parent.parent

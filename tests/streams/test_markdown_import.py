@@ -18,9 +18,9 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from orchestrator.errors import PlanInvalid
+from agents.plans import load_plan_text
+from foundation.errors import PlanInvalid
 from streams.gates import parse_criterion
-from streams.loader import load_plan_text
 from streams.markdown._text import repair_mojibake
 from streams.markdown_import import ImportResult, ReportItem, decode_markdown, import_markdown
 from streams.model import Plan, StreamSpec

@@ -16,8 +16,8 @@ import pytest
 import yaml
 from hypothesis import given, settings
 
-from orchestrator.errors import PlanInvalid
-from streams.loader import load_plan_text
+from agents.plans import load_plan_text
+from foundation.errors import PlanInvalid
 from streams.markdown_import import decode_markdown, import_markdown
 from streams.schema import SCHEMA_FILE, plan_schema, schema_text
 from tests.streams.test_loader import VALID

@@ -20,8 +20,8 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from orchestrator.errors import PlanInvalid, PlanProblem
-from streams.loader import load_plan_text
+from agents.plans import load_plan_text
+from foundation.errors import PlanInvalid, PlanProblem
 from streams.model import Plan, StepSpec
 from streams.validation import effective_needs, find_cycle
 

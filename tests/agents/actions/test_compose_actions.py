@@ -24,7 +24,7 @@ from agents.actions.compose import (
 )
 from agents.base import ActionContext, ActionResult
 from agents.registry import ActionRegistry
-from orchestrator.errors import ActionFailed
+from foundation.errors import ActionFailed
 
 REPO = Path(__file__).resolve().parents[3]
 

@@ -35,7 +35,7 @@ from agents.actions.docker import (
 )
 from agents.base import ActionContext, ActionResult
 from agents.registry import ActionRegistry
-from orchestrator.errors import ActionFailed
+from foundation.errors import ActionFailed
 
 if TYPE_CHECKING:
     from tests.servers_docker import DockerEngine, RedisContainer

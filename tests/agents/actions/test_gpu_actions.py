@@ -16,8 +16,8 @@ import pytest
 
 from agents.actions.gpu import GpuSampleParams, register, summarize
 from agents.base import ActionContext, ActionResult
+from agents.gpus import GpuSample, GpuUnavailable, cuda_env
 from agents.registry import ActionRegistry
-from orchestrator.gpus import GpuSample, GpuUnavailable, cuda_env
 from streams.gates import parse_criterion
 from tests.helpers import on_virtual_clock
 

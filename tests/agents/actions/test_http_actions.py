@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from agents.actions.http import HttpProbeParams, run_probe
 from agents.base import ActionResult
-from orchestrator.errors import ActionFailed
+from foundation.errors import ActionFailed
 from tests.agents.actions.conftest import MakeCtx, assert_no_secret
 from tests.ports import free_port
 

@@ -24,7 +24,7 @@ from agents.actions.postgres import (
 )
 from agents.base import ActionContext, ActionResult
 from agents.registry import ActionRegistry
-from orchestrator.errors import ActionFailed
+from foundation.errors import ActionFailed
 from tests.agents.actions.conftest import MakeCtx, assert_no_secret, numbers
 from tests.servers_postgres import DATABASE, ROLE, PostgresServer
 

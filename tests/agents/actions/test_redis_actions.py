@@ -20,7 +20,7 @@ from agents.actions.redis import (
 )
 from agents.base import ActionContext, ActionResult, UndoRecord
 from agents.registry import ActionRegistry
-from orchestrator.errors import ActionFailed
+from foundation.errors import ActionFailed
 from tests.agents.actions.conftest import MakeCtx, assert_no_secret, numbers
 from tests.ports import free_port
 from tests.servers import RedisServer

@@ -21,8 +21,8 @@ from agents.drivers import (
     protocol_schemas,
     run_external,
 )
+from agents.plans import load_plan
 from context_packages import build_package
-from streams.loader import load_plan
 from streams.model import DriverSpec
 
 ROOT = Path(__file__).resolve().parents[3]

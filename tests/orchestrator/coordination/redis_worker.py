@@ -26,9 +26,9 @@ from typing import Any, TextIO
 
 import anyio
 
+from foundation.errors import CoordinatorUnavailable
 from orchestrator.coordination import Blocker, Grant, Need
 from orchestrator.coordination.redis import RedisCoordinator
-from orchestrator.errors import CoordinatorUnavailable
 from orchestrator.logging import configure_logging
 
 

@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator
 import anyio
 import pytest
 
+from foundation.errors import LockWaitTimeout
 from orchestrator.coordination import Coordinator, InProcessCoordinator, Need
-from orchestrator.errors import LockWaitTimeout
 from tests.servers import open_redis_coordinator
 
 

@@ -19,9 +19,9 @@ import pytest
 import redis
 import structlog
 
+from foundation.errors import CoordinatorUnavailable, LockWaitTimeout
 from orchestrator.coordination import Coordinator, Need
 from orchestrator.coordination.redis import RedisCoordinator, redact_url
-from orchestrator.errors import CoordinatorUnavailable, LockWaitTimeout
 
 if TYPE_CHECKING:
     from tests.servers import OpenCoordinator, RedisServer

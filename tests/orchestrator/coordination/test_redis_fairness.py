@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 import anyio
 import pytest
 
+from foundation.errors import LockWaitTimeout
 from orchestrator.coordination import Coordinator, Grant, InProcessCoordinator, Need
-from orchestrator.errors import LockWaitTimeout
 
 if TYPE_CHECKING:
     from tests.servers import OpenCoordinator

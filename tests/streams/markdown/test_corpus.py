@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orchestrator.errors import PlanInvalid
+from agents.plans import load_plan_text
+from foundation.errors import PlanInvalid
 from streams.agent_definitions import read_definitions
-from streams.loader import load_plan_text
 from streams.markdown_import import ImportResult, decode_markdown, import_markdown
 from streams.model import Plan, StreamSpec
 

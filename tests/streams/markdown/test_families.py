@@ -7,8 +7,8 @@ import textwrap
 import pytest
 import yaml
 
-from orchestrator.errors import PlanInvalid
-from streams.loader import load_plan_text
+from agents.plans import load_plan_text
+from foundation.errors import PlanInvalid
 from streams.markdown_import import ImportResult, import_markdown
 from streams.model import Plan, StreamSpec
 

@@ -3,7 +3,7 @@
 Every step process (``command`` and external agents) is started through
 :func:`open_step_process`: in its own session, with ``ORCH_STEP_TOKEN`` in its environment
 (inherited by everything it starts, ``setsid`` grandchildren included), and registered with
-the process's one :mod:`watchdog <orchestrator.watchdog>` before a cancellation is honoured
+the process's one :mod:`watchdog <agents.processes.watchdog>` before a cancellation is honoured
 (the spawn is shielded, so a cancel landing while the process starts cannot orphan it).
 :func:`end_step_process` ends the whole tree (group and token) when the action is done.
 
@@ -43,8 +43,8 @@ import anyio
 import structlog
 from anyio.abc import Process
 
-from orchestrator import watchdog
-from orchestrator.watchdog import TOKEN_VAR, kill_trees, marked_pids, proc_available, start_time
+from agents.processes import watchdog
+from agents.processes.watchdog import TOKEN_VAR, kill_trees, marked_pids, proc_available, start_time
 
 __all__ = [
     "LEASE_KILL_MARGIN",
@@ -67,7 +67,7 @@ LEASE_KILL_MARGIN = 0.25
 _EXTEND_SLACK_S = 0.05
 _CLOSE_WAIT_S = 5.0
 
-_log = structlog.get_logger("orchestrator.containment")
+_log = structlog.get_logger("agents.processes.containment")
 _lease_key: ContextVar[str | None] = ContextVar("orch_step_lease", default=None)
 
 

@@ -1,7 +1,7 @@
 """The step watchdog: a tiny process beside a daemon that ends step process trees for it.
 
 Pure standard library and started as ``python -I -S watchdog.py PREFIX`` by
-:mod:`orchestrator.containment`, so it starts in milliseconds and imports nothing of ours. It
+:mod:`agents.processes.containment`, so it starts in milliseconds and imports nothing of ours. It
 is in its own session (a signal to the daemon's process group does not reach it) and reads
 commands from the daemon on stdin, one per line:
 

@@ -21,6 +21,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
+from foundation.masking import is_secret_name
+
 __all__ = [
     "env_secrets",
     "known_secrets",
@@ -88,9 +90,6 @@ def env_secrets(env: Mapping[str, str] | None) -> list[str]:
     """The secret values of an environment: those of secret-named variables
     (``DB_PASSWORD``, ``API_TOKEN``, ``*_KEY``, ``*_SECRET``) and URL passwords in any value.
     The orchestrator's own ``ORCH_*`` variables (fences, ids) are not secrets."""
-    # Imported here: context_packages imports the actions, which import this module.
-    from context_packages.masking import is_secret_name
-
     found: list[str] = []
     for name, value in (env or {}).items():
         if not isinstance(value, str) or name.startswith("ORCH_"):

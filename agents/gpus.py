@@ -11,7 +11,7 @@ else, and an exclusive request gets only GPUs that nobody holds. When too few ar
 request waits until a release wakes it (no polling), served in arrival order among the
 requests that fit; one that has waited ``starve_after_s`` keeps what frees up for itself.
 
-The errors, drawn into the tree of :mod:`orchestrator.errors`::
+The errors, drawn into the tree of :mod:`foundation.errors`::
 
     OrchestratorError
     ├── GpuError
@@ -34,7 +34,7 @@ import anyio
 import anyio.to_thread
 import structlog
 
-from orchestrator.errors import LockWaitTimeout, OrchestratorError
+from foundation.errors import LockWaitTimeout, OrchestratorError
 
 __all__ = [
     "GpuAllocator",
@@ -50,7 +50,7 @@ __all__ = [
     "cuda_env",
 ]
 
-_diag = structlog.get_logger("orchestrator.gpus")
+_diag = structlog.get_logger("agents.gpus")
 T = TypeVar("T")
 
 
