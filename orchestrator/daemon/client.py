@@ -23,7 +23,7 @@ import orjson
 from anyio.streams.buffered import BufferedByteReceiveStream
 
 from foundation.errors import DaemonError, DaemonUnavailable
-from orchestrator.readiness import pid_alive, pid_file_of, read_pid
+from orchestrator.daemon.readiness import pid_alive, pid_file_of, read_pid
 
 __all__ = ["ControlClient"]
 

@@ -36,9 +36,9 @@ from foundation.errors import (
     UsageError,
     first_orchestrator_error,
 )
-from orchestrator.client import ControlClient
+from orchestrator.daemon.client import ControlClient
 from orchestrator.evidence_view import evidence_json, load_evidence
-from orchestrator.mcp_models import (
+from orchestrator.mcp.models import (
     AgentsResult,
     AnalysisResult,
     CancelResult,

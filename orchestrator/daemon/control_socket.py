@@ -17,7 +17,7 @@ Safety properties, each tested:
   complete request within ``idle_timeout_s`` is closed; past ``max_connections`` the
   connection idle the longest is closed to make room, so idle clients cannot lock others out.
 - Nothing a client sends can end the daemon: each line is answered by
-  :func:`orchestrator.rpc_dispatch.answer_line` (every JSON-RPC error, batches,
+  :func:`orchestrator.daemon.rpc_dispatch.answer_line` (every JSON-RPC error, batches,
   notifications), and whatever else goes wrong in one connection's task is logged as a bug
   (``rpc_connection_crashed``), answered with ``-32603`` where possible, and ends only that
   connection.
@@ -42,8 +42,8 @@ from anyio.abc import SocketAttribute, SocketStream, TaskStatus
 from anyio.streams.buffered import BufferedByteReceiveStream
 
 from foundation.errors import UsageError
-from orchestrator.rpc import ErrorCode, RpcError, error_response
-from orchestrator.rpc_dispatch import answer_line, encode
+from orchestrator.daemon.rpc import ErrorCode, RpcError, error_response
+from orchestrator.daemon.rpc_dispatch import answer_line, encode
 
 __all__ = ["Connection", "ControlServer", "Handler", "prepare_socket_path"]
 
