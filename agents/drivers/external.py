@@ -40,7 +40,7 @@ from agents.drivers.protocol import AgentAnswer, AgentRequest, PackageInfo, desc
 from agents.processes.containment import end_step_process, open_step_process
 from agents.registry import ActionRegistry
 from foundation.clock import utc_timestamp
-from foundation.masking import MASK, is_secret_name
+from foundation.secrets import MASK, is_secret_name
 from streams.model import DriverSpec, StepSpec
 
 if TYPE_CHECKING:
