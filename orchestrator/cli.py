@@ -25,6 +25,7 @@ from agents.plans import load_plan
 from agents.processes.containment import open_containment
 from context_packages import render_package
 from foundation.errors import ConfidenceTooLow, OrchestratorError, UsageError
+from foundation.status import ExitCode
 from orchestrator import analysis
 from orchestrator.calibration import (
     RealRun,
@@ -69,7 +70,7 @@ def _settings(**overrides: Any) -> Settings:
         settings = Settings().with_overrides(**overrides)
     except ValueError as exc:
         click.echo(f"invalid setting: {exc}", err=True)
-        sys.exit(2)
+        sys.exit(ExitCode.INVALID)
     configure_logging(settings.log_level, settings.log_format)
     return settings
 
@@ -194,7 +195,7 @@ def run(
         return
     if result is None:
         click.echo(f"run {run_id}: interrupted", err=True)
-        sys.exit(130)
+        sys.exit(ExitCode.INTERRUPTED)
     failed = {sid: o for sid, o in result.streams.items() if o.status.value != "succeeded"}
     for sid, outcome in failed.items():
         click.echo(f"stream {sid}: {outcome.status.value}: {outcome.reason}", err=True)
@@ -348,7 +349,7 @@ def verify_log(event_files: tuple[Path, ...], as_json: bool) -> None:
         report = verify_event_files(list(event_files))
     except (OSError, ValueError) as exc:
         click.echo(f"cannot read events: {exc}", err=True)
-        sys.exit(2)
+        sys.exit(ExitCode.INVALID)
     if as_json:
         click.echo(
             json.dumps(
@@ -368,7 +369,7 @@ def verify_log(event_files: tuple[Path, ...], as_json: bool) -> None:
         )
     else:
         click.echo(report.render())
-    sys.exit(0 if report.ok else 1)
+    sys.exit(ExitCode.OK if report.ok else ExitCode.FAILED)
 
 
 @cli.command("analyze")

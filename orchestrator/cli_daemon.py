@@ -22,6 +22,7 @@ from rich.table import Table
 
 from agents.actions import builtin_registry
 from foundation.errors import OrchestratorError, first_orchestrator_error
+from foundation.status import ExitCode
 from orchestrator.client import ControlClient
 from orchestrator.daemon import run_daemon
 from orchestrator.progress import progress_sink
@@ -31,9 +32,6 @@ __all__ = ["register"]
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
-
-_EXIT = {"succeeded": 0, "failed": 1, "cancelled": 130, "interrupted": 1}
-
 
 def _socket_option(func: F) -> F:
     return click.option(
@@ -147,7 +145,7 @@ def register(cli: click.Group, settings_of: Callable[..., Settings]) -> None:
             text = plan_file.read_text(encoding="utf-8")
         except OSError as exc:
             click.echo(f"{plan_file}: cannot read the plan: {exc.strerror}", err=True)
-            sys.exit(2)
+            sys.exit(ExitCode.INVALID)
 
         plan_path = str(plan_file.resolve())
 
@@ -171,7 +169,7 @@ def register(cli: click.Group, settings_of: Callable[..., Settings]) -> None:
                 if event.get("event") == "run_finished":
                     status = str(event.get("status"))
             click.echo(f"run {run_id}: {status}", err=True)
-            return _EXIT.get(status, 1)
+            return ExitCode.of_status(status)
 
         sys.exit(_run_client(settings_of, socket_path, go))
 
@@ -192,13 +190,13 @@ def register(cli: click.Group, settings_of: Callable[..., Settings]) -> None:
                     sys.stdout.flush()
                     if event.get("event") == "run_finished":
                         status = str(event.get("status"))
-                return _EXIT.get(status, 1)
+                return ExitCode.of_status(status)
             sink = progress_sink(console, sys.stdout, plain=plain)
             with sink:
                 async for event in client.subscribe(run_id, from_start=True):
                     sink.emit(event)
             status = sink.view.status
-            code = _EXIT.get(status, 1)
+            code = ExitCode.of_status(status)
             click.echo(f"run {run_id}: {status} (exit code {code})", err=True)
             return code
 

@@ -102,6 +102,7 @@ def _headers(ctx: ActionContext, params: HttpProbeParams) -> tuple[dict[str, str
                 f"headers_env {name!r}: variable {variable!r} is not set in the step's "
                 "environment (fix: export it where the daemon runs and list it in the "
                 "daemon's pass_env setting, ORCH_PASS_ENV)",
+                retryable=False,  # the environment will not change before a retry
             ) from None
         secrets.append(headers[name])
     return headers, secrets

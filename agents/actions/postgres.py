@@ -181,6 +181,7 @@ def _target(ctx: ActionContext, params: PostgresConnectionParams, action: str) -
                 f"password_env {params.password_env!r} is not set in the step's environment "
                 "(fix: export it where the daemon runs and list it in the daemon's pass_env "
                 "setting, ORCH_PASS_ENV)",
+                retryable=False,  # the environment will not change before a retry
             ) from None
         source = f"env:{params.password_env}"
     elif params.password is not None:

@@ -176,6 +176,7 @@ def _from_env(ctx: ActionContext, action: str, name: str, what: str) -> str:
             action,
             f"{what} {name!r} is not set in the step's environment (fix: export it where "
             "the daemon runs and list it in the daemon's pass_env setting, ORCH_PASS_ENV)",
+            retryable=False,  # the environment will not change before a retry
         ) from None
 
 
@@ -408,7 +409,11 @@ async def run_config_set(ctx: ActionContext, params: RedisConfigSetParams) -> Ac
     try:
         found = await _call(params.timeout_s, lambda: client.config_get(parameter))
         if parameter not in found:
-            raise ActionFailed(action, f"redis {target.shown}: no CONFIG parameter {parameter!r}")
+            raise ActionFailed(
+                action,
+                f"redis {target.shown}: no CONFIG parameter {parameter!r}",
+                retryable=False,  # the server's parameters will not change before a retry
+            )
         previous = str(found[parameter])
         secrets.append(previous)
         lines.append(f"CONFIG GET {parameter}: {_masked(parameter, previous)}")

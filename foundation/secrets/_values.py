@@ -70,12 +70,15 @@ def env_secrets(env: Mapping[str, str] | None) -> list[str]:
 def param_secrets(params: Any) -> list[str]:
     """Secret values in a step's parameters: every ``env`` mapping (the action's own and a
     driver's), values of secret-named keys, values after secret flags in lists and URL
-    passwords anywhere."""
+    passwords anywhere. Keys ending in ``_env`` (``password_env``) name variables: their
+    values are not secrets (the variables' values are, through the step's environment)."""
     found: list[str] = []
     if isinstance(params, Mapping):
         for key, value in params.items():
             if key == "env" and isinstance(value, Mapping):
                 found += env_secrets(value)
+            elif str(key).endswith("_env"):
+                continue  # password_env, headers_env: names of variables, not their values
             elif isinstance(value, str) and is_secret_name(str(key)):
                 found += [value] if len(value) >= MIN_SECRET else []
             else:

@@ -88,7 +88,10 @@ def test_step_parameters_in_events_lose_what_packages_already_hid() -> None:
         "private_key": "pk-value-1",
         "argv": ["redis-cli", "-a", "cli-pass-1", "--requirepass", "req-pass-1", "ping"],
     }
-    found = set(param_secrets(params))
+    found = set(
+        param_secrets({**params, "password_env": "REDIS_PW", "headers_env": {"X-Key": "K"}})
+    )
+    assert "REDIS_PW" not in found  # the name of a variable: an error may say it is unset
     assert {"pwd-value-1", "pk-value-1", "cli-pass-1", "req-pass-1"} <= found
     assert "ping" not in found and "redis-cli" not in found
     event = Redactor(found).value({"params": params})
