@@ -67,18 +67,24 @@ def env_secrets(env: Mapping[str, str] | None) -> list[str]:
     return found
 
 
+# A bare "key" is secret by name (a context package masks it), but in step parameters it names
+# a state entry (state.put/get/wait): scrubbing "schema" from every event would garble them.
+_NAMES_NOT_SECRETS = frozenset({"key"})
+
+
 def param_secrets(params: Any) -> list[str]:
     """Secret values in a step's parameters: every ``env`` mapping (the action's own and a
     driver's), values of secret-named keys, values after secret flags in lists and URL
     passwords anywhere. Keys ending in ``_env`` (``password_env``) name variables: their
-    values are not secrets (the variables' values are, through the step's environment)."""
+    values are not secrets (the variables' values are, through the step's environment);
+    nor is the value of a bare ``key`` (a state entry's name)."""
     found: list[str] = []
     if isinstance(params, Mapping):
         for key, value in params.items():
             if key == "env" and isinstance(value, Mapping):
                 found += env_secrets(value)
-            elif str(key).endswith("_env"):
-                continue  # password_env, headers_env: names of variables, not their values
+            elif str(key).endswith("_env") or key in _NAMES_NOT_SECRETS:
+                continue  # names of variables or of state entries, not secret values
             elif isinstance(value, str) and is_secret_name(str(key)):
                 found += [value] if len(value) >= MIN_SECRET else []
             else:

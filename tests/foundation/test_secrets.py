@@ -92,6 +92,7 @@ def test_step_parameters_in_events_lose_what_packages_already_hid() -> None:
         param_secrets({**params, "password_env": "REDIS_PW", "headers_env": {"X-Key": "K"}})
     )
     assert "REDIS_PW" not in found  # the name of a variable: an error may say it is unset
+    assert param_secrets({"key": "schema", "value": "v2"}) == []  # a state entry's name
     assert {"pwd-value-1", "pk-value-1", "cli-pass-1", "req-pass-1"} <= found
     assert "ping" not in found and "redis-cli" not in found
     event = Redactor(found).value({"params": params})
