@@ -33,6 +33,7 @@ TRANSIENT: tuple[type[BaseException], ...] = (
     OSError,
 )
 
+
 def unavailable(
     where: str, exc: BaseException, *, url: str, timeout_s: float
 ) -> CoordinatorUnavailable:

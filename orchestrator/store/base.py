@@ -45,7 +45,6 @@ __all__ = [
 ]
 
 
-
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
