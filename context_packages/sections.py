@@ -30,7 +30,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from foundation.masking import mask_secrets
+from foundation.secrets import mask_secrets
 from streams.durations import format_duration
 from streams.model import AgentSpec, Plan, StepSpec, StreamSpec, UndoSpec
 from streams.validation import effective_needs

@@ -20,6 +20,7 @@ import structlog
 
 from agents.registry import ActionRegistry
 from foundation.errors import OrchestratorError
+from foundation.status import RunStatus
 from orchestrator.coordination import Coordinator, InProcessCoordinator
 from orchestrator.event_relay import EventRelay
 from orchestrator.events import EventLog, EventSink, Redactor
@@ -115,7 +116,7 @@ async def record_run(
                         plan=plan.plan,
                         plan_source=plan_text,
                         workdir=workdir,
-                        status="running",
+                        status=RunStatus.RUNNING,
                         options={"origin": "orchestrator run"},
                     )
                 )

@@ -41,6 +41,7 @@ from agents.drivers import EXTERNAL_ACTION, ExternalParams, with_external
 from agents.gpus import GpuAllocator, NvmlProbe
 from agents.registry import ActionRegistry
 from context_packages import AgentPackage, build_package
+from foundation.status import RunStatus
 from orchestrator.coordination.base import PRIORITY_LEVELS, Coordinator
 from orchestrator.events import EventLog
 from orchestrator.prior_results import results_from_events
@@ -77,17 +78,6 @@ class StreamStatus(enum.StrEnum):
     SKIPPED = "skipped"
     CANCELLED = "cancelled"
     SUSPENDED = "suspended"  # not final: the run was drained before the stream ended
-
-
-class RunStatus(enum.StrEnum):
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-    SUSPENDED = "suspended"
-
-    @property
-    def exit_code(self) -> int:
-        return {"succeeded": 0, "failed": 1, "cancelled": 130, "suspended": 130}[self.value]
 
 
 @dataclass(frozen=True, slots=True)

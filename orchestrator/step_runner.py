@@ -27,7 +27,7 @@ from agents.base import ActionContext, ActionResult
 from agents.gpus import GpuAllocator, GpuError, GpuUnavailable, cuda_env
 from agents.processes.containment import lease_lapsed, step_lease
 from agents.registry import ActionFunc, ActionRegistry
-from foundation.errors import ActionFailed, CoordinationError, LockWaitTimeout
+from foundation.errors import ActionFailed, CoordinationError, LockLost, LockWaitTimeout
 from foundation.secrets import env_secrets, param_secrets, strip_controls
 from orchestrator.coordination.base import Blocker, Coordinator, Grant, Need
 from orchestrator.events import EventLog
@@ -46,10 +46,6 @@ __all__ = [
 ]
 
 _diag = structlog.get_logger("orchestrator.steps")
-_LOCK_LOST = (
-    "lock_lost: the lease on its locks was not kept; the step was stopped (its processes "
-    "ended) before the lease could pass to another holder"
-)
 
 
 class StepStatus(enum.StrEnum):
@@ -130,6 +126,7 @@ class StepOutcome:
     result: ActionResult | None = None
     queued_s: float = 0.0
     service_s: float = 0.0
+    retryable: bool = True  # False: the action said another attempt cannot help
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,7 +249,7 @@ class StepRunner:
             outcome = await self._attempt(job, grant, gpus, attempt, waited_s, log, before_release)
             if outcome.status in (StepStatus.SUCCEEDED, StepStatus.CANCELLED):
                 return clock.stamp(outcome)
-            if attempt >= last_attempt:
+            if attempt >= last_attempt or not outcome.retryable:
                 return clock.stamp(outcome)
             delay = self.backoff_s(attempt - job.first_attempt + 1)
             log.emit(
@@ -390,19 +387,23 @@ class StepRunner:
             **({"gpus": list(gpus)} if gpus else {}),
         )
         status, result, reason = StepStatus.CANCELLED, None, "cancelled"
+        retryable = True
         try:
             await log.durable(started_seq)  # write-ahead: stored before the action starts
             with anyio.move_on_after(job.timeout_s) as timer:
                 if grant.leased:
-                    status, result, reason = await self._call_watching(
+                    status, result, reason, retryable = await self._call_watching(
                         grant, definition.run, ctx, job
                     )
                 else:
-                    status, result, reason = await self._call(definition.run, ctx, job)
+                    call = await self._call(definition.run, ctx, job)
+                    status, result, reason, retryable = call
             if timer.cancelled_caught:
                 status, reason = StepStatus.TIMED_OUT, f"timed out after {job.timeout_s:g}s"
         except StoreUnavailable as exc:  # its start was not stored in time: never started
             status, reason = StepStatus.FAILED, f"not started: {exc}"
+        except LockLost as exc:  # stopped: what it did under a lost lease is no result
+            status, reason = StepStatus.FAILED, str(exc)
         finally:
             reason = strip_controls(reason)  # agent text: no terminal escapes in events
             fields: dict[str, Any] = {
@@ -434,7 +435,7 @@ class StepRunner:
             finally:
                 with anyio.move_on_after(self.config.release_timeout_s, shield=True):
                     await self.coordinator.release(grant)
-        return StepOutcome(status, reason, attempt, result)
+        return StepOutcome(status, reason, attempt, result, retryable=retryable)
 
     @staticmethod
     def _record_evidence(
@@ -459,33 +460,42 @@ class StepRunner:
 
     async def _call(
         self, run: ActionFunc, ctx: ActionContext, job: StepJob
-    ) -> tuple[StepStatus, ActionResult | None, str]:
-        """Call the action; its failures (and its bugs) become a failed status."""
+    ) -> tuple[StepStatus, ActionResult | None, str, bool]:
+        """Call the action; its failures (and its bugs) become a failed status. The last
+        item says whether another attempt may help (``ActionFailed(retryable=False)``)."""
         try:
             result = await run(ctx, job.params)
         except ActionFailed as exc:
-            return StepStatus.FAILED, None, exc.reason
+            return StepStatus.FAILED, None, exc.reason, exc.retryable
         except CoordinationError as exc:
-            return StepStatus.FAILED, None, str(exc)
+            return StepStatus.FAILED, None, str(exc), True
         except Exception as exc:  # an action's bug must not take the run down
             _diag.exception("action_crashed", action=job.action, step=job.step)
-            return StepStatus.FAILED, None, f"action raised {type(exc).__name__}: {exc}"
-        return (StepStatus.SUCCEEDED if result.ok else StepStatus.FAILED), result, result.summary
+            return StepStatus.FAILED, None, f"action raised {type(exc).__name__}: {exc}", True
+        status = StepStatus.SUCCEEDED if result.ok else StepStatus.FAILED
+        return status, result, result.summary, True
 
     async def _call_watching(
         self, grant: Grant, run: ActionFunc, ctx: ActionContext, job: StepJob
-    ) -> tuple[StepStatus, ActionResult | None, str]:
+    ) -> tuple[StepStatus, ActionResult | None, str, bool]:
         """:meth:`_call` under the grant's lease: cancelled at once if the lease is lost, and
         its processes ended by the watchdog (even while this daemon is frozen) if the lease
-        is not renewed in time. Either way the attempt failed with ``lock_lost``."""
-        outcome: tuple[StepStatus, ActionResult | None, str] = (StepStatus.FAILED, None, "")
+        is not renewed in time. Either way it raises :class:`LockLost`."""
+        outcome: tuple[StepStatus, ActionResult | None, str, bool] = (
+            StepStatus.FAILED,
+            None,
+            "",
+            True,
+        )
         with step_lease(grant.need.holder):
             async with anyio.create_task_group() as tg:
                 tg.start_soon(_cancel_when_lost, grant, tg.cancel_scope)
                 outcome = await self._call(run, ctx, job)
                 tg.cancel_scope.cancel()
         if grant.lost.is_set() or lease_lapsed(grant.need.holder):
-            return StepStatus.FAILED, outcome[1], _LOCK_LOST
+            need = grant.need
+            held = {lock: grant.fences.get(lock) for lock in need.locks}
+            raise LockLost(held or {f"class:{need.resource_class}": None})
         return outcome
 
     def _env(self, job: StepJob, attempt: int, grant: Grant) -> dict[str, str]:

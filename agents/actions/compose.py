@@ -35,12 +35,11 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from agents.actions._compose_edit import _Doc, _remove, _set, _sha, parse_path
-from agents.actions._masking import mask_command, mask_text
 from agents.base import ActionContext, ActionResult, Evidence, UndoRecord
 from agents.registry import ActionRegistry
 from foundation.clock import utc_timestamp
 from foundation.errors import ActionFailed
-from foundation.masking import MASK, is_secret_name
+from foundation.secrets import MASK, is_secret_name, mask_command, mask_text
 from streams.durations import Duration
 
 __all__ = [

@@ -9,7 +9,7 @@ blocks, so every engine call runs in a worker thread under a deadline of ``timeo
 Metrics are named ``<prefix>.<what>`` with the prefix ``docker.<container>`` unless
 ``metric_prefix`` says otherwise. Secrets never reach evidence, summaries or errors:
 values of environment variables named like secrets (``REDIS_PASSWORD``, ``API_TOKEN``,
-``REDISCLI_AUTH``: :func:`foundation.masking.is_secret_name`), the value after flags
+``REDISCLI_AUTH``: :func:`foundation.secrets.is_secret_name`), the value after flags
 such as ``--requirepass``, and passwords in URLs are shown as ``***`` (see
 :func:`mask_command` and :func:`mask_text`), and those values are scrubbed from log lines
 too. Only the UndoRecord of ``docker.recreate`` holds them, since it
@@ -46,9 +46,9 @@ from agents.actions._docker_engine import (
     _wait_ready,
 )
 from agents.actions._docker_recreate import DeviceRequest, DockerRecreateParams, run_recreate
-from agents.actions._masking import mask_command, mask_text
 from agents.base import ActionContext, ActionResult
 from agents.registry import ActionRegistry
+from foundation.secrets import mask_command, mask_text
 from streams.durations import Duration, parse_duration
 
 __all__ = [

@@ -40,7 +40,8 @@ from agents.drivers.protocol import AgentAnswer, AgentRequest, PackageInfo, desc
 from agents.processes.containment import end_step_process, open_step_process
 from agents.registry import ActionRegistry
 from foundation.clock import utc_timestamp
-from foundation.masking import MASK, is_secret_name
+from foundation.secrets import env_secrets
+from foundation.secrets import scrub as scrub_secrets
 from streams.model import DriverSpec, StepSpec
 
 if TYPE_CHECKING:
@@ -59,7 +60,6 @@ _STEP_VARIABLES = frozenset(
 _STDERR_LIMIT = 16 * 1024
 _OUTPUT_LIMIT = 64 * 1024
 _GARBAGE_HEAD = 120
-_SECRET_MIN_LEN = 4
 
 
 class ExternalParams(BaseModel):
@@ -415,8 +415,7 @@ def _head(data: bytearray, scrub: _Scrubber) -> str:
 def _secret_values(env: Mapping[str, str]) -> list[str]:
     """Values of the agent's secret-named variables (``OPENAI_API_KEY``, ``DB_PASSWORD``):
     they must not come back into summaries, events or logs through the agent's output."""
-    values = {v for n, v in env.items() if is_secret_name(n) and len(v) >= _SECRET_MIN_LEN}
-    return sorted(values, key=len, reverse=True)
+    return sorted(set(env_secrets(env)), key=len, reverse=True)
 
 
 class _Scrubber:
@@ -426,6 +425,4 @@ class _Scrubber:
         self._secrets = secrets
 
     def __call__(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, MASK)
-        return text
+        return scrub_secrets(text, self._secrets)

@@ -12,6 +12,7 @@ import click
 from agents.plans import load_plan
 from context_packages import render_package
 from foundation.errors import OrchestratorError
+from foundation.status import ExitCode
 from orchestrator.cli._common import fail
 from orchestrator.verify import verify_event_files
 from streams.schema import schema_text
@@ -66,7 +67,7 @@ def verify_log(event_files: tuple[Path, ...], as_json: bool) -> None:
         report = verify_event_files(list(event_files))
     except (OSError, ValueError) as exc:
         click.echo(f"cannot read events: {exc}", err=True)
-        sys.exit(2)
+        sys.exit(ExitCode.INVALID)
     if as_json:
         click.echo(
             json.dumps(
@@ -86,4 +87,4 @@ def verify_log(event_files: tuple[Path, ...], as_json: bool) -> None:
         )
     else:
         click.echo(report.render())
-    sys.exit(0 if report.ok else 1)
+    sys.exit(ExitCode.OK if report.ok else ExitCode.FAILED)

@@ -21,6 +21,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from agents.gpus import GpuAllocator
 from agents.registry import ActionRegistry
 from foundation.errors import OrchestratorError
+from foundation.status import RunStatus
 from orchestrator.coordination.base import Coordinator
 from orchestrator.coordination.memory import InProcessCoordinator
 from orchestrator.event_relay import EventRelay
@@ -273,7 +274,7 @@ class RunManager:
                 plan = self.parse(record.plan_source, str(record.plan_path or record.plan))
             except OrchestratorError as exc:
                 await self.store.set_run_status(
-                    record.run_id, "interrupted", reason=f"cannot resume: {exc}"
+                    record.run_id, RunStatus.INTERRUPTED, reason=f"cannot resume: {exc}"
                 )
                 _log.error("run_not_resumable", run_id=record.run_id, error=str(exc))
                 continue
