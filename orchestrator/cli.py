@@ -51,6 +51,7 @@ from orchestrator.scheduler import RunResult, RunStatus, Scheduler
 from orchestrator.settings import Settings
 from orchestrator.store import HistoryRecord, open_store
 from orchestrator.verify import verify_event_files
+from streams.agents_from import tool_notes
 from streams.model import Plan
 from streams.schema import schema_text
 
@@ -115,6 +116,8 @@ def validate(plan_file: Path) -> None:
         f"{plan_file}: valid plan {plan.plan!r}: {len(plan.streams)} streams, "
         f"{plan.total_steps()} steps, {len(plan.agents)} agents"
     )
+    for note in tool_notes(plan.agents):
+        click.echo(f"{plan_file}: note: {note}")
 
 
 @cli.command()
