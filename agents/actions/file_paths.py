@@ -89,17 +89,22 @@ def read_file(root: Path, rel: str, limit: int) -> bytes | None:
         with _parent_dir(root, rel, create=False) as parent:
             name = rel.rsplit("/", 1)[-1]
             try:
-                fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
+                # O_NONBLOCK: a FIFO planted under the name must not hang the call.
+                flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+                fd = os.open(name, flags, dir_fd=parent)
             except OSError as exc:
                 if exc.errno == errno.ELOOP:
                     raise PathRefused(rel, "is a symlink: symlinks are not followed") from None
                 if exc.errno == errno.ENOENT:
                     return None
                 raise
-            with os.fdopen(fd, "rb") as handle:
+            try:
                 if not stat.S_ISREG(os.fstat(fd).st_mode):
                     raise PathRefused(rel, "is not a regular file")
-                return handle.read(limit + 1)
+                with os.fdopen(fd, "rb", closefd=False) as handle:
+                    return handle.read(limit + 1)
+            finally:
+                os.close(fd)
     except FileNotFoundError:
         return None
 

@@ -25,6 +25,7 @@ model is told; it never raises for what the model did wrong. In order:
 from __future__ import annotations
 
 import itertools
+import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -126,6 +127,8 @@ class ToolGate:
         self._lock_wait_s = lock_wait_s
         self._stale_guard = stale_guard
         self._seq = itertools.count(1)
+        # Holders are unique across gates too (several daemons share a Redis coordinator).
+        self._id = secrets.token_hex(4)
 
     async def call(
         self, session: ToolSession, tool: str, arguments: Mapping[str, Any]
@@ -179,7 +182,8 @@ class ToolGate:
             params = params.model_copy(update={"expected_version": expected})
         lease: CallLease | None = None
         if resources:
-            holder = f"{ctx.run_id}/{ctx.stream}/{ctx.step}/{ctx.agent}/call-{next(self._seq)}"
+            call = f"call-{self._id}-{next(self._seq)}"
+            holder = f"{ctx.run_id}/{ctx.stream}/{ctx.step}/{ctx.agent}/{call}"
             lease = await self._locks.acquire_many(holder, resources, timeout_s=self._lock_wait_s)
             if lease is None:
                 return ToolOutcome(

@@ -198,3 +198,15 @@ def test_actions_name_the_resources_one_call_touches() -> None:
     assert resources("command", {"argv": ["true"]}) == []
     with pytest.raises(PathRefused):
         resources("file.read", {"path": "../x"})
+
+
+async def test_a_fifo_or_a_directory_is_refused_without_hanging(
+    make_ctx: MakeCtx, tmp_path: Path
+) -> None:
+    os.mkfifo(tmp_path / "pipe")
+    os.mkdir(tmp_path / "folder")
+    for name in ("pipe", "folder"):
+        read = await run_read(make_ctx(), FileReadParams(path=name))
+        assert read.details["status"] == "refused" and "not a regular file" in read.summary
+        write = await run_write(make_ctx(), FileWriteParams(path=name, content="x"))
+        assert write.details["status"] == "refused"
