@@ -165,6 +165,11 @@ class _Material:
         ]
         return Section("Role and Scope", "\n".join(lines), CutPriority.REQUIRED)
 
+    def own_instructions(self) -> Section | None:
+        """The agent's own instructions (an agents_from definition's Markdown body)."""
+        text = (self.spec.instructions or "").strip()
+        return Section("Your Instructions", text, CutPriority.INSTRUCTIONS) if text else None
+
     def streams(self) -> Section | None:
         blocks = []
         for stream in self.served:
@@ -402,6 +407,7 @@ def gather_sections(plan: Plan, agent: str) -> tuple[Section, ...]:
     candidates = [
         material.overview(),
         material.role_and_scope(),
+        material.own_instructions(),
         material.streams(),
         material.steps(),
         material.dependencies(),

@@ -58,6 +58,7 @@ __all__ = [
     "DockerRecreateParams",
     "DockerRestartParams",
     "DockerStatsParams",
+    "container_resources",
     "mask_command",
     "mask_text",
     "register",
@@ -377,22 +378,32 @@ async def run_stats(ctx: ActionContext, params: DockerStatsParams) -> ActionResu
     )
 
 
+def container_resources(params: Any) -> list[str]:
+    """The lock one call touches: ``docker:<container>``."""
+    return [f"docker:{params.container}"]
+
+
 def register(registry: ActionRegistry) -> None:
     """Add the docker.* actions to ``registry``."""
+    res = container_resources
     registry.register(
-        "docker.inspect", DockerInspectParams, "container state, health, restarts, image, command"
+        "docker.inspect",
+        DockerInspectParams,
+        "container state, health, restarts, image, command",
+        res,
     )(run_inspect)
-    registry.register("docker.logs", DockerLogsParams, "count and excerpt matching log lines")(
+    registry.register("docker.logs", DockerLogsParams, "count and excerpt matching log lines", res)(
         run_logs
     )
     registry.register(
-        "docker.restart", DockerRestartParams, "restart and wait until running and healthy"
+        "docker.restart", DockerRestartParams, "restart and wait until running and healthy", res
     )(run_restart)
     registry.register(
-        "docker.stats", DockerStatsParams, "CPU %, memory, PIDs, network and block I/O"
+        "docker.stats", DockerStatsParams, "CPU %, memory, PIDs, network and block I/O", res
     )(run_stats)
     registry.register(
         "docker.recreate",
         DockerRecreateParams,
         "re-create with a changed command, env or devices (undoable)",
+        res,
     )(run_recreate)

@@ -15,6 +15,7 @@ from foundation.errors import OrchestratorError
 from foundation.status import ExitCode
 from orchestrator.cli._common import fail
 from orchestrator.verify import verify_event_files
+from streams.agents_from import tool_notes
 from streams.schema import schema_text
 
 __all__ = ["package", "schema", "validate", "verify_log"]
@@ -32,6 +33,8 @@ def validate(plan_file: Path) -> None:
         f"{plan_file}: valid plan {plan.plan!r}: {len(plan.streams)} streams, "
         f"{plan.total_steps()} steps, {len(plan.agents)} agents"
     )
+    for note in tool_notes(plan.agents):
+        click.echo(f"{plan_file}: note: {note}")
 
 
 @click.command()
