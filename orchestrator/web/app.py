@@ -4,7 +4,8 @@ group (it stops with the daemon), behind a bearer token kept in ``<state-dir>/ht
 Pages: ``/`` (runs, filters ``?status=`` and ``?plan=``), ``/runs/{id}`` (the run page with
 its Gantt timeline), ``/runs/{id}/events`` (server-sent events: the run's stored events,
 then live ones from the RunManager subscription, the same feed as ``orchestrator watch``),
-and JSON under ``/api/runs``. :func:`build_app` takes ``extra_routes`` (e.g. ``/metrics``).
+JSON under ``/api/runs`` and ``/api/locks``, and ``/metrics`` (Prometheus, see
+orchestrator.web.metrics) which :func:`serve_http` adds through ``extra_routes``.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from starlette.routing import BaseRoute, Route
 
 from foundation.errors import OrchestratorError
 from orchestrator.rpc import AgentsListParams, LocksListParams
+from orchestrator.web.metrics import DaemonMetrics, metrics_route
 from orchestrator.web.report import read_all_events, render_report
 
 if TYPE_CHECKING:
@@ -247,11 +249,14 @@ async def serve_http(
     extra_routes: Sequence[BaseRoute] = (),
     task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve the dashboard until cancelled; the token goes to ``<state-dir>/http-token``."""
+    """Serve the dashboard and ``/metrics`` until cancelled; the token goes to
+    ``<state-dir>/http-token``. Runs started from now on feed the metrics."""
     token_file = daemon.settings.state_dir / "http-token"
     token = create_token(token_file)
+    metrics = DaemonMetrics()
+    daemon.runs.sinks.append(metrics)
     config = uvicorn.Config(
-        build_app(daemon, token, extra_routes),
+        build_app(daemon, token, [metrics_route(daemon, metrics), *extra_routes]),
         host=host,
         port=port,
         log_config=None,
@@ -277,4 +282,5 @@ async def serve_http(
         try:
             await anyio.sleep_forever()
         finally:
+            daemon.runs.sinks.remove(metrics)
             server.should_exit = True
