@@ -4,8 +4,8 @@ group (it stops with the daemon), behind a bearer token kept in ``<state-dir>/ht
 Pages: ``/`` (runs, filters ``?status=`` and ``?plan=``), ``/runs/{id}`` (the run page with
 its Gantt timeline), ``/runs/{id}/events`` (server-sent events: the run's stored events,
 then live ones from the RunManager subscription, the same feed as ``orchestrator watch``),
-JSON under ``/api/runs`` and ``/api/locks``, and ``/metrics`` (Prometheus, see
-orchestrator.web.metrics) which :func:`serve_http` adds through ``extra_routes``.
+``/metrics`` (Prometheus, see orchestrator.web.metrics) is served when :func:`build_app` is
+given the daemon's :class:`DaemonMetrics`, as :func:`serve_http` does.
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ import json
 import os
 import secrets
 import socket
+import time
 from collections.abc import AsyncIterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,8 +38,9 @@ from starlette.routing import BaseRoute, Route
 
 from foundation.errors import OrchestratorError
 from orchestrator.rpc import AgentsListParams, LocksListParams
+from orchestrator.web.locks_page import render_locks_page
 from orchestrator.web.metrics import DaemonMetrics, metrics_route
-from orchestrator.web.report import read_all_events, render_report
+from orchestrator.web.report import read_all_events, render_parts, render_report
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -80,8 +82,15 @@ def _authorised(request: Request, token: str) -> bool:
     return secrets.compare_digest(given.encode(), token.encode())
 
 
-def build_app(daemon: Daemon, token: str, extra_routes: Sequence[BaseRoute] = ()) -> _TokenGate:
-    """The dashboard app over ``daemon``; ``extra_routes`` sit behind the same token."""
+def build_app(
+    daemon: Daemon,
+    token: str,
+    extra_routes: Sequence[BaseRoute] = (),
+    *,
+    metrics: DaemonMetrics | None = None,
+) -> _TokenGate:
+    """The dashboard app over ``daemon``; ``extra_routes`` (and ``/metrics`` when given
+    ``metrics``) sit behind the same token."""
 
     async def runs_page(request: Request) -> Response:
         status = request.query_params.get("status") or None
@@ -109,16 +118,25 @@ def build_app(daemon: Daemon, token: str, extra_routes: Sequence[BaseRoute] = ()
         if run is None:
             return HTMLResponse(f"no run {escape(run_id)}; see the runs page at /", status_code=404)
         events = await read_all_events(daemon.store, run_id)
-        html = render_report(run, events)
+        if run_id not in daemon.runs.active:
+            return HTMLResponse(render_report(run, events))
         after = int(events[-1]["seq"]) if events else 0
-        # Only events after this page's last one, so a reload does not re-trigger itself.
+        # Patches for events after this page's last one replace the parts in place.
         live = (
-            f"<script>const s=new EventSource(location.pathname+'/events?after={after}');"
-            "s.addEventListener('run_finished',()=>s.close());"
-            "let t;s.onmessage=()=>{clearTimeout(t);t=setTimeout(()=>location.reload(),300)};"
-            "</script>"
+            f"<script>const s=new EventSource(location.pathname+'/live?after={after}');"
+            "s.addEventListener('patch',e=>{const p=JSON.parse(e.data);"
+            "for(const k in p){const el=document.getElementById(k);if(el)el.innerHTML=p[k]}});"
+            "s.addEventListener('done',()=>s.close());</script>"
         )
-        return HTMLResponse(html.replace("</body>", live + "</body>"))
+        return HTMLResponse(render_report(run, events, live=live))
+
+    async def run_live(request: Request) -> Response:
+        run_id = request.path_params["run_id"]
+        if run_id not in daemon.runs.active and await daemon.store.get_run(run_id) is None:
+            return JSONResponse({"error": f"no run {run_id!r}"}, status_code=404)
+        raw_after = request.query_params.get("after", "0")
+        after = int(raw_after) if raw_after.isdigit() else 0
+        return StreamingResponse(_patches(daemon, run_id, after), media_type="text/event-stream")
 
     async def run_events(request: Request) -> Response:
         run_id = request.path_params["run_id"]
@@ -134,11 +152,8 @@ def build_app(daemon: Daemon, token: str, extra_routes: Sequence[BaseRoute] = ()
     async def locks_page(request: Request) -> Response:
         locks = await daemon.locks_list(LocksListParams(), None)  # type: ignore[arg-type]
         agents = await daemon.agents_list(AgentsListParams(), None)  # type: ignore[arg-type]
-        return HTMLResponse(
-            '<!DOCTYPE html><html><head><meta charset="utf-8"><title>Locks and agents'
-            "</title></head><body><h1>Locks and class slots</h1>"
-            f"{_tables(locks)}<h1>Agents</h1>{_tables(agents)}</body></html>"
-        )
+        tokens = metrics.tokens() if metrics is not None else {}
+        return HTMLResponse(render_locks_page(locks, agents, tokens))
 
     async def api_locks(request: Request) -> Response:
         return JSONResponse(await daemon.locks_list(LocksListParams(), None))  # type: ignore[arg-type]
@@ -149,7 +164,9 @@ def build_app(daemon: Daemon, token: str, extra_routes: Sequence[BaseRoute] = ()
         Route("/", runs_page),
         Route("/runs/{run_id}", run_page),
         Route("/runs/{run_id}/events", run_events),
+        Route("/runs/{run_id}/live", run_live),
         Route("/api/runs", api_runs),
+        *([metrics_route(daemon, metrics)] if metrics is not None else []),
         *extra_routes,
     ]
     return _TokenGate(Starlette(routes=routes), token)
@@ -194,18 +211,6 @@ def _params(request: Request) -> Any:
     return RunsListParams.model_validate({"limit": 200, **({"status": status} if status else {})})
 
 
-def _tables(data: Any) -> str:
-    """A JSON answer as nested HTML tables, every text escaped."""
-    if isinstance(data, dict):
-        rows = "".join(
-            f"<tr><th>{escape(str(k))}</th><td>{_tables(v)}</td></tr>" for k, v in data.items()
-        )
-        return f"<table>{rows}</table>"
-    if isinstance(data, list):
-        return "".join(f'<div class="item">{_tables(v)}</div>' for v in data) or "(none)"
-    return escape("" if data is None else str(data))
-
-
 def _duration(start: Any, end: Any) -> str:
     return f"{(end - start).total_seconds():.1f} s" if start and end else ""
 
@@ -229,6 +234,56 @@ async def _sse(daemon: Daemon, run_id: str, after: int = 0) -> AsyncIterator[str
     finally:
         if subscription is not None:
             subscription.close()
+
+
+#: Patches of a live page: at most one per this many seconds (a burst of events is one
+#: re-render); with no event for PATCH_IDLE_S, one anyway so elapsed times move on.
+PATCH_EVERY_S = 0.25
+PATCH_IDLE_S = 2.0
+
+
+async def _patches(daemon: Daemon, run_id: str, after: int) -> AsyncIterator[str]:
+    """``patch`` events (the run page's parts, rendered from every event so far) while the
+    run is live, then ``done``. The first patch covers whatever came after ``after``."""
+    active = daemon.runs.active.get(run_id)
+    subscription = daemon.runs.subscribe(active) if active is not None else None
+    try:
+        events = await read_all_events(daemon.store, run_id)
+        last = int(events[-1]["seq"]) if events else 0
+        if last > after:
+            yield _patch(events)
+        if subscription is not None:
+            while True:
+                fresh = False
+                with anyio.move_on_after(PATCH_IDLE_S):
+                    event = await subscription.receive.receive()
+                    fresh = True
+                    batch = [event]
+                    with suppress(anyio.WouldBlock):
+                        while True:
+                            batch.append(subscription.receive.receive_nowait())
+                    for item in batch:
+                        if int(item["seq"]) > last:
+                            events.append(item)
+                            last = int(item["seq"])
+                yield _patch(events)
+                if fresh:
+                    await anyio.sleep(PATCH_EVERY_S)
+    except anyio.EndOfStream:  # the run ended (or this watcher fell behind): catch up
+        events.extend(await _after(daemon, run_id, last))
+        yield _patch(events)
+    finally:
+        if subscription is not None:
+            subscription.close()
+    yield "event: done\ndata: {}\n\n"
+
+
+async def _after(daemon: Daemon, run_id: str, seq: int) -> list[dict[str, Any]]:
+    return [e async for e in daemon.runs.stored_events(run_id, after_seq=seq)]
+
+
+def _patch(events: list[dict[str, Any]]) -> str:
+    return f"event: patch\ndata: {json.dumps(render_parts(events, now=time.time()))}\n\n"
 
 
 def _frame(event: dict[str, Any]) -> str:
@@ -256,7 +311,7 @@ async def serve_http(
     metrics = DaemonMetrics()
     daemon.runs.sinks.append(metrics)
     config = uvicorn.Config(
-        build_app(daemon, token, [metrics_route(daemon, metrics), *extra_routes]),
+        build_app(daemon, token, extra_routes, metrics=metrics),
         host=host,
         port=port,
         log_config=None,

@@ -159,6 +159,16 @@ class DaemonMetrics:
             if isinstance(value, int) and not isinstance(value, bool) and value > 0:
                 self.agent_tokens.labels(agent, key.removesuffix("_tokens")).inc(value)
 
+    def tokens(self) -> dict[str, dict[str, int]]:
+        """Tokens counted so far, per agent and kind."""
+        found: dict[str, dict[str, int]] = {}
+        for family in self.agent_tokens.collect():
+            for sample in family.samples:
+                if sample.name.endswith("_total"):
+                    agent, kind = sample.labels["agent"], sample.labels["kind"]
+                    found.setdefault(agent, {})[kind] = int(sample.value)
+        return found
+
     # -- gauges: read at scrape time -------------------------------------------------------
 
     def observe(

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.daemon_process import DaemonProcess
 from tests.orchestrator.test_daemon import write_plan
-from tests.ports import free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
 FLAGS = [
@@ -20,16 +18,6 @@ FLAGS = [
     "--disable-component-update",
     "--no-first-run",
 ]
-
-
-@pytest.fixture
-def web(tmp_path: Path) -> Iterator[tuple[DaemonProcess, int, str]]:
-    port = free_port()
-    process = DaemonProcess(tmp_path, args=("--http", f"127.0.0.1:{port}")).start()
-    try:
-        yield process, port, (process.state / "http-token").read_text().strip()
-    finally:
-        process.close()
 
 
 def test_the_live_run_page_in_chromium(web: tuple[DaemonProcess, int, str], tmp_path: Path) -> None:

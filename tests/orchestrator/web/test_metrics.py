@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from orchestrator.web.metrics import DaemonMetrics
 from tests.daemon_process import DaemonProcess
 from tests.orchestrator.web.test_http import _get
-from tests.ports import free_port
 
 PLAN = """
 version: 1
@@ -43,23 +41,17 @@ streams:
   - id: broken
     team: [helper]
     rollback:
-      steps: [{{id: undo-it, agent: helper, action: sleep, with: {{seconds: 0.01}}}}]
+      steps:
+        - id: undo-it
+          agent: helper
+          action: command
+          with: {{argv: [sh, -c, "while [ ! -f {go} ]; do sleep 0.05; done"]}}
     steps:
       - {{id: fine, agent: helper, action: sleep, with: {{seconds: 0.01}}}}
       - {{id: boom, agent: helper, action: command, retries: 0, with: {{argv: [sh, -c, "exit 3"]}}}}
 """
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-@pytest.fixture
-def web(tmp_path: Path) -> Iterator[tuple[DaemonProcess, int, str]]:
-    port = free_port()
-    process = DaemonProcess(tmp_path, args=("--http", f"127.0.0.1:{port}")).start()
-    try:
-        yield process, port, (process.state / "http-token").read_text().strip()
-    finally:
-        process.close()
 
 
 def _parse(text: str) -> Samples:
