@@ -17,6 +17,7 @@ import socket
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import contextmanager, suppress
+from datetime import UTC, datetime
 from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,7 +41,7 @@ from foundation.errors import OrchestratorError
 from orchestrator.rpc import AgentsListParams, LocksListParams
 from orchestrator.web.locks_page import render_locks_page
 from orchestrator.web.metrics import DaemonMetrics, metrics_route
-from orchestrator.web.report import read_all_events, render_parts, render_report
+from orchestrator.web.report import CSS, read_all_events, render_parts, render_report
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -105,8 +106,11 @@ def build_app(
             if plan is None or r.plan == plan
         )
         return HTMLResponse(
-            '<!DOCTYPE html><html><head><meta charset="utf-8"><title>Runs</title></head><body>'
-            '<h1>Runs</h1><form><input name="status" placeholder="status">'
+            '<!DOCTYPE html><html><head><meta charset="utf-8"><title>Runs</title>'
+            f"<style>{CSS}</style></head><body>"
+            '<p><a href="/locks">locks, class slots and agents</a> &middot; '
+            '<a href="/metrics">metrics</a></p><h1>Runs</h1>'
+            '<form><input name="status" placeholder="status">'
             '<input name="plan" placeholder="plan"><button>filter</button></form>'
             "<table><tr><th>run</th><th>plan</th><th>status</th><th>start</th>"
             f"<th>duration</th></tr>{rows}</table></body></html>"
@@ -119,7 +123,7 @@ def build_app(
             return HTMLResponse(f"no run {escape(run_id)}; see the runs page at /", status_code=404)
         events = await read_all_events(daemon.store, run_id)
         if run_id not in daemon.runs.active:
-            return HTMLResponse(render_report(run, events))
+            return HTMLResponse(render_report(run, events, dashboard=True))
         after = int(events[-1]["seq"]) if events else 0
         # Patches for events after this page's last one replace the parts in place.
         live = (
@@ -128,7 +132,7 @@ def build_app(
             "for(const k in p){const el=document.getElementById(k);if(el)el.innerHTML=p[k]}});"
             "s.addEventListener('done',()=>s.close());</script>"
         )
-        return HTMLResponse(render_report(run, events, live=live))
+        return HTMLResponse(render_report(run, events, live=live, dashboard=True))
 
     async def run_live(request: Request) -> Response:
         run_id = request.path_params["run_id"]
@@ -212,7 +216,12 @@ def _params(request: Request) -> Any:
 
 
 def _duration(start: Any, end: Any) -> str:
-    return f"{(end - start).total_seconds():.1f} s" if start and end else ""
+    """``12.3 s``; a run still going counts to now (``12.3 s so far``)."""
+    if not start:
+        return ""
+    if end:
+        return f"{(end - start).total_seconds():.1f} s"
+    return f"{(datetime.now(UTC) - start).total_seconds():.1f} s so far"
 
 
 async def _sse(daemon: Daemon, run_id: str, after: int = 0) -> AsyncIterator[str]:
@@ -244,37 +253,40 @@ PATCH_IDLE_S = 2.0
 
 async def _patches(daemon: Daemon, run_id: str, after: int) -> AsyncIterator[str]:
     """``patch`` events (the run page's parts, rendered from every event so far) while the
-    run is live, then ``done``. The first patch covers whatever came after ``after``."""
-    active = daemon.runs.active.get(run_id)
-    subscription = daemon.runs.subscribe(active) if active is not None else None
-    try:
-        events = await read_all_events(daemon.store, run_id)
-        last = int(events[-1]["seq"]) if events else 0
-        if last > after:
-            yield _patch(events)
-        if subscription is not None:
+    run is live, then ``done``. The first patch covers whatever came after ``after``; a
+    watcher that falls behind (and is dropped by the pipeline) catches up from the store."""
+    events: list[dict[str, Any]] = []
+    sent = after
+    while True:
+        active = daemon.runs.active.get(run_id)
+        # Subscribed before reading the store: no event falls between the two.
+        subscription = daemon.runs.subscribe(active) if active is not None else None
+        try:
+            events.extend(await _after(daemon, run_id, int(events[-1]["seq"]) if events else 0))
+            if events and int(events[-1]["seq"]) > sent:
+                sent = int(events[-1]["seq"])
+                yield _patch(events)
+            if subscription is None:
+                break
             while True:
-                fresh = False
+                fresh, batch = False, []
                 with anyio.move_on_after(PATCH_IDLE_S):
-                    event = await subscription.receive.receive()
+                    batch = [await subscription.receive.receive()]
                     fresh = True
-                    batch = [event]
                     with suppress(anyio.WouldBlock):
                         while True:
                             batch.append(subscription.receive.receive_nowait())
-                    for item in batch:
-                        if int(item["seq"]) > last:
-                            events.append(item)
-                            last = int(item["seq"])
-                yield _patch(events)
+                last = int(events[-1]["seq"]) if events else 0
+                events.extend(e for e in batch if int(e["seq"]) > last)
+                sent = int(events[-1]["seq"]) if events else sent
+                yield _patch(events)  # without a fresh event: elapsed times move on
                 if fresh:
                     await anyio.sleep(PATCH_EVERY_S)
-    except anyio.EndOfStream:  # the run ended (or this watcher fell behind): catch up
-        events.extend(await _after(daemon, run_id, last))
-        yield _patch(events)
-    finally:
-        if subscription is not None:
-            subscription.close()
+        except anyio.EndOfStream:
+            continue  # the run ended, or this watcher fell behind: catch up from the store
+        finally:
+            if subscription is not None:
+                subscription.close()
     yield "event: done\ndata: {}\n\n"
 
 

@@ -24,7 +24,7 @@ from orchestrator.web.gantt import critical_path, render_svg, timeline_of
 from orchestrator.web.run_state import RunState, fold_run_state
 from streams.durations import format_duration
 
-__all__ = ["PART_IDS", "read_all_events", "render_parts", "render_report", "write_report"]
+__all__ = ["CSS", "PART_IDS", "read_all_events", "render_parts", "render_report", "write_report"]
 
 CSS = (
     "body{font-family:sans-serif;margin:1.5em}table{border-collapse:collapse}"
@@ -115,15 +115,19 @@ def _agents(state: RunState) -> str:
     return f"<tr><th>agent</th><th>steps finished</th>{head}</tr>{rows}"
 
 
-def render_report(run: RunRecord, events: Sequence[Mapping[str, Any]], *, live: str = "") -> str:
+def render_report(
+    run: RunRecord, events: Sequence[Mapping[str, Any]], *, live: str = "", dashboard: bool = False
+) -> str:
     """The run page of ``run`` as one HTML document; every plan/event text is escaped.
-    ``live`` (a script) is put before ``</body>`` by the dashboard."""
+    The dashboard adds links to its other pages and ``live`` (a script) before ``</body>``;
+    a report file has neither."""
     parts = render_parts(events)
+    nav = '<p><a href="/">runs</a> &middot; <a href="/locks">locks</a></p>' if dashboard else ""
     reason = f"<p>Reason: {escape(run.reason)}</p>" if run.reason else ""
     return (
         '<!DOCTYPE html><html><head><meta charset="utf-8">'
         f"<title>Run {escape(run.run_id)}</title><style>{CSS}</style></head><body>"
-        f"<h1>Run {escape(run.run_id)}</h1>"
+        f"<h1>Run {escape(run.run_id)}</h1>{nav}"
         f"<p>Plan: {escape(run.plan)} &middot; created {escape(run.created_at.isoformat())}"
         f' &middot; <span id="summary">{parts["summary"]}</span></p>{reason}'
         f'<h2>Streams</h2><table id="streams">{parts["streams"]}</table>'

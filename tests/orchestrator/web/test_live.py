@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -79,3 +80,32 @@ def test_live_parts_follow_holders_rollback_and_end(
     assert any(f"{s} (" in last["critical"] for s in ("hold", "want", "undo-it"))
     assert last["timeline"].count("critical-mark") >= 1
     assert "passed at 100%" in last["streams"]  # gated's gate
+
+
+def test_locks_page_shows_holders_fences_queues_and_slots(
+    web: tuple[DaemonProcess, int, str], tmp_path: Path
+) -> None:
+    process, port, token = web
+    auth = {"Authorization": f"Bearer {token}"}
+    held, go = tmp_path / "held", tmp_path / "go"
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(PLAN.format(held=held, go=go))
+    run_id = process.cli("submit", str(plan)).stdout.strip()
+    deadline = time.monotonic() + 30
+    while True:  # until `want` is queued behind `hold` for redis
+        page = _get(port, "/locks", auth).body
+        rows = {r.split("</td>")[0]: r for r in page.split('<tr class="resource"><td>')[1:]}
+        if held.exists() and "waiter/want" in rows.get("redis", ""):
+            break
+        assert time.monotonic() < deadline, page
+        time.sleep(0.05)
+    redis = rows["redis"]
+    fence = json.loads(process.cli("locks", "--json").stdout)["resources"][0]["fence"]
+    assert "gated/hold (worker" in redis and f"<td>{fence}</td>" in redis
+    assert "<ol><li>waiter/want (helper" in redis
+    assert '<tr class="class"><td>cpu</td><td>1</td><td>1</td>' in page
+    assert '<tr class="class"><td>light</td>' in page and "unlimited" in page
+    assert '<tr class="agent"><td>worker</td><td>' + run_id in page
+    assert "<script" not in page
+    go.touch()
+    assert process.cli("watch", run_id).returncode == 1  # `broken` fails, by design

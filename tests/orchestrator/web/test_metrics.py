@@ -10,6 +10,7 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from orchestrator.web.locks_page import render_locks_page
 from orchestrator.web.metrics import DaemonMetrics
 from tests.daemon_process import DaemonProcess
 from tests.orchestrator.web.test_http import _get
@@ -146,6 +147,11 @@ def test_agent_tokens_come_from_step_usage() -> None:
     assert {dict(k)["kind"] for n, k in samples if n == tokens} == {"input", "output"}
     assert _value(samples, "orchestrator_steps_total", status="failed", resource_class="io") == 2
     assert _value(samples, "orchestrator_step_duration_seconds_count", resource_class="io") == 2
+    assert metrics.tokens() == {"config-writer": {"input": 2000, "output": 340}}
+    agents = {"agents": [{"agent": "config-writer", "run_id": "r1", "state": "idle"}]}
+    page = render_locks_page({}, agents, metrics.tokens())
+    assert "<th>input tokens</th><th>output tokens</th>" in page
+    assert "<td>2000</td><td>340</td>" in page
 
 
 def test_each_daemon_has_its_own_registry() -> None:
