@@ -80,11 +80,12 @@ def bars_from_events(events: Sequence[Mapping[str, Any]]) -> tuple[list[str], li
     return timeline.streams, timeline.bars, timeline.span
 
 
-def timeline_of(events: Sequence[Mapping[str, Any]]) -> Timeline:
-    """Fold ``events`` into a :class:`Timeline`."""
+def timeline_of(events: Sequence[Mapping[str, Any]], now: float | None = None) -> Timeline:
+    """Fold ``events`` into a :class:`Timeline`; it spans to ``now`` (epoch seconds) when
+    that is later than the last event (a live run), else to the last event."""
     times = [t for t in (_seconds(e.get("ts")) for e in events) if t is not None]
     origin = min(times) if times else 0.0
-    end = max(times) if times else 0.0
+    end = max([*times, *([now] if now is not None and times else [])], default=0.0)
     streams: list[str] = []
     bars: dict[tuple[str, str, int], Bar] = {}
     rollbacks: dict[str, tuple[float, float | None]] = {}
@@ -175,9 +176,9 @@ def critical_path(bars: Sequence[Bar]) -> list[Bar]:
         path.append(current)
 
 
-def render_svg(events: Sequence[Mapping[str, Any]]) -> str:
-    """The Gantt chart of ``events`` as an inline ``<svg>`` element."""
-    timeline = timeline_of(events)
+def render_svg(events: Sequence[Mapping[str, Any]], now: float | None = None) -> str:
+    """The Gantt chart of ``events`` as an inline ``<svg>`` element (to ``now`` if later)."""
+    timeline = timeline_of(events, now)
     streams, bars, span = timeline.streams, timeline.bars, timeline.span
     critical = {id(b) for b in critical_path(bars)}
     scale = CHART_W / span
@@ -221,13 +222,16 @@ def _bar(bar: Bar, y: int, scale: float, span: float, *, critical: bool) -> list
     start = bar.started if bar.started is not None else bar.finished
     stop = bar.finished if bar.finished is not None else span
     what = f"{bar.phase}: " if bar.phase else ""
-    label = escape(f"{what}{bar.step} (attempt {bar.attempt}): {bar.status}")
-    if bar.queued is not None and start is not None and start > bar.queued:
+    name = f"{what}{bar.step} (attempt {bar.attempt})"
+    label = escape(f"{name}: {bar.status}")
+    waited_to = start if start is not None else (span if bar.finished is None else None)
+    if bar.queued is not None and waited_to is not None and waited_to > bar.queued:
         held_by = f"; held by {', '.join(bar.blockers)}" if bar.blockers else ""
+        tense = "waiting" if start is None else "waited"
         out.append(
             f'<rect class="wait" x="{LABEL_W + bar.queued * scale:.1f}" y="{y + 6}"'
-            f' width="{(start - bar.queued) * scale:.1f}" height="16"'
-            f' fill="{WAIT_COLOUR}"><title>{label} waiting{escape(held_by)}</title></rect>'
+            f' width="{(waited_to - bar.queued) * scale:.1f}" height="16"'
+            f' fill="{WAIT_COLOUR}"><title>{escape(name + " " + tense + held_by)}</title></rect>'
         )
     if start is None:
         return out

@@ -44,8 +44,8 @@ def render_parts(
     for event in events:
         view.apply(event)
     state = fold_run_state(events)
-    timeline = timeline_of(events)
     at = view.last_ts if now is None or view.status != "running" else now
+    timeline = timeline_of(events, at)
     done = sum(v.done for v in view.streams.values())
     total = sum(v.total for v in view.streams.values())
     elapsed = at - timeline.origin if events else 0.0
@@ -62,7 +62,7 @@ def render_parts(
         "summary": f"{escape(view.status)} &middot; {done}/{total} steps done &middot; "
         f"elapsed {format_duration(max(elapsed, 0.0))}",
         "streams": _streams(view, state, at),
-        "timeline": render_svg(events),
+        "timeline": render_svg(events, at),
         "critical": critical,
         "agents": _agents(state),
         "steps": "<tr><th>stream</th><th>step</th><th>attempt</th><th>status</th>"

@@ -66,6 +66,7 @@ def test_live_parts_follow_holders_rollback_and_end(
         ):
             assert 'class="rollback-span"' in parts["timeline"]
             assert 'class="bar status-running' in parts["timeline"]
+            assert "want (attempt 1) waiting; held by gated/hold" in parts["timeline"]
             go.touch()
             touched = True
     assert touched, "never saw the waiter held by gated/hold while broken rolled back"
