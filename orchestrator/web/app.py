@@ -132,7 +132,7 @@ def build_app(
             "for(const k in p){const el=document.getElementById(k);if(el)el.innerHTML=p[k]}});"
             "s.addEventListener('done',()=>s.close());</script>"
         )
-        return HTMLResponse(render_report(run, events, live=live, dashboard=True))
+        return HTMLResponse(render_report(run, events, live=live, dashboard=True, now=time.time()))
 
     async def run_live(request: Request) -> Response:
         run_id = request.path_params["run_id"]
@@ -248,7 +248,7 @@ async def _sse(daemon: Daemon, run_id: str, after: int = 0) -> AsyncIterator[str
 #: Patches of a live page: at most one per this many seconds (a burst of events is one
 #: re-render); with no event for PATCH_IDLE_S, one anyway so elapsed times move on.
 PATCH_EVERY_S = 0.25
-PATCH_IDLE_S = 2.0
+PATCH_IDLE_S = 1.0
 
 
 async def _patches(daemon: Daemon, run_id: str, after: int) -> AsyncIterator[str]:

@@ -116,12 +116,17 @@ def _agents(state: RunState) -> str:
 
 
 def render_report(
-    run: RunRecord, events: Sequence[Mapping[str, Any]], *, live: str = "", dashboard: bool = False
+    run: RunRecord,
+    events: Sequence[Mapping[str, Any]],
+    *,
+    live: str = "",
+    dashboard: bool = False,
+    now: float | None = None,
 ) -> str:
     """The run page of ``run`` as one HTML document; every plan/event text is escaped.
     The dashboard adds links to its other pages and ``live`` (a script) before ``</body>``;
-    a report file has neither."""
-    parts = render_parts(events)
+    a report file has neither. ``now``: as for :func:`render_parts`."""
+    parts = render_parts(events, now=now)
     nav = '<p><a href="/">runs</a> &middot; <a href="/locks">locks</a></p>' if dashboard else ""
     reason = f"<p>Reason: {escape(run.reason)}</p>" if run.reason else ""
     return (
