@@ -27,7 +27,6 @@ import hashlib
 from typing import Any
 
 import anyio
-from foundation.secrets import mask_text
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from agents.actions.file_paths import (
@@ -40,6 +39,7 @@ from agents.actions.file_paths import (
 from agents.base import ActionContext, ActionResult, Evidence, UndoRecord
 from agents.registry import ActionRegistry
 from foundation.clock import utc_timestamp
+from foundation.secrets import mask_text
 
 __all__ = [
     "ABSENT",

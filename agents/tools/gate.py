@@ -32,7 +32,6 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import anyio
-from foundation.secrets import mask_secrets
 from pydantic import BaseModel, ValidationError
 
 from agents.actions.file_paths import PathRefused
@@ -41,7 +40,7 @@ from agents.registry import ActionRegistry
 from agents.tools.ledger import ReadLedger
 from agents.tools.ports import CallLease, LockService, ToolEvents
 from foundation.errors import ActionFailed
-from foundation.secrets import scrub_known
+from foundation.secrets import mask_secrets, scrub_known
 
 __all__ = ["ToolGate", "ToolOutcome", "ToolSession", "ToolStatus"]
 

@@ -25,7 +25,7 @@ from foundation.status import RunStatus
 from orchestrator.coordination.base import Coordinator
 from orchestrator.coordination.memory import InProcessCoordinator
 from orchestrator.event_relay import EventRelay
-from orchestrator.events import EventLog, JsonlSink, Redactor
+from orchestrator.events import EventLog, EventSink, JsonlSink, Redactor
 from orchestrator.progress import RunView
 from orchestrator.runs import new_run_id, relay_for
 from orchestrator.scheduler import PriorState, RunResult, Scheduler, SchedulerConfig
@@ -216,6 +216,7 @@ class RunManager:
         self.gpus = gpus  # one allocator for every run, so exclusivity holds across runs
         self.active: dict[str, ActiveRun] = {}
         self.draining = False
+        self.sinks: list[EventSink] = []  # more sinks for every run started (metrics, traces)
 
     # -- starting -------------------------------------------------------------------------
 
@@ -316,7 +317,7 @@ class RunManager:
         relay = relay_for(self.coordinator, record.run_id)
         events = EventLog(
             record.run_id,
-            [pipeline, *([relay] if relay else [])],
+            [pipeline, *([relay] if relay else []), *self.sinks],
             redactor=Redactor(self.settings.secrets()),
             first_seq=first_seq,
             durability=pipeline,
