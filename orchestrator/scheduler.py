@@ -8,6 +8,10 @@ Structure (anyio task groups all the way down)::
         └── step             a StepJob run by the StepRunner: queue for the whole need
                              (class slot + locks), run, retry with backoff, release
 
+Which driver performs a step (a built-in action, the agent's own process) and with what
+parameters is :class:`~agents.drivers.PlanDrivers`' business, decided once per step before
+the run; the scheduler only hands each step's task to the step runner.
+
 A stream whose dependency did not succeed is skipped with that reason. A failed step stops
 its stream from starting more steps (steps already running finish); no failure ever cancels
 an independent stream. Cancellation (Ctrl-C, SIGTERM, a timeline limit) reaches running
@@ -31,7 +35,7 @@ import random
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 from pydantic import BaseModel
@@ -57,9 +61,6 @@ from orchestrator.step_runner import (
 from orchestrator.stream_gate import GateVerdict, decide_gate
 from streams.model import Plan, StepSpec, StreamSpec
 from streams.validation import effective_needs
-
-if TYPE_CHECKING:
-    from context_packages import AgentPackage
 
 __all__ = [
     "PriorState",
@@ -216,11 +217,6 @@ class Scheduler:
             rollback = stream.rollback.steps if stream.rollback else []
             for step in [*stream.steps, *rollback]:
                 self._tasks[(stream.id, step.id)] = self.drivers.for_step(step)
-
-    @property
-    def packages(self) -> dict[str, AgentPackage]:
-        """The context packages built for this run's agents with drivers, by agent."""
-        return self.drivers.packages
 
     def _own_gpus(self, plan: Plan) -> GpuAllocator | None:
         """A GPU allocator of this run's own, when a step needs GPUs and none was given
