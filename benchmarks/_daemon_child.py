@@ -28,7 +28,7 @@ import orjson
 if __package__ in (None, ""):  # run as a script: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import orchestrator.daemon as daemon_module
+import orchestrator.daemon.service as daemon_module
 from orchestrator.cli import main
 from orchestrator.store import RunStore, open_store
 
@@ -95,7 +95,7 @@ if __name__ == "__main__":
     target = os.environ.get("BENCH_STORE_TIMINGS")
     if target:
         # run_daemon looks open_store up in its module at call time: wrap it there.
-        # setattr: mypy sees no exported open_store in orchestrator.daemon.
+        # setattr: mypy sees no exported open_store in orchestrator.daemon.service.
         setattr(daemon_module, "open_store", _timed(open_store, Path(target)))  # noqa: B010
     sys.argv[0] = "orchestrator"
     main()

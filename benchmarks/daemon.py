@@ -65,7 +65,6 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from agents.actions import builtin_registry
-from agents.plans import load_plan_text
 from benchmarks._daemon_client import DaemonUnderTest, Watcher, epoch, summary
 from benchmarks._daemon_report import (
     RESULTS,
@@ -82,6 +81,7 @@ from benchmarks._daemon_report import (
 from orchestrator.coordination import InProcessCoordinator
 from orchestrator.events import EventLog, MemorySink
 from orchestrator.scheduler import Scheduler, SchedulerConfig
+from streams.loader import load_plan_text
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,6 +5,10 @@ them in the declared priority order until the Markdown fits the agent's token li
 (:mod:`.builder`), and returns an :class:`AgentPackage` with its exact size for a pluggable
 :class:`Tokenizer` (offline cl100k_base by default), its cut list and SHA-256
 (:mod:`.package`). Secrets in step parameters are masked (:mod:`foundation.masking`).
+
+Owns building, sizing, cutting and rendering those packages and the tokenizer seam. Must
+not import ``orchestrator`` or ``agents`` (they import it); may import ``streams`` (the plan
+it reads) and ``foundation`` (the order ``import-linter`` enforces).
 """
 
 from context_packages.builder import (

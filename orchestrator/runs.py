@@ -86,6 +86,11 @@ async def open_coordinator(settings: Settings) -> AsyncIterator[Coordinator]:
             lease_s=settings.lease_s,
             aging_s=settings.aging_s,
             starve_after_s=settings.starve_after_s,
+            connect_timeout_s=settings.redis_connect_timeout_s,
+            op_timeout_s=settings.redis_op_timeout_s,
+            outage_grace_s=settings.redis_outage_grace_s,
+            events_maxlen=settings.redis_events_maxlen,
+            retention_s=settings.redis_retention_s,
         ) as coordinator:
             yield coordinator
         return

@@ -39,6 +39,28 @@ class Settings(BaseSettings):
     lease_s: float = Field(default=10.0, gt=0)
     aging_s: float = Field(default=30.0, gt=0)
     starve_after_s: float = Field(default=120.0, gt=0)
+    redis_connect_timeout_s: float = Field(
+        default=5.0, gt=0, description="Longest wait to connect to Redis"
+    )
+    redis_op_timeout_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="Longest wait for one Redis reply; default half a lease, 0.5 s to 5 s",
+    )
+    redis_outage_grace_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="How long acquire keeps retrying while Redis is unreachable before it "
+        "fails; default three leases",
+    )
+    redis_retention_s: float = Field(
+        default=7 * 86_400.0,
+        gt=0,
+        description="How long a run's Redis state and event stream outlive its last write",
+    )
+    redis_events_maxlen: int = Field(
+        default=10_000, ge=1, description="Events kept per run in its Redis stream"
+    )
     kill_grace_s: float = Field(default=5.0, ge=0)
     pass_env: tuple[str, ...] = DEFAULT_PASS_ENV
     socket: Path | None = Field(

@@ -2,6 +2,11 @@
 
 Open one with :func:`open_store` (SQLite by default, PostgreSQL for a ``postgresql://``
 DSN); both backends implement :class:`RunStore`.
+
+Owns the schema and its migrations, both backends and what is derived from stored events
+(history, verdicts, fences). Must not import the scheduler, the daemon, the CLI or the
+coordination backends: it stores what they tell it. ``streams`` and ``foundation`` are
+allowed.
 """
 
 from orchestrator.store._dsn import redact_dsn

@@ -35,7 +35,7 @@ from starlette.responses import (
 from starlette.routing import BaseRoute, Route
 
 from foundation.errors import OrchestratorError
-from orchestrator.rpc import AgentsListParams, LocksListParams
+from orchestrator.daemon.rpc import AgentsListParams, LocksListParams
 from orchestrator.web.report import read_all_events, render_report
 
 if TYPE_CHECKING:
@@ -186,7 +186,7 @@ class _TokenGate:
 
 
 def _params(request: Request) -> Any:
-    from orchestrator.rpc import RunsListParams
+    from orchestrator.daemon.rpc import RunsListParams
 
     status = request.query_params.getlist("status")
     return RunsListParams.model_validate({"limit": 200, **({"status": status} if status else {})})

@@ -21,8 +21,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from orchestrator.rpc import RpcError
-from orchestrator.rpc_dispatch import answer_line
+from orchestrator.daemon.rpc import RpcError
+from orchestrator.daemon.rpc_dispatch import answer_line
 from orchestrator.store.errors import StoreUnavailable
 from tests.daemon_process import DaemonProcess
 from tests.rpc_wire import exchange

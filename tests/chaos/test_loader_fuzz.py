@@ -27,8 +27,9 @@ import pytest
 import yaml
 
 from agents.actions import builtin_registry
-from agents.plans import load_plan, load_plan_text
+from agents.plans import load_plan
 from foundation.errors import PlanInvalid
+from streams import loader
 from tests.streams.test_loader import VALID
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -328,7 +329,7 @@ def test_weird_parameters_of_every_action_are_placed_problems(seed: int) -> None
             text = _dump_json(plan) if label == "p.json" else _dump_yaml(plan, rng)
             context = f"seed {seed} round {round_} action {action}: {with_!r}"
             try:
-                load_plan_text(text, label, registry=registry)
+                loader.load_plan_text(text, label, registry=registry)
             except PlanInvalid as exc:
                 assert all(p.line >= 1 for p in exc.problems), context
                 outcomes["invalid"] += 1

@@ -22,9 +22,9 @@ import anyio
 import jsonrpcclient
 import pytest
 
-from orchestrator import control_socket
-from orchestrator.rpc import ErrorCode, RpcError, rpc_error_of
-from orchestrator.rpc_dispatch import MAX_BATCH, answer_line
+from orchestrator.daemon import control_socket
+from orchestrator.daemon.rpc import ErrorCode, RpcError, rpc_error_of
+from orchestrator.daemon.rpc_dispatch import MAX_BATCH, answer_line
 from orchestrator.store.errors import StoreError, StoreUnavailable
 from tests.daemon_process import ROOT, DaemonProcess
 from tests.helpers import small_tmpfs

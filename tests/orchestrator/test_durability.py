@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict
 from agents import ActionContext, ActionResult, builtin_registry
 from agents.registry import ActionRegistry
 from orchestrator.coordination import InProcessCoordinator
-from orchestrator.run_manager import RunManager
+from orchestrator.daemon.run_manager import RunManager
 from orchestrator.settings import Settings
 from orchestrator.store import RunStore, StoreUnavailable, open_store
 from streams.model import Plan

@@ -22,7 +22,7 @@ import pytest
 
 from agents import builtin_registry
 from orchestrator.analysis import analyze, estimate_streams, load_history
-from orchestrator.calibration import RealRun, calibrate, render_calibration
+from orchestrator.analysis.calibration import RealRun, calibrate, render_calibration
 from orchestrator.coordination import InProcessCoordinator
 from orchestrator.events import EventLog, MemorySink
 from orchestrator.scheduler import RunStatus, Scheduler

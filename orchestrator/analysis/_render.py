@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from orchestrator.analysis import PlanAnalysis, StreamEstimate, TimelineEstimate
+    from orchestrator.analysis.matrix import PlanAnalysis, StreamEstimate, TimelineEstimate
 
 __all__ = [
     "analysis_json",

@@ -18,10 +18,13 @@ from collections.abc import Callable
 
 import redis
 
-from orchestrator.coordination import _redis_replies as replies
-from orchestrator.coordination._redis_leases import LoopCaller
+from orchestrator.coordination.redis import _replies as replies
+from orchestrator.coordination.redis._leases import LoopCaller
 
 __all__ = ["STOP_NOTE", "Inbox"]
+
+#: Backoff between pops while Redis is unreachable.
+_RETRY_FIRST_S, _RETRY_MAX_S = 0.05, 1.0
 
 #: Pushed by the coordinator on exit so the blocking pop returns at once.
 STOP_NOTE = "stop"
@@ -58,16 +61,16 @@ class Inbox:
         self._thread.join(timeout_s)
 
     def _run(self) -> None:
-        delay = 0.05
+        delay = _RETRY_FIRST_S
         while not self._stop.is_set():
             try:
                 item = self._client.blpop([self._key], timeout=self._block_s)
             except (redis.RedisError, OSError):
                 # Redis is away: the renewal thread notices grants made meanwhile.
                 self._stop.wait(delay)
-                delay = min(2 * delay, 1.0)
+                delay = min(2 * delay, _RETRY_MAX_S)
                 continue
-            delay = 0.05
+            delay = _RETRY_FIRST_S
             if not item or item[1] == STOP_NOTE:
                 continue
             self._caller.call(self._deliver, *replies.note(item[1]))

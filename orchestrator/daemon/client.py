@@ -23,7 +23,7 @@ import orjson
 from anyio.streams.buffered import BufferedByteReceiveStream
 
 from foundation.errors import DaemonError, DaemonUnavailable
-from orchestrator.readiness import pid_alive, pid_file_of, read_pid
+from orchestrator.daemon.readiness import pid_alive, pid_file_of, read_pid
 
 __all__ = ["ControlClient"]
 
@@ -31,13 +31,19 @@ _ids = itertools.count(1)
 _MAX_LINE = 64 * 1024 * 1024
 #: Between two connection attempts while a daemon starts.
 _RETRY_S = 0.05
+#: Default bound of connecting and of each answer.
+DEFAULT_TIMEOUT_S = 30.0
 
 
 class ControlClient:
     """Talks to the daemon at ``socket_path``; every wait has a deadline."""
 
     def __init__(
-        self, socket_path: Path, *, timeout_s: float = 30.0, connect_wait_s: float = 5.0
+        self,
+        socket_path: Path,
+        *,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        connect_wait_s: float = 5.0,
     ) -> None:
         self.socket_path = socket_path
         self.timeout_s = timeout_s

@@ -11,7 +11,7 @@ handler's failure, an answer that cannot be encoded. Each becomes the JSON-RPC e
 - A batch (a JSON array) gets an array of the answers to its non-notification entries, in
   order; none at all if every entry is a notification; ``[]`` gets one ``-32600``. Entries
   run one after the other; at most :data:`MAX_BATCH` per batch; streaming methods
-  (:data:`~orchestrator.rpc.STREAMING_METHODS`) are refused inside a batch.
+  (:data:`~orchestrator.daemon.rpc.STREAMING_METHODS`) are refused inside a batch.
 - Params are named (an object); positional params (an array) get ``-32602``.
 """
 
@@ -25,7 +25,7 @@ import orjson
 import structlog
 from pydantic import ValidationError
 
-from orchestrator.rpc import (
+from orchestrator.daemon.rpc import (
     LONG_LINE_METHODS,
     STREAMING_METHODS,
     ErrorCode,
@@ -97,7 +97,7 @@ def _decode(line: bytes) -> tuple[Any, bool]:
 async def answer_line(line: bytes, call: Call, *, passed_limit: int = 0) -> bytes | None:
     """The answer to one request line (without the newline), or None when none is due.
     ``passed_limit``: the line is longer than this first-tier limit (bytes), which only
-    :data:`~orchestrator.rpc.LONG_LINE_METHODS` may pass (one request, not a batch)."""
+    :data:`~orchestrator.daemon.rpc.LONG_LINE_METHODS` may pass (one request, not a batch)."""
     try:
         if len(line) > _DECODE_IN_THREAD_BYTES:  # a 16 MiB plan decodes for ~0.1 s
             raw, too_deep = await anyio.to_thread.run_sync(_decode, line)

@@ -22,6 +22,9 @@ __all__ = ["pid_alive", "pid_file_of", "read_pid", "remove_pid_file", "sd_notify
 
 _log = structlog.get_logger("orchestrator.daemon")
 
+#: Longest wait to hand one state to the supervisor's socket.
+_NOTIFY_TIMEOUT_S = 1.0
+
 
 def pid_file_of(socket_path: Path) -> Path:
     """The pid file of the daemon serving ``socket_path``."""
@@ -79,7 +82,7 @@ def sd_notify(state: str) -> bool:
     address = b"\0" + os.fsencode(target[1:]) if target.startswith("@") else os.fsencode(target)
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
-            sock.settimeout(1.0)
+            sock.settimeout(_NOTIFY_TIMEOUT_S)
             sock.sendto(state.encode(), address)
     except OSError as exc:
         _log.warning("sd_notify_failed", state=state, socket=target, error=exc.strerror or str(exc))

@@ -36,9 +36,9 @@ from foundation.errors import (
     UsageError,
     first_orchestrator_error,
 )
-from orchestrator.client import ControlClient
+from orchestrator.daemon.client import ControlClient
 from orchestrator.evidence_view import evidence_json, load_evidence
-from orchestrator.mcp_models import (
+from orchestrator.mcp.models import (
     AgentsResult,
     AnalysisResult,
     CancelResult,
@@ -67,6 +67,10 @@ RUNS_URI = "orchestrator://runs"
 RECENT_RUNS = 20
 #: The most events one events resource returns (the store pages them 1000 at a time).
 MAX_EVENTS = 100_000
+#: Bound of the health check that decides whether to start a daemon.
+HEALTH_TIMEOUT_S = 5.0
+#: Between two health checks of a daemon being started.
+HEALTH_POLL_S = 0.1
 START_DAEMON_TIMEOUT_S = 30.0
 ANALYSIS_TIMEOUT_S = 120.0
 LIST_TIMEOUT_S = 5.0
@@ -430,7 +434,7 @@ async def read_run_events(settings: Settings, run_id: str) -> list[dict[str, Any
 async def ensure_daemon(settings: Settings) -> str | None:
     """Start a detached daemon if none answers on the socket; return a line saying where
     it runs and logs (None if one was already running)."""
-    client = ControlClient(settings.socket_path(), timeout_s=5)
+    client = ControlClient(settings.socket_path(), timeout_s=HEALTH_TIMEOUT_S)
     with contextlib.suppress(DaemonUnavailable):
         await client.call("health")
         return None
@@ -444,7 +448,7 @@ async def ensure_daemon(settings: Settings) -> str | None:
                     f"started a daemon (pid {process.pid}) on {settings.socket_path()}; "
                     f"its log: {log_path}"
                 )
-            await anyio.sleep(0.1)
+            await anyio.sleep(HEALTH_POLL_S)
     raise DaemonUnavailable(
         str(settings.socket_path()),
         f"the daemon started by --start-daemon did not answer within "

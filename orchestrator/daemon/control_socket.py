@@ -17,7 +17,7 @@ Safety properties, each tested:
   complete request within ``idle_timeout_s`` is closed; past ``max_connections`` the
   connection idle the longest is closed to make room, so idle clients cannot lock others out.
 - Nothing a client sends can end the daemon: each line is answered by
-  :func:`orchestrator.rpc_dispatch.answer_line` (every JSON-RPC error, batches,
+  :func:`orchestrator.daemon.rpc_dispatch.answer_line` (every JSON-RPC error, batches,
   notifications), and whatever else goes wrong in one connection's task is logged as a bug
   (``rpc_connection_crashed``), answered with ``-32603`` where possible, and ends only that
   connection.
@@ -42,12 +42,17 @@ from anyio.abc import SocketAttribute, SocketStream, TaskStatus
 from anyio.streams.buffered import BufferedByteReceiveStream
 
 from foundation.errors import UsageError
-from orchestrator.rpc import ErrorCode, RpcError, error_response
-from orchestrator.rpc_dispatch import answer_line, encode
+from orchestrator.daemon.rpc import ErrorCode, RpcError, error_response
+from orchestrator.daemon.rpc_dispatch import answer_line, encode
 
 __all__ = ["Connection", "ControlServer", "Handler", "prepare_socket_path"]
 
 _log = structlog.get_logger("orchestrator.control")
+
+#: A client that does not read a message within this long is dropped.
+_SEND_TIMEOUT_S = 10.0
+#: Closing a connection, probing a socket path, or telling a refused client why.
+_CLOSE_S = _PROBE_S = _REFUSAL_S = 1.0
 
 
 @dataclass(eq=False, slots=True)
@@ -61,23 +66,25 @@ class Connection:
     busy: bool = False  # inside a request or a subscription: never evicted as idle
     _send_lock: anyio.Lock = field(default_factory=anyio.Lock)
 
-    async def send(self, message: dict[str, Any], timeout_s: float = 10.0) -> None:
+    async def send(self, message: dict[str, Any], timeout_s: float = _SEND_TIMEOUT_S) -> None:
         """Write one message; a client that does not read within ``timeout_s`` is dropped."""
         await self.send_many([message], timeout_s)
 
-    async def send_many(self, messages: list[dict[str, Any]], timeout_s: float = 10.0) -> None:
+    async def send_many(
+        self, messages: list[dict[str, Any]], timeout_s: float = _SEND_TIMEOUT_S
+    ) -> None:
         """Write several messages at once (one line each); same deadline as :meth:`send`."""
         data = b"".join(orjson.dumps(m, default=str) + b"\n" for m in messages)
         await self.send_raw(data, timeout_s)
 
-    async def send_raw(self, data: bytes, timeout_s: float = 10.0) -> None:
+    async def send_raw(self, data: bytes, timeout_s: float = _SEND_TIMEOUT_S) -> None:
         """Write already encoded lines; same deadline as :meth:`send`."""
         async with self._send_lock:
             with anyio.fail_after(timeout_s):
                 await self.stream.send(data)
 
     async def close(self) -> None:
-        with anyio.move_on_after(1, shield=True), suppress(Exception):
+        with anyio.move_on_after(_CLOSE_S, shield=True), suppress(Exception):
             await self.stream.aclose()
 
 
@@ -99,7 +106,7 @@ def prepare_socket_path(path: Path) -> None:
     if not path.exists() and not path.is_symlink():
         return
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    probe.settimeout(1.0)
+    probe.settimeout(_PROBE_S)
     try:
         probe.connect(str(path))
     except OSError as exc:
@@ -159,7 +166,7 @@ class ControlServer:
             await self._serve_peer(stream)
         except Exception:
             _log.exception("rpc_connection_crashed")
-            with anyio.move_on_after(1, shield=True), suppress(Exception):
+            with anyio.move_on_after(_CLOSE_S, shield=True), suppress(Exception):
                 await stream.aclose()
 
     async def _serve_peer(self, stream: SocketStream) -> None:
@@ -181,7 +188,7 @@ class ControlServer:
                             f"run as uid {self._own_uid} or root",
                         ),
                     ),
-                    timeout_s=1,
+                    timeout_s=_REFUSAL_S,
                 )
             await conn.close()
             return
@@ -209,7 +216,7 @@ class ControlServer:
                             "connection closed",
                         ),
                     ),
-                    timeout_s=1,
+                    timeout_s=_REFUSAL_S,
                 )
         finally:
             self.connections.discard(conn)

@@ -7,7 +7,7 @@ process: a step's whole need is granted atomically or not at all, waiters are se
 aged-key order with backfilling and starvation reservation, and every lock grant carries a
 fencing token that increases per lock.
 
-How (details in :mod:`._redis_scripts` and :mod:`._redis_leases`):
+How (details in :mod:`._scripts` and :mod:`._leases`):
 
 - Each acquire, release and renewal is one Lua script, one round trip; time is Redis's.
 - Waiters queue in Redis. A grant made for another process's waiter is pushed to that
@@ -59,15 +59,16 @@ import orjson
 import redis
 
 from foundation.errors import CoordinatorUnavailable, LockWaitTimeout
-from orchestrator.coordination import _redis_replies as replies
-from orchestrator.coordination._redis_conn import (
+from orchestrator.coordination.base import CoordinationSnapshot, Grant, Need, OnBlocked
+from orchestrator.coordination.redis import _replies as replies
+from orchestrator.coordination.redis._conn import (
     async_client,
     redact_url,
     sync_client,
     unavailable,
 )
-from orchestrator.coordination._redis_inbox import STOP_NOTE, Inbox
-from orchestrator.coordination._redis_leases import (
+from orchestrator.coordination.redis._inbox import STOP_NOTE, Inbox
+from orchestrator.coordination.redis._leases import (
     GONE,
     Granted,
     LeaseTable,
@@ -76,13 +77,25 @@ from orchestrator.coordination._redis_leases import (
     ServerClock,
     Waiting,
 )
-from orchestrator.coordination._redis_scripts import ACQUIRE, DROP, RENEW, SNAPSHOT, STATE_CAS
-from orchestrator.coordination._redis_state import RedisSharedState
-from orchestrator.coordination.base import CoordinationSnapshot, Grant, Need, OnBlocked
+from orchestrator.coordination.redis._scripts import ACQUIRE, DROP, RENEW, SNAPSHOT, STATE_CAS
+from orchestrator.coordination.redis._state import RedisSharedState
 
 __all__ = ["RedisCoordinator", "redact_url"]
 
 T = TypeVar("T")
+
+#: A reply's default bound: half a lease, within these (see ``ORCH_REDIS_OP_TIMEOUT_S``).
+_OP_TIMEOUT_MIN_S, _OP_TIMEOUT_MAX_S = 0.5, 5.0
+#: A blocking read (inbox pop, event stream) waits half a lease, within these.
+_BLOCK_MIN_S, _BLOCK_MAX_S = 0.1, 5.0
+#: Default outage grace, in leases (see ``ORCH_REDIS_OUTAGE_GRACE_S``).
+_OUTAGE_GRACE_LEASES = 3
+#: Extra time the helper threads get to stop, beyond a blocking read and one renewal.
+_STOP_MARGIN_S = 1.0
+#: Bound of each best-effort write while leaving (waking the inbox, deleting it).
+_LEAVE_WRITE_S = 1.0
+#: A waiter re-checks this soon at the earliest, and this long after a blocking lease ends.
+_RECHECK_MIN_S, _RECHECK_AFTER_S = 0.01, 0.005
 
 _SCRIPTS = {
     "acquire": ACQUIRE,
@@ -120,8 +133,9 @@ class RedisCoordinator(RedisSharedState):
         super().__init__(
             url,
             namespace=namespace,
-            op_timeout_s=op_timeout_s or min(5.0, max(0.5, lease_s / 2)),
-            block_s=min(5.0, max(0.1, lease_s / 2)),
+            op_timeout_s=op_timeout_s
+            or min(_OP_TIMEOUT_MAX_S, max(_OP_TIMEOUT_MIN_S, lease_s / 2)),
+            block_s=min(_BLOCK_MAX_S, max(_BLOCK_MIN_S, lease_s / 2)),
             events_maxlen=events_maxlen,
             retention_s=retention_s,
         )
@@ -129,14 +143,16 @@ class RedisCoordinator(RedisSharedState):
         self._lease_s = lease_s
         self._aging_s = aging_s
         self._connect_timeout_s = connect_timeout_s
-        self._outage_grace_s = outage_grace_s if outage_grace_s is not None else 3 * lease_s
+        self._outage_grace_s = (
+            outage_grace_s if outage_grace_s is not None else _OUTAGE_GRACE_LEASES * lease_s
+        )
         self._recheck_s = lease_s / 2
         self._proc = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self._inbox_key = self._prefix + "in:" + self._proc
         # Grant ids tell this acquire's queue entry from an earlier one of the same holder.
         self._gid_prefix = secrets.token_hex(4) + "."
         self._gids = itertools.count()
-        # The leading elements of every script's JSON argument (see _redis_scripts).
+        # The leading elements of every script's JSON argument (see _scripts).
         self._base: list[Any] = [self._prefix, self._proc, _us(lease_s), _us(starve_after_s)]
         self._table = LeaseTable(lease_s)
         self._clock = ServerClock()
@@ -210,7 +226,7 @@ class RedisCoordinator(RedisSharedState):
             renewer.start()
             inbox.start()
             self._inbox = inbox
-            stop_s = self._block_s + 2 * io_timeout_s + 1.0
+            stop_s = self._block_s + 2 * io_timeout_s + _STOP_MARGIN_S
             stack.push_async_callback(
                 _shielded, functools.partial(self._stop_helpers, renewer, inbox, stop_s), stop_s
             )
@@ -265,11 +281,11 @@ class RedisCoordinator(RedisSharedState):
         client = self._client
         assert client is not None
         # Best effort: without Redis the inbox's pop ends by its own timeout instead.
-        with contextlib.suppress(redis.RedisError, OSError), anyio.move_on_after(1.0):
+        with contextlib.suppress(redis.RedisError, OSError), anyio.move_on_after(_LEAVE_WRITE_S):
             await client.rpush(self._inbox_key, STOP_NOTE)
         await anyio.to_thread.run_sync(renewer.join, join_s)
         await anyio.to_thread.run_sync(inbox.join, join_s)
-        with contextlib.suppress(redis.RedisError, OSError), anyio.move_on_after(1.0):
+        with contextlib.suppress(redis.RedisError, OSError), anyio.move_on_after(_LEAVE_WRITE_S):
             await client.delete(self._inbox_key)
 
     # -- the Protocol -----------------------------------------------------------------------
@@ -313,7 +329,9 @@ class RedisCoordinator(RedisSharedState):
                         on_blocked(replies.blockers(reply[2]))
                     wait_s = self._recheck_s
                     if int(reply[3]) >= 0:  # re-check just after a blocking lease ends
-                        wait_s = min(wait_s, max(0.01, int(reply[3]) / 1e6 + 0.005))
+                        wait_s = min(
+                            wait_s, max(_RECHECK_MIN_S, int(reply[3]) / 1e6 + _RECHECK_AFTER_S)
+                        )
                     if waiter.outcome is None:
                         waiter.event = event = anyio.Event()
                         with anyio.move_on_after(wait_s):

@@ -5,7 +5,7 @@ methodology and actions, so history accumulates across runs and plans):
 
 - ``p``, the success probability: the mean of a Beta posterior in which the plan's own
   ``success_probability`` is a prior worth ``prior_weight`` runs (default 4), updated by
-  every recorded success and failure (see :mod:`orchestrator._analysis_beta`); with a 90%
+  every recorded success and failure (see :mod:`orchestrator.analysis._beta`); with a 90%
   credible interval. A stream without a ``success_probability`` starts from Beta(1, 1).
 - ``risk`` = 1 - p.
 - a timeline estimate: the median and 90th percentile of the *service times* of its
@@ -22,7 +22,7 @@ methodology and actions, so history accumulates across runs and plans):
 
 Then the plan's expected parallel makespan and critical path under its caps and locks: the
 real scheduler run on a virtual clock with each stream taking its estimated (median)
-duration (see :mod:`orchestrator._analysis_sim`).
+duration (see :mod:`orchestrator.analysis._sim`).
 
 A plan's ``min_confidence`` is checked against ``p`` by :func:`check_min_confidence`.
 """
@@ -35,9 +35,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from orchestrator._analysis_beta import Beta, beta_cdf, posterior
-from orchestrator._analysis_render import analysis_json, history_basis, render_analysis
-from orchestrator._analysis_sim import PathStep, Schedule, StepTiming, simulate
+from orchestrator.analysis._beta import Beta, beta_cdf, posterior
+from orchestrator.analysis._render import analysis_json, history_basis, render_analysis
+from orchestrator.analysis._sim import PathStep, Schedule, StepTiming, simulate
 from orchestrator.store import HistoryRecord, RunStore
 from streams.model import Plan, StreamSpec
 

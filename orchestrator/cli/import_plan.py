@@ -1,7 +1,6 @@
 """``orchestrator import``: a Markdown phase plan to a plan file, with its mapping report.
 
-Kept out of :mod:`orchestrator.cli` so that the command there stays a thin wrapper. The
-report goes to stderr for people, or as one JSON document on stdout with ``--json`` (the
+The report goes to stderr for people, or as one JSON document on stdout with ``--json`` (the
 plan's YAML then goes to ``-o``, or into the JSON as ``yaml`` when there is no ``-o``).
 """
 
@@ -18,7 +17,7 @@ from foundation.errors import OrchestratorError, PlanInvalid
 from streams.agent_definitions import read_definitions
 from streams.markdown_import import ImportResult, decode_markdown, import_markdown
 
-__all__ = ["run_import"]
+__all__ = ["import_", "run_import"]
 
 
 def _problems(error: OrchestratorError) -> list[dict[str, Any]]:
@@ -84,3 +83,30 @@ def _next(result: ImportResult, target: Path | str) -> None:
         "`orchestrator validate` and `orchestrator analyze` the plan",
         err=True,
     )
+
+
+@click.command("import")
+@click.argument("markdown_file", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Write the plan here (default: stdout).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the import report as JSON on stdout.")
+@click.option(
+    "--agents-dir",
+    type=click.Path(path_type=Path, exists=True, file_okay=False),
+    default=None,
+    help="Claude Code agent definitions (*.md) to take agents from "
+    "(default: .claude/agents beside the document).",
+)
+def import_(
+    markdown_file: Path, output: Path | None, as_json: bool, agents_dir: Path | None
+) -> None:
+    """Turn a Markdown phase plan (like the users' Phase 2 document) into a plan file.
+
+    Everything it could not map is reported on stderr with its line number.
+    """
+    run_import(markdown_file, output, as_json, agents_dir)

@@ -39,6 +39,16 @@ _log = structlog.get_logger("orchestrator.runs")
 
 #: Events a slow watcher may fall behind by before it is dropped (it can re-subscribe).
 _SUBSCRIBER_BUFFER = 10_000
+#: Backoff while the store cannot be written: first retry, longest pause.
+_STORE_RETRY_FIRST_S, _STORE_RETRY_MAX_S = 0.1, 5.0
+#: How long an ending run waits for its events to be stored (the rest is resumed later).
+_FLUSH_TIMEOUT_S = 30.0
+#: How long an ending run waits for its relay to write what is left to the event stream.
+_RELAY_DRAIN_S = 10.0
+#: How long ``cancel`` waits for a run to record its end.
+_CANCEL_WAIT_S = 60.0
+#: After a drain's cancel, each run gets ``kill_grace_s`` plus this to record its end.
+_DRAIN_MARGIN_S = 5.0
 
 
 class EventPipeline:
@@ -130,7 +140,7 @@ class EventPipeline:
             self._idle.set()
 
     async def _store(self, batch: list[dict[str, Any]]) -> None:
-        delay = 0.1
+        delay = _STORE_RETRY_FIRST_S
         while True:
             try:
                 await self.store.append_events(self.run_id, batch)
@@ -147,7 +157,7 @@ class EventPipeline:
                     )
                 self.unavailable = exc
                 await anyio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                delay = min(delay * 2, _STORE_RETRY_MAX_S)
                 continue
             if self.unavailable is not None:
                 self.unavailable = None
@@ -328,10 +338,10 @@ class RunManager:
                 with active.scope:
                     active.result = await active.scheduler.run()
             finally:
-                await active.pipeline.flush(timeout_s=30)
+                await active.pipeline.flush(timeout_s=_FLUSH_TIMEOUT_S)
                 if active.relay is not None:
                     active.relay.close()
-                    with anyio.move_on_after(10, shield=True):
+                    with anyio.move_on_after(_RELAY_DRAIN_S, shield=True):
                         await active.relay.finished.wait()
                 tg.cancel_scope.cancel()
                 active.pipeline.file.close()
@@ -344,7 +354,7 @@ class RunManager:
 
     # -- controlling ----------------------------------------------------------------------
 
-    async def cancel(self, run_id: str, timeout_s: float = 60.0) -> str:
+    async def cancel(self, run_id: str, timeout_s: float = _CANCEL_WAIT_S) -> str:
         """Cancel an active run and wait (up to ``timeout_s``) until it has recorded its end."""
         active = self.active[run_id]
         active.cancel_requested = True
@@ -369,7 +379,7 @@ class RunManager:
             _log.warning("run_cancelled_at_shutdown", run_id=active.run_id, grace_s=grace_s)
             active.scope.cancel()
         for active in list(self.active.values()):
-            with anyio.move_on_after(self.settings.kill_grace_s + 5, shield=True):
+            with anyio.move_on_after(self.settings.kill_grace_s + _DRAIN_MARGIN_S, shield=True):
                 await active.done.wait()
 
     def subscribe(self, active: ActiveRun) -> Subscription:

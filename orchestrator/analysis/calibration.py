@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from orchestrator._analysis_beta import posterior
-from orchestrator._analysis_render import format_span
+from orchestrator.analysis._beta import posterior
+from orchestrator.analysis._render import format_span
 from orchestrator.store import HistoryRecord, RunStore
 from streams.model import Plan
 

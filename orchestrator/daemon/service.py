@@ -3,8 +3,8 @@
 Life cycle (one root task group; a signal cancels nothing abruptly)::
 
     open the store and the coordinator
-    resume every unfinished run the store knows (see orchestrator.run_manager)
-    serve the control socket                        (orchestrator.control_socket)
+    resume every unfinished run the store knows (see orchestrator.daemon.run_manager)
+    serve the control socket                        (orchestrator.daemon.control_socket)
     SIGTERM / SIGINT: stop accepting work, let running steps finish within
         ``shutdown_grace_s``, cancel and record the rest, close everything, exit 0
 
@@ -32,10 +32,10 @@ from agents.registry import ActionRegistry
 from foundation.errors import PlanInvalid
 from orchestrator import __version__
 from orchestrator.analysis import check_min_confidence, estimate_streams, load_history
-from orchestrator.control_socket import Connection, ControlServer, prepare_socket_path
 from orchestrator.coordination.base import Coordinator
-from orchestrator.readiness import remove_pid_file, sd_notify, write_pid_file
-from orchestrator.rpc import (
+from orchestrator.daemon.control_socket import Connection, ControlServer, prepare_socket_path
+from orchestrator.daemon.readiness import remove_pid_file, sd_notify, write_pid_file
+from orchestrator.daemon.rpc import (
     AgentsListParams,
     ErrorCode,
     EventsSubscribeParams,
@@ -47,11 +47,11 @@ from orchestrator.rpc import (
     notification,
     params_error,
 )
-from orchestrator.run_manager import RunManager
+from orchestrator.daemon.run_manager import RunManager
+from orchestrator.daemon.views import agents_of, locks_of, run_detail, run_summary
 from orchestrator.runs import open_coordinator, tune_gc
 from orchestrator.settings import Settings
 from orchestrator.store import RunStore, open_store
-from orchestrator.views import agents_of, locks_of, run_detail, run_summary
 
 __all__ = ["Daemon", "run_daemon"]
 

@@ -1,4 +1,4 @@
-"""Decoding the replies of the Redis backend's Lua scripts (see :mod:`._redis_scripts`).
+"""Decoding the replies of the Redis backend's Lua scripts (see :mod:`._scripts`).
 
 Scripts reply with JSON written by Redis's cjson, which writes an empty Lua table as ``{}``
 whether it stood for a list or a mapping; the scripts write large numbers as strings

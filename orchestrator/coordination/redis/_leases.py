@@ -38,8 +38,8 @@ import structlog
 from redis.commands.core import Script
 
 from agents.processes.containment import containment
-from orchestrator.coordination import _redis_replies as replies
 from orchestrator.coordination.base import Grant, Need
+from orchestrator.coordination.redis import _replies as replies
 
 __all__ = ["GONE", "Granted", "Held", "LeaseTable", "LoopCaller", "Renewer", "ServerClock"]
 

@@ -26,12 +26,15 @@ import redis.asyncio
 import structlog
 
 from foundation.errors import CoordinatorUnavailable
-from orchestrator.coordination._redis_conn import TRANSIENT, redact_url, unavailable
 from orchestrator.coordination.base import VersionedValue
+from orchestrator.coordination.redis._conn import TRANSIENT, redact_url, unavailable
 
 __all__ = ["RedisSharedState"]
 
 T = TypeVar("T")
+
+#: Backoff between retries while Redis is unreachable: following a stream, one call.
+_RETRY_FIRST_S, _CALL_RETRY_FIRST_S, _RETRY_MAX_S = 0.05, 0.02, 1.0
 
 
 class RedisSharedState:
@@ -163,7 +166,7 @@ class RedisSharedState:
     async def _read_events(self, key: str, last: str) -> tuple[list[Any], str]:
         client, blocking = self._require_open(), self._blocking
         assert blocking is not None
-        delay = 0.05
+        delay = _RETRY_FIRST_S
         while True:
             try:
                 with anyio.fail_after(self._block_s + self._op_timeout_s):
@@ -177,7 +180,7 @@ class RedisSharedState:
                 raise self._unavailable(exc) from None
             except TRANSIENT:
                 await anyio.sleep(delay)
-                delay = min(2 * delay, 1.0)
+                delay = min(2 * delay, _RETRY_MAX_S)
                 # Redis may have come back empty: the new stream's ids start below ours.
                 try:
                     with anyio.fail_after(self._op_timeout_s):
@@ -210,7 +213,7 @@ class RedisSharedState:
         idempotent (event appends are at least once).
         """
         give_up = time.monotonic() + grace_s
-        delay = 0.02
+        delay = _CALL_RETRY_FIRST_S
         while True:
             sent = time.monotonic()
             try:
@@ -224,7 +227,7 @@ class RedisSharedState:
                 if time.monotonic() + delay > give_up:
                     raise self._unavailable(exc) from None
                 await anyio.sleep(delay)
-                delay = min(2 * delay, 1.0)
+                delay = min(2 * delay, _RETRY_MAX_S)
                 continue
             except redis.ResponseError as exc:  # refused (ACL, memory): retrying will not help
                 raise self._unavailable(exc) from None

@@ -1,0 +1,89 @@
+"""Commands on plan and event files that need no daemon and no store: ``validate``,
+``schema``, ``package`` and ``verify-log``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from agents.plans import load_plan
+from context_packages import render_package
+from foundation.errors import OrchestratorError
+from orchestrator.cli._common import fail
+from orchestrator.verify import verify_event_files
+from streams.schema import schema_text
+
+__all__ = ["package", "schema", "validate", "verify_log"]
+
+
+@click.command()
+@click.argument("plan_file", type=click.Path(path_type=Path))
+def validate(plan_file: Path) -> None:
+    """Check PLAN_FILE; print every problem as file:line:column and exit 2 if any."""
+    try:
+        plan = load_plan(plan_file)
+    except OrchestratorError as exc:
+        fail(exc)
+    click.echo(
+        f"{plan_file}: valid plan {plan.plan!r}: {len(plan.streams)} streams, "
+        f"{plan.total_steps()} steps, {len(plan.agents)} agents"
+    )
+
+
+@click.command()
+def schema() -> None:
+    """Print the plan file's JSON Schema (the repository ships it as plan.schema.json)."""
+    click.echo(schema_text(), nl=False)
+
+
+@click.command()
+@click.argument("plan_file", type=click.Path(path_type=Path))
+@click.option("--agent", "agent", required=True, help="The agent whose package to show.")
+@click.option("--json", "as_json", is_flag=True, help="Print the package as JSON.")
+@click.option("--token-limit", type=int, default=None, help="Override the token limit.")
+def package(plan_file: Path, agent: str, as_json: bool, token_limit: int | None) -> None:
+    """Show the context package AGENT would receive for PLAN_FILE (nothing runs)."""
+    try:
+        plan = load_plan(plan_file)
+        text = render_package(plan, agent, as_json=as_json, token_limit=token_limit)
+    except OrchestratorError as exc:
+        fail(exc)
+    click.echo(text, nl=False)
+
+
+@click.command("verify-log")
+@click.argument(
+    "event_files", nargs=-1, required=True, type=click.Path(path_type=Path, exists=True)
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def verify_log(event_files: tuple[Path, ...], as_json: bool) -> None:
+    """Check EVENT_FILES: caps never exceeded, no lock held twice, fences increasing,
+    dependencies respected. Several files (several processes) are merged by time."""
+    try:
+        report = verify_event_files(list(event_files))
+    except (OSError, ValueError) as exc:
+        click.echo(f"cannot read events: {exc}", err=True)
+        sys.exit(2)
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "ok": report.ok,
+                    "events": report.events,
+                    "runs": report.runs,
+                    "steps": report.steps,
+                    "peak": report.peak,
+                    "caps": report.caps,
+                    "lock_grants": dict(report.lock_grants),
+                    "violations": report.violations,
+                    "warnings": report.warnings,
+                },
+                indent=2,
+            )
+        )
+    else:
+        click.echo(report.render())
+    sys.exit(0 if report.ok else 1)

@@ -1,0 +1,55 @@
+"""The Lua scripts of the Redis coordination backend, loaded from the ``lua/`` files.
+
+Every change of holders or waiters is one script, so each runs atomically inside Redis and
+costs one round trip. Time is Redis's own (``TIME``, in microseconds), never a client clock.
+Every script that touches holders or waiters first purges expired holders and waiters and
+ends with a dispatch pass, the same algorithm as
+:meth:`orchestrator.coordination.memory.InProcessCoordinator._dispatch`: starving waiters
+first (granted, or what they need is reserved), then the waiters of classes with free slots
+merged in aged-key order, each granted if its whole need is free.
+
+Keys, under the prefix ``{namespace}:`` (a hash tag: one cluster slot per namespace)::
+
+    h         hash  holder -> JSON {c: class, l: locks, f: fences, t: granted_us, p, g, lab}
+    x         zset  "h" + holder -> lease expiry, "w" + waiter -> heartbeat expiry (us)
+    c:<cls>   zset  holder -> lease expiry (us): the class's counting semaphore
+    o         hash  lock -> holder owning it
+    f         hash  lock -> last fencing token
+    w         hash  waiter -> JSON {c, l, p: process, g: grant id, e: enqueued_us, cr, lab}
+    q:<cls>   zset  waiter -> aged key (us): the class's queue
+    qc        set   classes with waiters
+    gc        set   classes that ever had a holder (for snapshot usage counts)
+    caps      hash  class -> cap (-1: unlimited), as last asked for
+    safe      str   time (us) from which grants may be made (see ``grants_allowed``)
+    in:<proc> list  grant notes for a process's waiters (its wake-up hint)
+    s         hash  shared state: key -> "<version>:<writer nonce>:<JSON>"
+
+The scripts are ``.lua`` files of this package (shipped as package data), read once with
+:mod:`importlib.resources` as Dramatiq does, so they work from a wheel or a zip as well as
+from a checkout. ``prelude.lua`` (the shared helpers: purge, dispatch, grant) is put in
+front of each script but ``state_cas.lua``; Redis caches each by its SHA-1.
+
+Numbers pass to Redis as strings formatted with ``%.0f``: Lua's ``tostring`` and cjson keep
+only 14 digits, too few for microsecond timestamps and fencing tokens.
+"""
+
+from __future__ import annotations
+
+from importlib.resources import files
+
+__all__ = ["ACQUIRE", "DROP", "RENEW", "SNAPSHOT", "STATE_CAS", "read_script"]
+
+
+def read_script(name: str) -> str:
+    """The text of ``lua/<name>.lua`` from the installed package (``FileNotFoundError``
+    when it is missing: a broken install)."""
+    return files(__package__ or __name__).joinpath("lua", f"{name}.lua").read_text(encoding="utf-8")
+
+
+_PRELUDE = read_script("prelude")
+
+ACQUIRE = _PRELUDE + read_script("acquire")
+DROP = _PRELUDE + read_script("drop")
+RENEW = _PRELUDE + read_script("renew")
+SNAPSHOT = _PRELUDE + read_script("snapshot")
+STATE_CAS = read_script("state_cas")

@@ -1,0 +1,197 @@
+-- ARGV[1] is one JSON array (cheaper for the client to send than many arguments): prefix,
+-- calling process, lease (us), starve_after (us), then each script's own arguments.
+local A = cjson.decode(ARGV[1])
+local P, PROC, LEASE, STARVE = A[1], A[2], A[3], A[4]
+local SELF = nil
+local MINE = {}
+local CAP, USED = {}, {}
+local SAFE = nil
+local t = redis.call('TIME')
+local NOW = tonumber(t[1]) * 1000000 + tonumber(t[2])
+
+local function s(n) return string.format('%.0f', n) end
+
+local function drop_holder(h, rec)
+  redis.call('ZREM', P .. 'x', 'h' .. h)
+  if rec == nil then
+    local raw = redis.call('HGET', P .. 'h', h)
+    if not raw then return nil end
+    rec = cjson.decode(raw)
+  end
+  redis.call('HDEL', P .. 'h', h)
+  redis.call('ZREM', P .. 'c:' .. rec.c, h)
+  for _, lock in ipairs(rec.l) do
+    if redis.call('HGET', P .. 'o', lock) == h then redis.call('HDEL', P .. 'o', lock) end
+  end
+  if USED[rec.c] ~= nil then USED[rec.c] = USED[rec.c] - 1 end
+  return rec
+end
+
+local function drop_waiter(h)
+  redis.call('ZREM', P .. 'x', 'w' .. h)
+  local raw = redis.call('HGET', P .. 'w', h)
+  if not raw then return nil end
+  local rec = cjson.decode(raw)
+  redis.call('HDEL', P .. 'w', h)
+  local q = P .. 'q:' .. rec.c
+  redis.call('ZREM', q, h)
+  if redis.call('ZCARD', q) == 0 then redis.call('SREM', P .. 'qc', rec.c) end
+  return rec
+end
+
+-- Expired holders (lease not renewed) and dead waiters (no heartbeat) go first.
+local function purge()
+  for _, m in ipairs(redis.call('ZRANGEBYSCORE', P .. 'x', '-inf', '(' .. s(NOW))) do
+    if string.sub(m, 1, 1) == 'h' then
+      drop_holder(string.sub(m, 2), nil)
+    else
+      drop_waiter(string.sub(m, 2))
+    end
+  end
+end
+
+-- When this namespace's keys are missing, Redis may have restarted and lost grants whose
+-- holders still run. Their leases end at most one lease after the restart, and the server
+-- started no earlier than now - uptime, so granting from start + lease on never overlaps.
+local function grants_allowed()
+  if SAFE == nil then
+    local v = redis.call('GET', P .. 'safe')
+    if v then
+      SAFE = tonumber(v)
+    else
+      -- An INFO that cannot be read (renamed, or denied) counts as a server just started.
+      local info = redis.pcall('INFO', 'server')
+      local up = type(info) == 'string' and string.match(info, 'uptime_in_seconds:(%d+)')
+      SAFE = NOW - (tonumber(up) or 0) * 1000000 + LEASE
+      redis.call('SET', P .. 'safe', s(SAFE))
+    end
+  end
+  return NOW >= SAFE
+end
+
+local function free(cls)
+  if CAP[cls] == nil then
+    CAP[cls] = tonumber(redis.call('HGET', P .. 'caps', cls) or '-1')
+  end
+  if CAP[cls] < 0 then return math.huge end  -- unlimited: no need to count
+  if USED[cls] == nil then USED[cls] = redis.call('ZCARD', P .. 'c:' .. cls) end
+  return CAP[cls] - USED[cls]
+end
+
+local function locks_free(locks, reserved)
+  for _, lock in ipairs(locks) do
+    if reserved[lock] or redis.call('HEXISTS', P .. 'o', lock) == 1 then return false end
+  end
+  return true
+end
+
+local function before(a, b)
+  if a[2] ~= b[2] then return a[2] < b[2] end
+  return a[1] < b[1]
+end
+
+-- ``queued``: the waiter is in the queue (else it is granted on arrival, never queued).
+local function grant(h, rec, queued)
+  free(rec.c)
+  local fences = {}
+  for _, lock in ipairs(rec.l) do
+    -- Never below the clock: after Redis loses this counter, tokens still increase.
+    local token = tonumber(redis.call('HGET', P .. 'f', lock) or '0') + 1
+    if token < NOW then token = NOW end
+    redis.call('HSET', P .. 'f', lock, s(token))
+    redis.call('HSET', P .. 'o', lock, h)
+    fences[lock] = s(token)
+  end
+  if queued then drop_waiter(h) end
+  local expiry = NOW + LEASE
+  redis.call('ZADD', P .. 'c:' .. rec.c, expiry, h)
+  redis.call('ZADD', P .. 'x', expiry, 'h' .. h)
+  redis.call('SADD', P .. 'gc', rec.c)
+  if USED[rec.c] ~= nil then USED[rec.c] = USED[rec.c] + 1 end
+  redis.call('HSET', P .. 'h', h, cjson.encode(
+    {c = rec.c, l = rec.l, f = fences, t = s(NOW), p = rec.p, g = rec.g, lab = rec.lab}))
+  local note = {h = h, g = rec.g, f = fences, t = s(NOW)}
+  if h == SELF then
+    return fences
+  elseif rec.p == PROC then
+    MINE[#MINE + 1] = note
+  else
+    local inbox = P .. 'in:' .. rec.p
+    redis.call('RPUSH', inbox, cjson.encode(note))
+    redis.call('PEXPIRE', inbox, math.floor(LEASE / 1000) * 3 + 1000)
+  end
+  return fences
+end
+
+local function dispatch()
+  local classes = redis.call('SMEMBERS', P .. 'qc')
+  if #classes == 0 or not grants_allowed() then return end
+  local rlocks, rslots = {}, {}
+  local function room(cls) return free(cls) - (rslots[cls] or 0) end
+  -- Starving waiters: served if they can be, else what they need is reserved.
+  local starving = {}
+  for _, cls in ipairs(classes) do
+    local items = redis.call('ZRANGEBYSCORE', P .. 'q:' .. cls, '-inf', s(NOW - STARVE),
+                             'WITHSCORES')
+    for i = 1, #items, 2 do starving[#starving + 1] = {items[i], tonumber(items[i + 1])} end
+  end
+  table.sort(starving, before)
+  for _, item in ipairs(starving) do
+    local rec = cjson.decode(redis.call('HGET', P .. 'w', item[1]))
+    if room(rec.c) >= 1 and locks_free(rec.l, rlocks) then
+      grant(item[1], rec, true)
+    else
+      for _, lock in ipairs(rec.l) do rlocks[lock] = true end
+      rslots[rec.c] = (rslots[rec.c] or 0) + 1
+    end
+  end
+  -- The queues of classes with room, merged in key order, read in chunks; a class that
+  -- fills up stops contributing at once.
+  local function refill(cur)
+    cur.off = cur.off + cur.n - cur.granted
+    local raw = redis.call('ZRANGE', P .. 'q:' .. cur.cls, cur.off, cur.off + 63, 'WITHSCORES')
+    cur.items, cur.pos, cur.n, cur.granted = {}, 1, #raw / 2, 0
+    for i = 1, #raw, 2 do cur.items[#cur.items + 1] = {raw[i], tonumber(raw[i + 1])} end
+    if cur.n == 0 then cur.done = true end
+  end
+  local cursors = {}
+  for _, cls in ipairs(classes) do
+    if room(cls) >= 1 then
+      local cur = {cls = cls, off = 0, n = 0, granted = 0, done = false}
+      refill(cur)
+      cursors[#cursors + 1] = cur
+    end
+  end
+  while true do
+    local best = nil
+    for _, cur in ipairs(cursors) do
+      if not cur.done and cur.pos > #cur.items then refill(cur) end
+      if not cur.done and (best == nil or before(cur.items[cur.pos], best.items[best.pos])) then
+        best = cur
+      end
+    end
+    if best == nil then break end
+    local item = best.items[best.pos]
+    best.pos = best.pos + 1
+    local raw = redis.call('HGET', P .. 'w', item[1])
+    if raw then
+      local rec = cjson.decode(raw)
+      if room(best.cls) >= 1 and locks_free(rec.l, rlocks) then
+        grant(item[1], rec, true)
+        best.granted = best.granted + 1
+      end
+    end
+    if room(best.cls) < 1 then best.done = true end
+  end
+end
+
+local function renew_holder(h, g)
+  local raw = redis.call('HGET', P .. 'h', h)
+  if not raw then return nil end
+  local rec = cjson.decode(raw)
+  if rec.g ~= g then return nil end
+  local expiry = NOW + LEASE
+  redis.call('ZADD', P .. 'x', expiry, 'h' .. h)
+  redis.call('ZADD', P .. 'c:' .. rec.c, expiry, h)
+  return rec
+end
