@@ -1,4 +1,8 @@
-"""The built-in actions and the default registry holding them."""
+"""The built-in actions and the default registry holding them.
+
+Owns each action's parameters model, its run function, its evidence and undo, and what one
+call touches (its resources). Actions must not import ``orchestrator``: what they need from
+a run reaches them in their :class:`~agents.base.ActionContext`."""
 
 from agents.actions import compose as compose_actions
 from agents.actions import docker as docker_actions

@@ -18,6 +18,8 @@ stores or packages text uses it:
 
 Secrets are replaced by :data:`MASK` (``***``); values shorter than :data:`MIN_SECRET`
 characters are never masked by value.
+
+Like all of ``foundation``, it must not import anything of the project.
 """
 
 from foundation.secrets._names import (
