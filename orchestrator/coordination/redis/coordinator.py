@@ -10,6 +10,7 @@ fencing token that increases per lock.
 How (details in :mod:`._scripts` and :mod:`._leases`):
 
 - Each acquire, release and renewal is one Lua script, one round trip; time is Redis's.
+  A need for a class without a cap and without locks makes none (:mod:`._local`).
 - Waiters queue in Redis. A grant made for another process's waiter is pushed to that
   process's inbox list, which it reads with a blocking pop: a release reaches the next
   waiter at once (a grant for a waiter of the releasing process comes back in the
@@ -77,6 +78,7 @@ from orchestrator.coordination.redis._leases import (
     ServerClock,
     Waiting,
 )
+from orchestrator.coordination.redis._local import LocalGrants, is_local
 from orchestrator.coordination.redis._scripts import ACQUIRE, DROP, RENEW, SNAPSHOT, STATE_CAS
 from orchestrator.coordination.redis._state import RedisSharedState
 
@@ -155,6 +157,7 @@ class RedisCoordinator(RedisSharedState):
         # The leading elements of every script's JSON argument (see _scripts).
         self._base: list[Any] = [self._prefix, self._proc, _us(lease_s), _us(starve_after_s)]
         self._table = LeaseTable(lease_s)
+        self._local = LocalGrants()
         self._clock = ServerClock()
         self._stack: contextlib.AsyncExitStack | None = None
         self._closing = False
@@ -261,6 +264,7 @@ class RedisCoordinator(RedisSharedState):
             ) from None
 
     async def _release_all(self) -> None:
+        self._local.clear()
         holds, waits = self._table.drain()
         for waiter in waits:  # an acquire still running sees the coordinator closing
             waiter.settle(GONE)
@@ -294,6 +298,12 @@ class RedisCoordinator(RedisSharedState):
         self, need: Need, *, timeout_s: float | None = None, on_blocked: OnBlocked | None = None
     ) -> Grant:
         self._require_open()
+        if is_local(need):  # nothing in Redis could make it wait: no round trip
+            if need.holder in self._local or self._table.knows(need.holder):
+                raise ValueError(f"holder {need.holder!r} already holds or waits")
+            return self._local.grant(need)
+        if need.holder in self._local:
+            raise ValueError(f"holder {need.holder!r} already holds or waits")
         waiter = self._table.add_waiter(need, f"{self._gid_prefix}{next(self._gids)}")
         started = time.monotonic()
         # A cancel scope costs more than the rest of an uncontended acquire: only if needed.
@@ -356,6 +366,8 @@ class RedisCoordinator(RedisSharedState):
             self._table.remove_waiter(waiter)
 
     async def release(self, grant: Grant) -> None:
+        if not grant.leased and self._local.release(grant):
+            return
         held = self._table.pop_held(grant)
         if held is None:
             return  # released twice, or after the coordinator closed: harmless
@@ -371,7 +383,7 @@ class RedisCoordinator(RedisSharedState):
         script = functools.partial(self._scripts["snapshot"], keys=[self._route], args=[arg])
         _, reply = await self._call(script, grace_s=self._op_timeout_s)
         self._deliver_notes(reply[5])
-        return replies.snapshot(reply)
+        return self._local.merged(replies.snapshot(reply))
 
     # -- internals --------------------------------------------------------------------------
 
