@@ -14,8 +14,8 @@ How (details in :mod:`._scripts` and :mod:`._leases`):
 - Waiters queue in Redis. A grant made for another process's waiter is pushed to that
   process's inbox list, which it reads with a blocking pop: a release reaches the next
   waiter at once (a grant for a waiter of the releasing process comes back in the
-  release's own reply). The renewal heartbeat and a re-check when a blocking lease would
-  run out are the slow safety net for a lost wake-up.
+  release's own reply). The renewal heartbeat (it dispatches, every lease / 3) and each
+  waiter's re-check once a lease are the slow safety net for a lost wake-up.
 - Every grant is a lease of ``lease_s``, renewed by one thread per process while the event
   loop is alive. A holder whose lease lapses is told through ``grant.lost`` and a
   ``lock_lost`` log line before the lease ends in Redis. A killed process's grants expire
@@ -96,8 +96,6 @@ _OUTAGE_GRACE_LEASES = 3
 _STOP_MARGIN_S = 1.0
 #: Bound of each best-effort write while leaving (waking the inbox, deleting it).
 _LEAVE_WRITE_S = 1.0
-#: A waiter re-checks this soon at the earliest, and this long after a blocking lease ends.
-_RECHECK_MIN_S, _RECHECK_AFTER_S = 0.01, 0.005
 
 _SCRIPTS = {
     "acquire": ACQUIRE,
@@ -148,7 +146,11 @@ class RedisCoordinator(RedisSharedState):
         self._outage_grace_s = (
             outage_grace_s if outage_grace_s is not None else _OUTAGE_GRACE_LEASES * lease_s
         )
-        self._recheck_s = lease_s / 2
+        # A waiter's own re-check is the last resort: the renewal thread heartbeats every
+        # waiter each lease / 3 in one script, which purges expired holders, dispatches and
+        # reports grants made meanwhile. (A re-check per waiter when a blocking lease would
+        # end made thousands of queued steps call Redis every few seconds each.)
+        self._recheck_s = lease_s
         self._proc = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self._inbox_key = self._prefix + "in:" + self._proc
         # Grant ids tell this acquire's queue entry from an earlier one of the same holder.
@@ -337,14 +339,9 @@ class RedisCoordinator(RedisSharedState):
                     if on_blocked is not None and not reported:
                         reported = True
                         on_blocked(replies.blockers(reply[2]))
-                    wait_s = self._recheck_s
-                    if int(reply[3]) >= 0:  # re-check just after a blocking lease ends
-                        wait_s = min(
-                            wait_s, max(_RECHECK_MIN_S, int(reply[3]) / 1e6 + _RECHECK_AFTER_S)
-                        )
                     if waiter.outcome is None:
                         waiter.event = event = anyio.Event()
-                        with anyio.move_on_after(wait_s):
+                        with anyio.move_on_after(self._recheck_s):
                             await event.wait()
         except TimeoutError:
             if isinstance(waiter.outcome, Granted):
