@@ -126,18 +126,26 @@ def measure(
         "arq": lambda: run_arq(python, url, tasks),
     }
     samples: dict[str, list[float]] = {system: [] for system in SYSTEMS}
+    failed: dict[str, str] = {}
     for repeat in range(repeats):
         order = SYSTEMS if repeat % 2 == 0 else tuple(reversed(SYSTEMS))
         for system in order:
-            samples[system].append(runs[system]()["run_s"])
+            if system in failed:
+                continue
+            try:
+                samples[system].append(runs[system]()["run_s"])
+            except Exception as exc:  # reported in the table; the other systems go on
+                failed[system] = f"{type(exc).__name__}: {str(exc)[:200]}"
+                continue
             print(f"  {name} {system}: {samples[system][-1]:.3f} s", file=sys.stderr)
-    medians = {system: _median(values) for system, values in samples.items()}
+    medians = {system: _median(values) for system, values in samples.items() if values}
     return {
         "steps": len(tasks),
         "step_s": seconds,
         "repeats": repeats,
         "samples_s": samples,
         "median_s": medians,
+        "failed": failed,
     }
 
 
@@ -149,11 +157,22 @@ def table(results: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|",
     ]
     for system in SYSTEMS:
-        p, n = peer["median_s"][system], noop["median_s"][system]
-        lines.append(
-            f"| {SYSTEM_NAMES[system]} | {p:.3f} s | {p / PEER_IDEAL_S:.2f} | {n:.2f} s "
-            f"| {n / noop['median_s']['floor']:.1f} | {n / noop['median_s']['ours']:.2f} |"
-        )
+        p, n = peer["median_s"].get(system), noop["median_s"].get(system)
+        floor, ours = noop["median_s"].get("floor"), noop["median_s"].get("ours")
+        cells = [SYSTEM_NAMES[system]]
+        cells += ["failed", "-"] if p is None else [f"{p:.3f} s", f"{p / PEER_IDEAL_S:.2f}"]
+        if n is None:
+            cells += ["failed", "-", "-"]
+        else:
+            cells += [
+                f"{n:.2f} s",
+                f"{n / floor:.1f}" if floor else "-",
+                f"{n / ours:.2f}" if ours else "-",
+            ]
+        lines.append("| " + " | ".join(cells) + " |")
+    for shape in ("peer", "10k"):
+        for system, reason in results["shapes"][shape]["failed"].items():
+            lines.append(f"\n{shape}, {SYSTEM_NAMES[system]} failed: {reason}")
     return "\n".join(lines)
 
 
