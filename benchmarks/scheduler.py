@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+from pydantic import SecretStr
 
 from agents.actions import builtin_registry
 from agents.actions.sleep import run_sleep
@@ -135,11 +136,18 @@ class _NullSink:
 
 
 async def _run_plan(
-    plan: Plan, sinks: Sequence[EventSink], workdir: Path, silent: bool = False
+    plan: Plan,
+    sinks: Sequence[EventSink],
+    workdir: Path,
+    silent: bool = False,
+    redis_url: str | None = None,
 ) -> dict[str, float]:
-    """Run ``plan`` once as ``orchestrator run`` does (less its progress view); return the
-    seconds of construction and of the run (wall-clock, CPU, garbage collection)."""
-    settings = Settings(state_dir=workdir, redis_url=None)
+    """Run ``plan`` once as ``orchestrator run`` does (less its progress view), in-process
+    or with ``redis_url``'s coordinator; return the seconds of construction and of the run
+    (wall-clock, CPU, garbage collection)."""
+    settings = Settings(
+        state_dir=workdir, redis_url=SecretStr(redis_url) if redis_url is not None else None
+    )
     run_id = new_run_id()
     async with open_coordinator(settings) as coordinator:
         started = time.perf_counter()

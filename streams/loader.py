@@ -5,16 +5,23 @@ duplicate keys, unknown keys (with the allowed ones and a close match), wrong ty
 cross-reference checks of :mod:`streams.validation`. All problems are collected and raised
 together as one :class:`~foundation.errors.PlanInvalid`.
 
-Data is built by libyaml (C); positions come from a second, C-composed node tree walked once,
-so a 10,000-step plan loads in a fraction of a second.
+A plan is first read on a fast path that records no positions (libyaml's C parser and
+composer, plain data built straight from the node tree): most plans are valid, and a valid
+plan never needs a position. Only a plan with a problem, or with something the fast path
+leaves to the careful one (an alias, a merge key, a duplicate or non-scalar key, a rare
+tag, a value PyYAML cannot build), is read again with every position recorded, so every
+problem is still placed exactly. Positions of a valid YAML plan are composed on first use.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import gc
 import json
 import re
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +69,9 @@ class _CachingLoader(_Loader):  # type: ignore[misc]
 
     resolve = staticmethod(_resolve)
 
+
+# What PyYAML's safe constructors raise on values their resolvers let through.
+_BUILD_ERRORS = (ValueError, KeyError, TypeError, OverflowError, AttributeError, IndexError)
 
 _STR = "tag:yaml.org,2002:str"
 _MAP = "tag:yaml.org,2002:map"
@@ -171,8 +181,7 @@ class _Builder:
         refused here."""
         try:
             return self.loader.construct_object(node, deep=deep)
-        except (ValueError, KeyError, TypeError, OverflowError, AttributeError, IndexError) as exc:
-            # what PyYAML's safe constructors raise on values their resolvers let through
+        except _BUILD_ERRORS as exc:
             line, column = node.start_mark.line + 1, node.start_mark.column + 1
             if "integer string conversion" in str(exc):
                 raise _too_many_digits(self.label, line, column) from None
@@ -280,6 +289,142 @@ def _parse(text: str, label: str) -> tuple[Any, Positions, list[PlanProblem]]:
     return (data if label.endswith(".json") else built), builder.pos, builder.problems
 
 
+class _Slow(Exception):
+    """The fast path met something only the positioned path may judge."""
+
+
+class _Plain:
+    """Builds plain data from a node tree without positions, as :class:`_Builder` would;
+    raises :class:`_Slow` wherever :class:`_Builder` might report a problem."""
+
+    def __init__(self, loader: Any) -> None:
+        self.loader = loader
+        self.seen: set[int] = set()  # ids of the lists and mappings built so far
+        self.sizes: dict[int, tuple[int, int]] = {}  # measure's memo
+        self.expanded = 0  # values added by aliases
+        self.expanding = False  # inside an alias's expansion, which is counted already
+
+    def build(self, node: yaml.Node, depth: int) -> Any:
+        kind = type(node)
+        if kind is yaml.ScalarNode:
+            if node.tag == _STR:
+                return node.value
+            return self.loader.construct_object(node)
+        if depth >= MAX_DEPTH and node.value:
+            raise _Slow
+        if not self.expanding:
+            if id(node) in self.seen:  # an alias: counted, then expanded like _Builder
+                count, _ = measure(node, depth, "", self.sizes)
+                self.expanded += count
+                if self.expanded > MAX_ALIAS_VALUES:
+                    raise _Slow
+                self.expanding = True
+                try:
+                    return self._collection(node, kind, depth)
+                finally:
+                    self.expanding = False
+            self.seen.add(id(node))
+        return self._collection(node, kind, depth)
+
+    def _collection(self, node: yaml.Node, kind: type, depth: int) -> Any:
+        if kind is yaml.MappingNode and node.tag == _MAP:
+            result: dict[Any, Any] = {}
+            for key_node, value_node in node.value:
+                if type(key_node) is not yaml.ScalarNode or key_node.tag == _MERGE:
+                    raise _Slow
+                tag = key_node.tag
+                key = key_node.value if tag == _STR else self.loader.construct_object(key_node)
+                if key in result:
+                    raise _Slow  # a duplicate key: reported at its place
+                result[key] = self.build(value_node, depth + 1)
+            return result
+        if kind is yaml.SequenceNode and node.tag == _SEQ:
+            return [self.build(item, depth + 1) for item in node.value]
+        raise _Slow  # !!set, !!omap, a merge: bounded and placed by the positioned path
+
+
+def _fast_yaml(text: str) -> Any:
+    """The data of YAML ``text`` read without positions, or raise :class:`_Slow`."""
+    if too_many_values_at(text) is not None:
+        raise _Slow
+    loader = _CachingLoader(text)
+    try:
+        node = loader.get_single_node()
+        return None if node is None else _Plain(loader).build(node, 0)
+    except (yaml.YAMLError, Refused, RecursionError, *_BUILD_ERRORS) as exc:
+        raise _Slow from exc
+    finally:
+        loader.dispose()
+
+
+# The slots of Positions, under the properties that fill them on first use.
+_VALUES: Any = Positions.__dict__["values"]
+_KEYS: Any = Positions.__dict__["keys"]
+
+
+class _LazyPositions(Positions):
+    """Positions of a valid YAML plan, composed from its text on first use."""
+
+    __slots__ = ("_source",)
+
+    def __init__(self, text: str, label: str) -> None:
+        self._source: tuple[str, str] | None = None
+        super().__init__()
+        self._source = (text, label)
+
+    def _fill(self) -> None:
+        source, self._source = self._source, None
+        if source is not None:
+            with contextlib.suppress(PlanInvalid), _gc_paused():
+                _, pos, _ = _parse(*source)
+                _VALUES.__set__(self, pos.values)
+                _KEYS.__set__(self, pos.keys)
+
+    def _get_values(self) -> dict[Loc, tuple[int, int]]:
+        self._fill()
+        return _VALUES.__get__(self)  # type: ignore[no-any-return]
+
+    def _set_values(self, value: dict[Loc, tuple[int, int]]) -> None:
+        _VALUES.__set__(self, value)
+
+    def _get_keys(self) -> dict[Loc, tuple[int, int]]:
+        self._fill()
+        return _KEYS.__get__(self)  # type: ignore[no-any-return]
+
+    def _set_keys(self, value: dict[Loc, tuple[int, int]]) -> None:
+        _KEYS.__set__(self, value)
+
+    values = property(_get_values, _set_values)
+    keys = property(_get_keys, _set_keys)
+
+
+def _valid_yaml_plan(text: str, label: str, registry: ActionCatalog | None) -> Plan | None:
+    """The plan if the YAML text is valid, else None (the positioned path then says why)."""
+    try:
+        data = _fast_yaml(text)
+        plan = Plan.model_validate(data)
+    except (_Slow, ValidationError, RecursionError):
+        return None
+    if _too_deep_parameters(plan):
+        return None
+    return None if check_plan(plan, Positions(), label, registry) else plan
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """CPython's cyclic GC off while a plan loads: a plan's node tree and data are
+    hundreds of thousands of acyclic objects, and the collections they set off would
+    rescan them all, several times over (5x the composition's own cost for 10,000 steps).
+    Nothing is lost: cycles made meanwhile are collected after."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def load_plan_text(
     text: str, label: str = "<plan>", *, registry: ActionCatalog | None = None
 ) -> tuple[Plan, Positions]:
@@ -290,12 +435,23 @@ def load_plan_text(
     None they are not checked (:func:`agents.plans.load_plan_text` passes the built-in
     actions). Raises PlanInvalid.
     """
+    with _gc_paused():
+        return _load_plan_text(text, label, registry)
+
+
+def _load_plan_text(
+    text: str, label: str, registry: ActionCatalog | None
+) -> tuple[Plan, Positions]:
     if len(text) > MAX_PLAN_BYTES:
         raise PlanInvalid([too_big(label).problem])
     if label.endswith(".json"):
         valid = _valid_json_plan(text, label, registry)
         if valid is not None:
             return valid, Positions()
+    else:
+        valid = _valid_yaml_plan(text, label, registry)
+        if valid is not None:
+            return valid, _LazyPositions(text, label)
     data, pos, problems = _parse(text, label)
     if not isinstance(data, dict):
         problems.append(

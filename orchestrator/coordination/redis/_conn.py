@@ -90,22 +90,37 @@ def unavailable(
     )
 
 
+#: Connections of one asyncio client. Past it, a call waits for a free connection instead
+#: of failing (redis-py's plain pool raises "Too many connections" past 100, which a run of
+#: thousands of concurrently queued steps reaches): Redis runs one command at a time, so
+#: more connections would add no throughput.
+POOL_SIZE = 16
+
+#: The longest wait for a free connection. Each is held for one command, whose reply is
+#: bounded by the reply timeout; a wait this long means the pool is stuck, and the caller's
+#: retry-with-backoff takes over (it counts as Redis being unreachable).
+POOL_WAIT_S = 600.0
+
+
 def async_client(
     url: str, *, connect_timeout_s: float, reply_timeout_s: float | None
 ) -> redis.asyncio.Redis:
     """An asyncio client; it does not retry by itself, the caller owns retries and deadlines.
-
     ``reply_timeout_s=None`` is for blocking reads (BLPOP, XREAD BLOCK), whose callers put
-    their own deadline around each call.
+    their own deadline around each call. At most :data:`POOL_SIZE` connections; more
+    concurrent calls wait their turn.
     """
-    return redis.asyncio.Redis.from_url(
+    pool = redis.asyncio.BlockingConnectionPool.from_url(
         url,
+        max_connections=POOL_SIZE,
+        timeout=POOL_WAIT_S,
         decode_responses=True,
         socket_connect_timeout=connect_timeout_s,
         socket_timeout=reply_timeout_s,
         retry=redis.asyncio.retry.Retry(NoBackoff(), 0),
         client_name="orchestrator",
     )
+    return redis.asyncio.Redis.from_pool(pool)
 
 
 def sync_client(url: str, *, io_timeout_s: float) -> redis.Redis:

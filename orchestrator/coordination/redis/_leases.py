@@ -145,6 +145,11 @@ class LeaseTable:
             self.waiting[need.holder] = waiter
         return waiter
 
+    def knows(self, holder: str) -> bool:
+        """Whether ``holder`` waits or holds here."""
+        with self.lock:
+            return holder in self.waiting or holder in self.held
+
     def remove_waiter(self, waiter: Waiting) -> None:
         with self.lock:
             if self.waiting.get(waiter.need.holder) is waiter:

@@ -18,8 +18,8 @@ Keys, under the prefix ``{namespace}:`` (a hash tag: one cluster slot per namesp
     w         hash  waiter -> JSON {c, l, p: process, g: grant id, e: enqueued_us, cr, lab}
     q:<cls>   zset  waiter -> aged key (us): the class's queue
     qc        set   classes with waiters
-    gc        set   classes that ever had a holder (for snapshot usage counts)
-    caps      hash  class -> cap (-1: unlimited), as last asked for
+    caps      hash  class -> cap (-1: unlimited), as last asked for; its keys are every
+                    class that ever had a holder (snapshot's usage counts)
     safe      str   time (us) from which grants may be made (see ``grants_allowed``)
     in:<proc> list  grant notes for a process's waiters (its wake-up hint)
     s         hash  shared state: key -> "<version>:<writer nonce>:<JSON>"

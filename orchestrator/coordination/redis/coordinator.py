@@ -10,11 +10,12 @@ fencing token that increases per lock.
 How (details in :mod:`._scripts` and :mod:`._leases`):
 
 - Each acquire, release and renewal is one Lua script, one round trip; time is Redis's.
+  A need for a class without a cap and without locks makes none (:mod:`._local`).
 - Waiters queue in Redis. A grant made for another process's waiter is pushed to that
   process's inbox list, which it reads with a blocking pop: a release reaches the next
   waiter at once (a grant for a waiter of the releasing process comes back in the
-  release's own reply). The renewal heartbeat and a re-check when a blocking lease would
-  run out are the slow safety net for a lost wake-up.
+  release's own reply). The renewal heartbeat (it dispatches, every lease / 3) and each
+  waiter's re-check once a lease are the slow safety net for a lost wake-up.
 - Every grant is a lease of ``lease_s``, renewed by one thread per process while the event
   loop is alive. A holder whose lease lapses is told through ``grant.lost`` and a
   ``lock_lost`` log line before the lease ends in Redis. A killed process's grants expire
@@ -77,6 +78,7 @@ from orchestrator.coordination.redis._leases import (
     ServerClock,
     Waiting,
 )
+from orchestrator.coordination.redis._local import LocalGrants, is_local
 from orchestrator.coordination.redis._scripts import ACQUIRE, DROP, RENEW, SNAPSHOT, STATE_CAS
 from orchestrator.coordination.redis._state import RedisSharedState
 
@@ -94,8 +96,6 @@ _OUTAGE_GRACE_LEASES = 3
 _STOP_MARGIN_S = 1.0
 #: Bound of each best-effort write while leaving (waking the inbox, deleting it).
 _LEAVE_WRITE_S = 1.0
-#: A waiter re-checks this soon at the earliest, and this long after a blocking lease ends.
-_RECHECK_MIN_S, _RECHECK_AFTER_S = 0.01, 0.005
 
 _SCRIPTS = {
     "acquire": ACQUIRE,
@@ -146,7 +146,11 @@ class RedisCoordinator(RedisSharedState):
         self._outage_grace_s = (
             outage_grace_s if outage_grace_s is not None else _OUTAGE_GRACE_LEASES * lease_s
         )
-        self._recheck_s = lease_s / 2
+        # A waiter's own re-check is the last resort: the renewal thread heartbeats every
+        # waiter each lease / 3 in one script, which purges expired holders, dispatches and
+        # reports grants made meanwhile. (A re-check per waiter when a blocking lease would
+        # end made thousands of queued steps call Redis every few seconds each.)
+        self._recheck_s = lease_s
         self._proc = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self._inbox_key = self._prefix + "in:" + self._proc
         # Grant ids tell this acquire's queue entry from an earlier one of the same holder.
@@ -155,6 +159,7 @@ class RedisCoordinator(RedisSharedState):
         # The leading elements of every script's JSON argument (see _scripts).
         self._base: list[Any] = [self._prefix, self._proc, _us(lease_s), _us(starve_after_s)]
         self._table = LeaseTable(lease_s)
+        self._local = LocalGrants()
         self._clock = ServerClock()
         self._stack: contextlib.AsyncExitStack | None = None
         self._closing = False
@@ -261,6 +266,7 @@ class RedisCoordinator(RedisSharedState):
             ) from None
 
     async def _release_all(self) -> None:
+        self._local.clear()
         holds, waits = self._table.drain()
         for waiter in waits:  # an acquire still running sees the coordinator closing
             waiter.settle(GONE)
@@ -294,6 +300,12 @@ class RedisCoordinator(RedisSharedState):
         self, need: Need, *, timeout_s: float | None = None, on_blocked: OnBlocked | None = None
     ) -> Grant:
         self._require_open()
+        if is_local(need):  # nothing in Redis could make it wait: no round trip
+            if need.holder in self._local or self._table.knows(need.holder):
+                raise ValueError(f"holder {need.holder!r} already holds or waits")
+            return self._local.grant(need)
+        if need.holder in self._local:
+            raise ValueError(f"holder {need.holder!r} already holds or waits")
         waiter = self._table.add_waiter(need, f"{self._gid_prefix}{next(self._gids)}")
         started = time.monotonic()
         # A cancel scope costs more than the rest of an uncontended acquire: only if needed.
@@ -327,14 +339,9 @@ class RedisCoordinator(RedisSharedState):
                     if on_blocked is not None and not reported:
                         reported = True
                         on_blocked(replies.blockers(reply[2]))
-                    wait_s = self._recheck_s
-                    if int(reply[3]) >= 0:  # re-check just after a blocking lease ends
-                        wait_s = min(
-                            wait_s, max(_RECHECK_MIN_S, int(reply[3]) / 1e6 + _RECHECK_AFTER_S)
-                        )
                     if waiter.outcome is None:
                         waiter.event = event = anyio.Event()
-                        with anyio.move_on_after(wait_s):
+                        with anyio.move_on_after(self._recheck_s):
                             await event.wait()
         except TimeoutError:
             if isinstance(waiter.outcome, Granted):
@@ -356,6 +363,8 @@ class RedisCoordinator(RedisSharedState):
             self._table.remove_waiter(waiter)
 
     async def release(self, grant: Grant) -> None:
+        if not grant.leased and self._local.release(grant):
+            return
         held = self._table.pop_held(grant)
         if held is None:
             return  # released twice, or after the coordinator closed: harmless
@@ -371,7 +380,7 @@ class RedisCoordinator(RedisSharedState):
         script = functools.partial(self._scripts["snapshot"], keys=[self._route], args=[arg])
         _, reply = await self._call(script, grace_s=self._op_timeout_s)
         self._deliver_notes(reply[5])
-        return replies.snapshot(reply)
+        return self._local.merged(replies.snapshot(reply))
 
     # -- internals --------------------------------------------------------------------------
 

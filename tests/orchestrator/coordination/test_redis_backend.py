@@ -139,7 +139,8 @@ async def test_processes_share_caps_and_locks(open_coordinator: OpenCoordinator)
         with pytest.raises(LockWaitTimeout):  # ...and so is the lock
             await two.acquire(Need("p2/c", "cpu", None, ("db",)), timeout_s=0.3)
         with pytest.raises(ValueError, match="already holds or waits"):
-            await two.acquire(Need("p1/a", "cpu", None))  # holder names are global
+            # holder names are global (but for needs granted without Redis: _local)
+            await two.acquire(Need("p1/a", "cpu", 4))
         snap = await two.snapshot()
         assert [h.holder for h in snap.holders] == ["p1/a"]
         assert snap.class_usage["gpu"] == 1 and snap.fences["db"] == first.fences["db"]

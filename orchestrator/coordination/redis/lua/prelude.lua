@@ -106,7 +106,6 @@ local function grant(h, rec, queued)
   local expiry = NOW + LEASE
   redis.call('ZADD', P .. 'c:' .. rec.c, expiry, h)
   redis.call('ZADD', P .. 'x', expiry, 'h' .. h)
-  redis.call('SADD', P .. 'gc', rec.c)
   if USED[rec.c] ~= nil then USED[rec.c] = USED[rec.c] + 1 end
   redis.call('HSET', P .. 'h', h, cjson.encode(
     {c = rec.c, l = rec.l, f = fences, t = s(NOW), p = rec.p, g = rec.g, lab = rec.lab}))

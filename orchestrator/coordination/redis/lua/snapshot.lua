@@ -13,8 +13,9 @@ for _, item in ipairs(queued) do
   waiters[#waiters + 1] = item[1]
   waiters[#waiters + 1] = redis.call('HGET', P .. 'w', item[1])
 end
+-- Every class that ever had a holder had its cap written first (acquire.lua).
 local usage = {}
-for _, cls in ipairs(redis.call('SMEMBERS', P .. 'gc')) do
+for _, cls in ipairs(redis.call('HKEYS', P .. 'caps')) do
   usage[#usage + 1] = cls
   usage[#usage + 1] = redis.call('ZCARD', P .. 'c:' .. cls)
 end
