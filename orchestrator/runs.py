@@ -125,6 +125,8 @@ class RunRecorder:
     sharing the store never takes for one to resume.
     """
 
+    BATCH_INTERVAL_S = 0.2
+
     def __init__(self, run_id: str, timeout_s: float) -> None:
         self.run_id = run_id
         self.timeout_s = timeout_s
@@ -146,6 +148,8 @@ class RunRecorder:
             self._wake = anyio.Event()
             with anyio.CancelScope(shield=True):  # a batch taken is a batch written
                 await self.write()
+            # Batches of at least this long a stretch: no commit per event-loop tick.
+            await anyio.sleep(self.BATCH_INTERVAL_S)
 
     async def write(self) -> None:
         """Write every pending event now."""
