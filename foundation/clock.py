@@ -9,9 +9,10 @@ from datetime import UTC, datetime
 __all__ = ["utc_timestamp"]
 
 
-def utc_timestamp() -> str:
-    """Now as ``2026-11-21T16:15:00.123456Z``."""
-    now = time.time()
+def utc_timestamp(now: float | None = None) -> str:
+    """Now (or epoch seconds ``now``) as ``2026-11-21T16:15:00.123456Z``."""
+    if now is None:
+        now = time.time()
     second = int(now)
     micros = int((now - second) * 1_000_000)
     return f"{_second_prefix(second)}.{micros:06d}Z"

@@ -20,6 +20,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from orchestrator.events import call_soon as _call_soon
 from streams.durations import format_duration
 
 __all__ = [
@@ -96,7 +97,13 @@ class RunView:
     status: str = "running"
     streams: dict[str, StreamView] = field(default_factory=dict)
     agents: dict[str, AgentView] = field(default_factory=dict)
-    last_ts: float = 0.0
+    #: The last event's ``ts`` as written; parsed only when read (:attr:`last_ts`).
+    last_ts_text: str = ""
+
+    @property
+    def last_ts(self) -> float:
+        """The last event's time in epoch seconds (0 before any)."""
+        return _parse_ts(self.last_ts_text) if self.last_ts_text else 0.0
 
     def _agent_step(self, event: Mapping[str, Any]) -> tuple[AgentView, str] | None:
         name = event.get("agent")
@@ -133,8 +140,9 @@ class RunView:
 
     def apply(self, event: Mapping[str, Any]) -> None:
         name = event.get("event")
-        if "ts" in event:
-            self.last_ts = _parse_ts(str(event["ts"]))
+        ts = event.get("ts")
+        if ts is not None:
+            self.last_ts_text = str(ts)
         self._apply_agent(name, event)
         if name == "run_started":
             self.run_id = str(event.get("run_id", ""))
@@ -257,6 +265,7 @@ class PlainProgress:
     def __init__(self, out: TextIO) -> None:
         self.view = RunView()
         self._out = out
+        self._flush_pending = False
 
     def __enter__(self) -> PlainProgress:
         return self
@@ -269,7 +278,16 @@ class PlainProgress:
         line = self._line(event)
         if line:
             self._out.write(line + "\n")
-            self._out.flush()
+            # Flushed once per event-loop tick (at once outside a loop), not once per line.
+            if not self._flush_pending:
+                if _call_soon(self._flush):
+                    self._flush_pending = True
+                else:
+                    self._out.flush()
+
+    def _flush(self) -> None:
+        self._flush_pending = False
+        self._out.flush()
 
     def _line(self, e: Mapping[str, Any]) -> str | None:
         name = e.get("event")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import gc
 import secrets
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,14 +30,17 @@ from orchestrator.event_relay import EventRelay, relay_for
 from orchestrator.events import Durability, EventLog, EventSink, Redactor
 from orchestrator.scheduler import PriorState, RunResult, Scheduler, SchedulerConfig
 from orchestrator.settings import Settings
-from orchestrator.store import RunRecord, open_store
+from orchestrator.store import RunRecord, RunStore, open_store
 from streams.model import Plan
 
 __all__ = [
+    "IN_PROCESS_ORIGIN",
     "AssembledRun",
+    "RunRecorder",
     "assemble_run",
     "events_path_for",
     "execute_plan",
+    "freeze_loaded",
     "new_run_id",
     "open_coordinator",
     "record_run",
@@ -63,6 +66,15 @@ def tune_gc() -> None:
     collections -> 0). Collections still happen, less often; peak RSS moved by +1 MiB.
     """
     gc.set_threshold(*GC_THRESHOLDS)
+
+
+def freeze_loaded() -> None:
+    """Move everything alive now (the imported modules, the loaded plan) out of the
+    collector's sight: later collections, and the interpreter's teardown, skip it. Call
+    once the plan is loaded and before the run starts; only where the process runs one
+    plan and then exits (``orchestrator run``), never in the daemon."""
+    gc.collect()
+    gc.freeze()
 
 
 def new_run_id() -> str:
@@ -98,24 +110,86 @@ async def open_coordinator(settings: Settings) -> AsyncIterator[Coordinator]:
     yield InProcessCoordinator(aging_s=settings.aging_s, starve_after_s=settings.starve_after_s)
 
 
+#: Marks a run recorded by ``orchestrator run``: a daemon never resumes it (see
+#: ``RunStore.unfinished_runs``), since the process that runs it may still be running.
+IN_PROCESS_ORIGIN = "orchestrator run"
+
+
+class RunRecorder:
+    """An :class:`EventSink` that stores an in-process run's events while it runs, a batch
+    at a time (whatever was emitted since the last write), as the daemon would have.
+
+    A store that cannot be reached costs the history, not the run: it is logged once
+    (``run_not_recorded``) and the rest of the run's events are dropped (the events file
+    still has all). The run is stored with origin ``orchestrator run``, which a daemon
+    sharing the store never takes for one to resume.
+    """
+
+    BATCH_INTERVAL_S = 0.2
+
+    def __init__(self, run_id: str, timeout_s: float) -> None:
+        self.run_id = run_id
+        self.timeout_s = timeout_s
+        self.failed = False
+        self.store: RunStore | None = None  # set once the run is created in it
+        self._pending: list[Mapping[str, Any]] = []
+        self._wake = anyio.Event()
+
+    def emit(self, event: Mapping[str, Any]) -> None:
+        if not self.failed:
+            self._pending.append(event)
+            self._wake.set()
+
+    async def write_forever(self) -> None:
+        """Write what is pending, batch by batch, until cancelled (a task of the caller's
+        for the run's length)."""
+        while True:
+            await self._wake.wait()
+            self._wake = anyio.Event()
+            with anyio.CancelScope(shield=True):  # a batch taken is a batch written
+                await self.write()
+            # Batches of at least this long a stretch: no commit per event-loop tick.
+            await anyio.sleep(self.BATCH_INTERVAL_S)
+
+    async def write(self) -> None:
+        """Write every pending event now."""
+        store = self.store
+        while store is not None and self._pending and not self.failed:
+            batch, self._pending = self._pending, []
+            try:
+                with anyio.fail_after(self.timeout_s):
+                    await store.append_events(self.run_id, batch)
+            except (OrchestratorError, TimeoutError) as exc:
+                self._fail(exc)
+
+    def _fail(self, exc: BaseException) -> None:
+        self.failed = True
+        self._pending = []
+        _log.warning("run_not_recorded", run_id=self.run_id, error=str(exc))
+
+
+@asynccontextmanager
 async def record_run(
     settings: Settings,
     plan: Plan,
     plan_text: str,
     workdir: Path,
     run_id: str,
-    events: Sequence[Mapping[str, Any]],
     timeout_s: float = 30.0,
-) -> None:
-    """Store a finished in-process run and its events, as the daemon would have.
+) -> AsyncIterator[RunRecorder]:
+    """Store an in-process run and its events while it runs, into the daemon's store.
 
-    Written once at the end, never while running: a daemon sharing the store must not take
-    a run that this process is still running for one to resume. A store that cannot be
-    reached costs the history, not the run: it is logged (the events file still has all).
+    Yields the sink to give the run, whose :meth:`RunRecorder.write_forever` the caller
+    runs as a task meanwhile; on exit, what is left is written (shielded, each batch
+    within ``timeout_s``). A store that cannot be reached is logged and otherwise ignored.
     """
-    try:
-        with anyio.fail_after(timeout_s):
-            async with open_store(settings.store_url(), state_dir=settings.state_dir) as store:
+    recorder = RunRecorder(run_id, timeout_s)
+    async with AsyncExitStack() as stack:
+        try:
+            with anyio.fail_after(timeout_s):
+                store = await stack.enter_async_context(
+                    open_store(settings.store_url(), state_dir=settings.state_dir)
+                )
                 await store.create_run(
                     RunRecord(
                         run_id=run_id,
@@ -123,12 +197,19 @@ async def record_run(
                         plan_source=plan_text,
                         workdir=workdir,
                         status=RunStatus.RUNNING,
-                        options={"origin": "orchestrator run"},
+                        options={"origin": IN_PROCESS_ORIGIN},
                     )
                 )
-                await store.append_events(run_id, list(events))
-    except (OrchestratorError, TimeoutError) as exc:
-        _log.warning("run_not_recorded", run_id=run_id, error=str(exc))
+        except (OrchestratorError, TimeoutError) as exc:
+            recorder._fail(exc)
+            yield recorder
+            return
+        recorder.store = store
+        try:
+            yield recorder
+        finally:
+            with anyio.CancelScope(shield=True):
+                await recorder.write()
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,11 +20,12 @@ from foundation.errors import ConfidenceTooLow, OrchestratorError, UsageError
 from foundation.status import ExitCode
 from orchestrator import analysis
 from orchestrator.cli._common import fail, history_option, settings_of, state_dir_option
-from orchestrator.events import JsonlSink, MemorySink
+from orchestrator.events import JsonlSink
 from orchestrator.progress import progress_sink
 from orchestrator.runs import (
     events_path_for,
     execute_plan,
+    freeze_loaded,
     new_run_id,
     open_coordinator,
     record_run,
@@ -73,6 +74,7 @@ def run(
         plan = load_plan(plan_file)
     except OrchestratorError as exc:
         fail(exc)
+    freeze_loaded()
     if plan.min_confidence is not None and not force:
         try:
             problems = anyio.run(_confidence_problems, settings, plan, history_scope)
@@ -125,12 +127,14 @@ async def _run(
     sink = JsonlSink(path)
     if sink.error is not None:  # it never raises; here, before anything runs, refuse
         raise UsageError(f"cannot write the event file {path}: {sink.error.strerror}")
-    kept = MemorySink()
     progress = progress_sink(console, sys.stdout, plain=plain)
     result: RunResult | None = None
     interrupts = _Interrupts()
     try:
+        # Into the same store as the daemon's, while it runs, so history and evidence grow
+        # either way.
         async with (
+            record_run(settings, plan, plan_text, workdir, run_id) as recorder,
             open_containment(settings.state_dir),
             open_coordinator(settings) as coordinator,
             anyio.create_task_group() as tg,
@@ -138,6 +142,7 @@ async def _run(
             # The watcher lives outside the scope it cancels: it hears the second Ctrl-C.
             run_scope = anyio.CancelScope()
             tg.start_soon(interrupts.watch, run_scope)
+            tg.start_soon(recorder.write_forever)
             with run_scope, progress:
                 result = await execute_plan(
                     plan,
@@ -145,16 +150,13 @@ async def _run(
                     settings=settings,
                     coordinator=coordinator,
                     registry=builtin_registry(),
-                    sinks=[sink, progress, kept],
+                    sinks=[sink, progress, recorder],
                     workdir=workdir,
                     on_scheduler=interrupts.attach,
                 )
             tg.cancel_scope.cancel()
     finally:
         sink.close()
-        # Into the same store as the daemon's, so history and evidence grow either way.
-        with anyio.CancelScope(shield=True):
-            await record_run(settings, plan, plan_text, workdir, run_id, kept.events)
     if result is not None and result.status is RunStatus.CANCELLED:
         return None
     return result

@@ -111,6 +111,16 @@ class InProcessCoordinator:
         if need.holder in self._held or need.holder in self._waiting:
             raise ValueError(f"holder {need.holder!r} already holds or waits")
         now = anyio.current_time()
+        if need.cap is None and not need.locks:
+            # An unlimited class and no lock: nothing anyone waits for can stand in the way
+            # (a starving waiter reserves only slots and locks), so it is granted without
+            # queueing, and without a dispatch pass.
+            self._caps[need.resource_class] = None
+            grant = Grant(need=need, fences={}, lost=anyio.Event())
+            self._class_count[need.resource_class] += 1
+            self._class_holders.setdefault(need.resource_class, {})[need.holder] = None
+            self._held[need.holder] = _Held(grant, now)
+            return grant
         waiter = _Waiter(
             need=need,
             key=aged_key(now, need.priority, need.age_credit_s, self._aging_s),
@@ -234,7 +244,9 @@ class InProcessCoordinator:
         for lock in grant.need.locks:
             if self._lock_owner.get(lock) == grant.need.holder:
                 del self._lock_owner[lock]
-        self._dispatch()
+        queue = self._queues.get(grant.need.resource_class)
+        if grant.need.locks or grant.need.cap is not None or (queue and queue.waiters):
+            self._dispatch()  # else: an unlimited slot without locks frees nothing
 
     def _grant(self, waiter: _Waiter, now: float) -> None:
         need = waiter.need

@@ -40,8 +40,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import orjson
-
+from orchestrator.events import EventRecord, event_line
 from orchestrator.store.base import FINISHED_STATUSES
 from orchestrator.store.errors import StoreError
 
@@ -196,8 +195,12 @@ def parse_events(where: str, run_id: str, events: Sequence[Mapping[str, Any]]) -
         elif name == "run_finished" and event.get("status") not in FINISHED_STATUSES:
             problem = f"run_finished needs a status in {', '.join(FINISHED_STATUSES)}"
         if not problem:
+            # An EventLog's record knows its time and its JSON line: neither is made again.
+            record = event if isinstance(event, EventRecord) else None
             try:
-                stamp = parse_ts(ts) if isinstance(ts, str) else None
+                stamp = record.at if record is not None else None
+                if stamp is None:
+                    stamp = parse_ts(ts) if isinstance(ts, str) else None
             except ValueError:
                 stamp = None
             if stamp is None:
@@ -209,8 +212,12 @@ def parse_events(where: str, run_id: str, events: Sequence[Mapping[str, Any]]) -
                 "append events as orchestrator.events.EventLog emits them",
             )
         assert isinstance(seq, int) and isinstance(name, str) and stamp is not None
-        body = event if event.get("run_id") == run_id else {**event, "run_id": run_id}
-        text = orjson.dumps(body, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+        if event.get("run_id") == run_id:
+            body = event
+            text = event_line(event)
+        else:
+            body = {**event, "run_id": run_id}
+            text = event_line(body)
         parsed[seq] = ParsedEvent(seq, stamp, name, body, text)
     return [parsed[seq] for seq in sorted(parsed)]
 

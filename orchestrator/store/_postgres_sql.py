@@ -139,7 +139,10 @@ LIST_RUNS = (
     "ORDER BY created_at DESC, run_id DESC LIMIT $2"
 )
 UNFINISHED_RUNS = (
-    f"SELECT {RUN_COLUMNS} FROM runs WHERE status = ANY($1::text[]) ORDER BY created_at, run_id"
+    f"SELECT {RUN_COLUMNS} FROM runs WHERE status = ANY($1::text[]) "
+    # Runs that ``orchestrator run`` records while it runs are never a daemon's to resume.
+    "AND COALESCE(options->>'origin', '') <> 'orchestrator run' "
+    "ORDER BY created_at, run_id"
 )
 STREAMS = (
     "SELECT run_id, stream, status, reason, started_at, finished_at FROM streams "

@@ -91,6 +91,8 @@ WHERE run_id = :run_id
 """
 GET_RUN = f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id = ?"
 LIST_RUNS = f"SELECT {RUN_COLUMNS} FROM runs"
+#: Runs that ``orchestrator run`` records while it runs are never a daemon's to resume.
+NOT_IN_PROCESS = "COALESCE(json_extract(options, '$.origin'), '') <> 'orchestrator run'"
 STREAMS = (
     "SELECT run_id, stream, status, reason, started_at, finished_at FROM streams "
     "WHERE run_id = ? ORDER BY position, stream"

@@ -186,7 +186,8 @@ class RunStore(Protocol):
 
     async def unfinished_runs(self) -> list[RunRecord]:
         """Runs still ``queued`` or ``running``, oldest first: what a restarted daemon
-        must resume or mark ``interrupted``."""
+        must resume or mark ``interrupted``. Runs recorded by ``orchestrator run`` (origin
+        ``orchestrator run``, stored while that process runs them) are never listed."""
         ...
 
     async def get_streams(self, run_id: str) -> list[StreamRecord]:

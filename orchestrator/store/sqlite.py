@@ -174,7 +174,10 @@ class SqliteStore:
 
     async def unfinished_runs(self) -> list[RunRecord]:
         marks = ", ".join("?" * len(UNFINISHED_STATUSES))
-        query = f"{sql.LIST_RUNS} WHERE status IN ({marks}) ORDER BY created_at, run_id"
+        query = (
+            f"{sql.LIST_RUNS} WHERE status IN ({marks}) AND {sql.NOT_IN_PROCESS} "
+            "ORDER BY created_at, run_id"
+        )
         rows = await self._call(_query, query, UNFINISHED_STATUSES)
         return [run_record(row, _ts) for row in rows]
 
