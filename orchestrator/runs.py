@@ -7,7 +7,6 @@ from the settings, bind an event log to the run's sinks and hand them to the sch
 from __future__ import annotations
 
 import functools
-import gc
 import secrets
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -23,6 +22,7 @@ from foundation.errors import OrchestratorError
 from orchestrator.coordination import Coordinator, InProcessCoordinator
 from orchestrator.event_relay import EventRelay
 from orchestrator.events import EventLog, EventSink, Redactor
+from orchestrator.gc_tuning import tune_gc
 from orchestrator.scheduler import RunResult, Scheduler, SchedulerConfig
 from orchestrator.settings import Settings
 from orchestrator.store import RunRecord, open_store
@@ -39,23 +39,6 @@ __all__ = [
 ]
 
 _log = structlog.get_logger("orchestrator.runs")
-
-
-#: CPython's defaults are (700, 10, 10); see tune_gc.
-GC_THRESHOLDS = (50_000, 20, 20)
-
-
-def tune_gc() -> None:
-    """Make full garbage collections rare in this process; idempotent, call at start.
-
-    Loading a plan builds a node tree of every value in the file, and a run holds every
-    queued step's task, coroutine frames, need and bound event context at once: with
-    CPython's default thresholds each quarter of growth of that long-lived heap triggers a
-    full collection that rescans all of it. In benchmarks/scheduler.py (10,000 steps) that
-    was 60% of load_plan on YAML (1.5 s -> 0.6 s) and 40% of a run's CPU (5 full
-    collections -> 0). Collections still happen, less often; peak RSS moved by +1 MiB.
-    """
-    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def new_run_id() -> str:

@@ -19,7 +19,6 @@ from rich.table import Table
 
 from orchestrator.cli._common import json_option, run_client, socket_option
 from orchestrator.daemon.client import ControlClient
-from orchestrator.progress import progress_sink
 
 __all__ = ["agents", "cancel", "locks", "status", "submit", "watch"]
 
@@ -83,6 +82,8 @@ def submit(
 @click.option("--plain", is_flag=True, help="Plain lines even on a terminal.")
 def watch(run_id: str, socket_path: Path | None, as_json: bool, plain: bool) -> None:
     """Follow RUN_ID live: one row per stream (or its events as JSON lines)."""
+    from orchestrator.progress import progress_sink  # the plan's models: only watch needs them
+
     console = Console()
 
     async def go(client: ControlClient) -> int:
