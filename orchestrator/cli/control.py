@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
+from contextlib import aclosing
 from pathlib import Path
 from typing import Any
 
@@ -66,9 +67,12 @@ def submit(
         if not wait:
             return 0
         status = "unknown"
-        async for event in client.subscribe(run_id, from_start=True):
-            if event.get("event") == "run_finished":
-                status = str(event.get("status"))
+        # Done at run_finished (stored before it is sent): not after the daemon's wrap-up.
+        async with aclosing(client.subscribe(run_id, from_start=True)) as events:
+            async for event in events:
+                if event.get("event") == "run_finished":
+                    status = str(event.get("status"))
+                    break
         click.echo(f"run {run_id}: {status}", err=True)
         return _EXIT.get(status, 1)
 
