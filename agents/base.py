@@ -15,7 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-__all__ = ["ActionContext", "ActionResult", "Evidence", "SharedState", "UndoRecord"]
+__all__ = [
+    "ActionContext",
+    "ActionResult",
+    "Evidence",
+    "SharedState",
+    "UndoRecord",
+    "Usage",
+]
 
 
 class SharedState(Protocol):
@@ -86,10 +93,38 @@ class UndoRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class Usage:
+    """What a step cost in model calls: tokens in and out and the number of requests. Zero
+    for built-in actions and external processes; LLM drivers fill it in."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    requests: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.input_tokens + other.input_tokens,
+            self.output_tokens + other.output_tokens,
+            self.requests + other.requests,
+        )
+
+    def __bool__(self) -> bool:
+        return bool(self.input_tokens or self.output_tokens or self.requests)
+
+    def as_event(self) -> dict[str, int]:
+        return {
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "requests": self.requests,
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class ActionResult:
     """What an action did: ``summary`` in one line, a bounded ``output`` excerpt, the
     ``metrics`` it measured (name -> number or string), the ``evidence`` it collected,
-    how to ``undo`` its change (None: nothing to undo) and extra ``details``."""
+    how to ``undo`` its change (None: nothing to undo), extra ``details`` and the model
+    ``usage`` it cost (zero unless an LLM driver performed it)."""
 
     ok: bool
     summary: str
@@ -101,3 +136,4 @@ class ActionResult:
     evidence: tuple[Evidence, ...] = ()
     undo: UndoRecord | None = None
     details: Mapping[str, Any] = field(default_factory=dict)
+    usage: Usage = field(default_factory=Usage)

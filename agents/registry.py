@@ -3,6 +3,10 @@
 Plans name actions; validation checks each step's ``with:`` against the action's pydantic
 parameters model before anything runs, and the scheduler calls the function with the parsed
 parameters. An agent may only run the actions its ``can`` list allows (checked at validation).
+
+An action may also say which resources one call touches (``resources(params)``: lock names
+such as ``file:<relative path>`` or ``docker:<container>``), so that an agent's individual
+tool calls can be locked (see :mod:`agents.tools.gate`).
 """
 
 from __future__ import annotations
@@ -16,19 +20,27 @@ from pydantic import BaseModel
 from agents.base import ActionContext, ActionResult
 from foundation.errors import UnknownAction
 
-__all__ = ["ActionDef", "ActionFunc", "ActionRegistry"]
+__all__ = ["ActionDef", "ActionFunc", "ActionRegistry", "ResourcesFunc"]
 
 ActionFunc = Callable[[ActionContext, Any], Awaitable[ActionResult]]
+#: The resources one call with these (validated) parameters touches.
+ResourcesFunc = Callable[[Any], list[str]]
 
 
 @dataclass(frozen=True, slots=True)
 class ActionDef:
-    """A registered action. ``params`` validates the step's ``with:`` mapping."""
+    """A registered action. ``params`` validates the step's ``with:`` mapping;
+    ``resources`` (optional) names the resources one call touches."""
 
     name: str
     params: type[BaseModel]
     run: ActionFunc
     summary: str = ""
+    resources: ResourcesFunc | None = None
+
+    def resources_of(self, params: BaseModel) -> list[str]:
+        """The resources a call with ``params`` touches (none when the action says none)."""
+        return [] if self.resources is None else self.resources(params)
 
 
 class ActionRegistry(Mapping[str, ActionDef]):
@@ -38,14 +50,18 @@ class ActionRegistry(Mapping[str, ActionDef]):
         self._actions: dict[str, ActionDef] = {}
 
     def register(
-        self, name: str, params: type[BaseModel], summary: str = ""
+        self,
+        name: str,
+        params: type[BaseModel],
+        summary: str = "",
+        resources: ResourcesFunc | None = None,
     ) -> Callable[[ActionFunc], ActionFunc]:
         """Register the decorated function as action ``name``."""
 
         def decorate(func: ActionFunc) -> ActionFunc:
             if name in self._actions:
                 raise ValueError(f"action {name!r} registered twice")
-            self._actions[name] = ActionDef(name, params, func, summary)
+            self._actions[name] = ActionDef(name, params, func, summary, resources)
             return func
 
         return decorate

@@ -4,7 +4,7 @@
 them in the declared priority order until the Markdown fits the agent's token limit
 (:mod:`.builder`), and returns an :class:`AgentPackage` with its exact size for a pluggable
 :class:`Tokenizer` (offline cl100k_base by default), its cut list and SHA-256
-(:mod:`.package`). Secrets in step parameters are masked (:mod:`foundation.masking`).
+(:mod:`.package`). Secrets in step parameters are masked (:mod:`foundation.secrets`).
 
 Owns building, sizing, cutting and rendering those packages and the tokenizer seam. Must
 not import ``orchestrator`` or ``agents`` (they import it); may import ``streams`` (the plan
@@ -41,7 +41,7 @@ from context_packages.sections import (
     package_header,
 )
 from context_packages.tokenizer import CL100K_BASE, TiktokenTokenizer, Tokenizer, cl100k_base
-from foundation.masking import MASK, is_secret_name, mask_secrets, mask_text
+from foundation.secrets import MASK, is_secret_name, mask_secrets, mask_text
 
 __all__ = [
     "CL100K_BASE",

@@ -30,7 +30,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from foundation.masking import mask_secrets
+from foundation.secrets import mask_secrets
 from streams.durations import format_duration
 from streams.model import AgentSpec, Plan, StepSpec, StreamSpec, UndoSpec
 from streams.validation import effective_needs
@@ -164,6 +164,11 @@ class _Material:
             + (", ".join(s.id for s in self.served) if self.served else "none"),
         ]
         return Section("Role and Scope", "\n".join(lines), CutPriority.REQUIRED)
+
+    def own_instructions(self) -> Section | None:
+        """The agent's own instructions (an agents_from definition's Markdown body)."""
+        text = (self.spec.instructions or "").strip()
+        return Section("Your Instructions", text, CutPriority.INSTRUCTIONS) if text else None
 
     def streams(self) -> Section | None:
         blocks = []
@@ -402,6 +407,7 @@ def gather_sections(plan: Plan, agent: str) -> tuple[Section, ...]:
     candidates = [
         material.overview(),
         material.role_and_scope(),
+        material.own_instructions(),
         material.streams(),
         material.steps(),
         material.dependencies(),

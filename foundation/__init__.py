@@ -1,7 +1,7 @@
 """The shared base every other package may import: errors, secrets, time.
 
 Owns the one exception tree (:mod:`foundation.errors`), the one definition of what is secret
-and how it is masked (:mod:`foundation.secrets`) and the project's timestamps
+and how it is masked (:mod:`foundation.secrets`, a small sub-package) and the project's timestamps
 (:mod:`foundation.clock`).
 
 Must not import anything of the project (``orchestrator``, ``agents``, ``context_packages``,

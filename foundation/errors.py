@@ -11,11 +11,15 @@ structured fields and build their own message, which names the place and the fix
     ├── ConfidenceTooLow            a run refused: predicted success below min_confidence
     ├── CoordinationError
     │   ├── LockWaitTimeout         a need was not granted within its lock_timeout
-    │   ├── LockLost                a lease ran out before it was renewed
+    │   │   └── GpuWaitTimeout      (agents.gpus) too few GPUs came free within it
+    │   ├── LockLost                a lease ran out before it was renewed: the attempt stopped
     │   └── CoordinatorUnavailable  the coordination backend cannot be reached
     ├── ActionError
-    │   ├── ActionFailed            an action ran and reported failure
+    │   ├── ActionFailed            an action ran and reported failure (retryable or not)
     │   └── UnknownAction           a plan names an action nobody registered
+    ├── GpuError                    (agents.gpus) a GPU step cannot start
+    │   ├── GpuUnavailable          no GPU can be read or used here
+    │   └── GpuRequestTooLarge      a step asks for more GPUs than the machine has
     ├── ContextPackageError         (context_packages.errors)
     │   ├── UnknownAgent            no such agent in the plan
     │   ├── PackageTooLarge         even the minimal package exceeds the limit
@@ -23,17 +27,23 @@ structured fields and build their own message, which names the place and the fix
     ├── StoreError                  (orchestrator.store.errors) the run store failed
     │   └── StoreUnavailable        it cannot be reached or answer in time
     │       └── DiskFull            its disk is full; writes succeed again once space is freed
-    └── GateSyntaxError             (streams.gates) a gate criterion does not parse
+    └── GateSyntaxError             (streams._gate_grammar) a gate criterion does not parse
+
+A class is defined in this module unless a module is named in parentheses (which then holds
+its subclasses too). ``tests/foundation/test_errors.py`` keeps this drawing true: it imports
+every package and compares it with the real classes, both ways.
 
 A traceback reaching the user is a bug: the CLI prints ``str(error)`` for these and exits
-with the code the error class declares.
+with the code the error class declares (:class:`foundation.status.ExitCode`, the one map).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from foundation.status import ExitCode
 
 __all__ = [
     "ActionError",
@@ -57,7 +67,7 @@ __all__ = [
 class OrchestratorError(Exception):
     """Base of every error the orchestrator raises on purpose."""
 
-    exit_code: int = 1
+    exit_code: int = ExitCode.FAILED
 
 
 def first_orchestrator_error(exc: BaseException) -> OrchestratorError | None:
@@ -91,7 +101,7 @@ class PlanProblem:
 class PlanInvalid(OrchestratorError):
     """A plan file could not be loaded or failed validation; ``problems`` lists each one."""
 
-    exit_code = 2
+    exit_code = ExitCode.INVALID
 
     def __init__(self, problems: Sequence[PlanProblem]) -> None:
         self.problems = tuple(sorted(problems, key=lambda p: (p.path, p.line, p.column)))
@@ -109,7 +119,7 @@ class PlanInvalid(OrchestratorError):
 class UsageError(OrchestratorError):
     """A command line or setting that cannot be acted on."""
 
-    exit_code = 2
+    exit_code = ExitCode.INVALID
 
 
 class ConfidenceTooLow(OrchestratorError):
@@ -117,13 +127,13 @@ class ConfidenceTooLow(OrchestratorError):
     ``min_confidence``. Its own exit code (4), so scripts can tell "refused by the
     prediction" from "invalid plan" (2); ``--force`` runs it anyway."""
 
-    exit_code = 4
+    exit_code = ExitCode.REFUSED
 
 
 class DaemonUnavailable(OrchestratorError):
     """Nothing usable answers on the control socket at ``socket``."""
 
-    exit_code = 3
+    exit_code = ExitCode.UNAVAILABLE
 
     def __init__(self, socket: str, reason: str) -> None:
         self.socket = socket
@@ -146,7 +156,7 @@ class DaemonError(OrchestratorError):
         if code == 1006:
             self.exit_code = ConfidenceTooLow.exit_code
         else:
-            self.exit_code = 2 if code == 1001 else 1
+            self.exit_code = ExitCode.INVALID if code == 1001 else ExitCode.FAILED
 
 
 class CoordinationError(OrchestratorError):
@@ -167,13 +177,23 @@ class LockWaitTimeout(CoordinationError):
 
 
 class LockLost(CoordinationError):
-    """A lease on ``resource`` (granted with fencing token ``fence``) expired unrenewed."""
+    """The lease on ``resources`` (each lock with its fencing token, None for a class slot)
+    was not renewed in time, so the holder was stopped: the step runner raises it when a
+    leased grant is lost during an attempt. The message starts with ``lock_lost:``, the
+    reason the attempt's ``step_finished`` event carries."""
 
-    def __init__(self, resource: str, fence: int, reason: str = "lease expired") -> None:
-        self.resource = resource
-        self.fence = fence
+    def __init__(
+        self, resources: Mapping[str, int | None], reason: str = "lease not renewed in time"
+    ) -> None:
+        self.resources = dict(resources)
         self.reason = reason
-        super().__init__(f"lost lock on {resource!r} (fence {fence}): {reason}")
+        held = ", ".join(
+            f"{r} (fence {f})" if f is not None else r for r, f in self.resources.items()
+        )
+        super().__init__(
+            f"lock_lost: the lease on {held or 'its slot'} was not kept ({reason}); the step "
+            "was stopped (its processes ended) before the lease could pass to another holder"
+        )
 
 
 class CoordinatorUnavailable(CoordinationError):
@@ -192,11 +212,16 @@ class ActionError(OrchestratorError):
 
 
 class ActionFailed(ActionError):
-    """An action ran and failed; ``reason`` says why in words a user can act on."""
+    """An action ran and failed; ``reason`` says why in words a user can act on.
 
-    def __init__(self, action: str, reason: str) -> None:
+    ``retryable=False`` says that another attempt cannot help (a 4xx answer to a request the
+    plan wrote, a missing variable): the step runner then fails the step at once instead of
+    spending its ``retries``."""
+
+    def __init__(self, action: str, reason: str, *, retryable: bool = True) -> None:
         self.action = action
         self.reason = reason
+        self.retryable = retryable
         super().__init__(f"action {action!r} failed: {reason}")
 
 

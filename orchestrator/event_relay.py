@@ -8,19 +8,36 @@ process sharing the namespace can follow (``follow_events``), from the start or 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import anyio
 import structlog
 
 from foundation.errors import OrchestratorError
 
-__all__ = ["EventRelay"]
+__all__ = ["EventRelay", "EventStream", "relay_for"]
 
 _log = structlog.get_logger("orchestrator.relay")
 
 Writer = Callable[[Mapping[str, Any]], Awaitable[Any]]
+
+
+@runtime_checkable
+class EventStream(Protocol):
+    """An optional capability of a coordination backend: a shared stream of each run's
+    events (``RedisCoordinator`` has one; the in-process coordinator does not)."""
+
+    async def append_event(self, run_id: str, event: Mapping[str, Any]) -> Any: ...
+
+
+def relay_for(backend: object, run_id: str) -> EventRelay | None:
+    """A relay of ``run_id``'s events into ``backend``'s :class:`EventStream`, or None when
+    the backend has none."""
+    if not isinstance(backend, EventStream):
+        return None
+    return EventRelay(functools.partial(backend.append_event, run_id))
 
 
 class EventRelay:

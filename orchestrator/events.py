@@ -16,7 +16,7 @@ from __future__ import annotations
 import errno
 import itertools
 from collections import deque
-from collections.abc import Iterable, Mapping, MutableMapping, Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
 from pathlib import Path
 from typing import IO, Any, Protocol
 
@@ -24,7 +24,7 @@ import orjson
 import structlog
 
 from foundation.clock import utc_timestamp
-from foundation.secrets import remember_secrets
+from foundation.secrets import Redactor
 
 __all__ = [
     "Durability",
@@ -133,42 +133,6 @@ class MemorySink:
 
     def emit(self, event: Mapping[str, Any]) -> None:
         self.events.append(dict(event))
-
-
-class Redactor:
-    """Replaces every known secret value inside strings with ``***``: the one masking path
-    of a run's events (file, store, Redis stream, subscribers). :meth:`add` teaches it the
-    secrets of a step's environment before the step runs (see :mod:`foundation.secrets`).
-    """
-
-    def __init__(self, secrets: Iterable[str] = ()) -> None:
-        self._secrets: list[str] = []
-        self.add(secrets)
-
-    def add(self, secrets: Iterable[str | None]) -> None:
-        """Mask these values too, from now on (and in the diagnostic log)."""
-        new = {s for s in secrets if s and len(s) >= 3} - set(self._secrets)
-        if new:
-            remember_secrets(new)
-            self._secrets = sorted({*self._secrets, *new}, key=len, reverse=True)
-
-    def __bool__(self) -> bool:
-        return bool(self._secrets)
-
-    def text(self, value: str) -> str:
-        for secret in self._secrets:
-            if secret in value:
-                value = value.replace(secret, "***")
-        return value
-
-    def value(self, value: Any) -> Any:
-        if isinstance(value, str):
-            return self.text(value)
-        if isinstance(value, Mapping):
-            return {k: self.value(v) for k, v in value.items()}
-        if isinstance(value, list | tuple):
-            return [self.value(v) for v in value]
-        return value
 
 
 class _FanOut:

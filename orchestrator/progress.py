@@ -22,7 +22,15 @@ from rich.text import Text
 
 from streams.durations import format_duration
 
-__all__ = ["AgentView", "LiveProgress", "PlainProgress", "RunView", "StreamView", "progress_sink"]
+__all__ = [
+    "AgentView",
+    "LiveProgress",
+    "PlainProgress",
+    "RunView",
+    "StreamView",
+    "format_timeline",
+    "progress_sink",
+]
 
 _STATUS_STYLE = {
     "succeeded": "green",
@@ -179,6 +187,12 @@ def _timeline(view: StreamView, now: float) -> str:
         if view.limit_s != view.expected_s:
             text += f" (limit {format_duration(view.limit_s)})"
     return text
+
+
+def format_timeline(view: StreamView, now: float) -> str:
+    """A stream's elapsed time against its timeline, as the live view shows it
+    (``1m 02s / 15m (limit 30m)``); ``now`` in epoch seconds."""
+    return _timeline(view, now)
 
 
 def render_view(view: RunView, now: float) -> RenderableType:

@@ -1,15 +1,18 @@
-"""Running one plan: run ids, the coordinator for the settings, the event files.
+"""Running one plan: run ids, the coordinator for the settings, the event files, and
+:func:`assemble_run`, the one way a run is put together.
 
-Shared by ``orchestrator run`` (in-process) and, later, the daemon: both build a coordinator
-from the settings, bind an event log to the run's sinks and hand them to the scheduler.
+Shared by ``orchestrator run`` (in-process, :func:`execute_plan`) and the daemon
+(``RunManager``): both build a coordinator from the settings, and :func:`assemble_run` binds
+an event log to the run's sinks (plus a relay into the coordinator's event stream, if it has
+one) and hands it to the scheduler. Each event file is at :func:`events_path_for`.
 """
 
 from __future__ import annotations
 
-import functools
 import secrets
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,18 +20,22 @@ from typing import Any
 import anyio
 import structlog
 
+from agents.gpus import GpuAllocator
 from agents.registry import ActionRegistry
 from foundation.errors import OrchestratorError
+from foundation.status import RunStatus
 from orchestrator.coordination import Coordinator, InProcessCoordinator
-from orchestrator.event_relay import EventRelay
-from orchestrator.events import EventLog, EventSink, Redactor
+from orchestrator.event_relay import EventRelay, relay_for
+from orchestrator.events import Durability, EventLog, EventSink, Redactor
 from orchestrator.gc_tuning import tune_gc
-from orchestrator.scheduler import RunResult, Scheduler, SchedulerConfig
+from orchestrator.scheduler import PriorState, RunResult, Scheduler, SchedulerConfig
 from orchestrator.settings import Settings
 from orchestrator.store import RunRecord, open_store
 from streams.model import Plan
 
 __all__ = [
+    "AssembledRun",
+    "assemble_run",
     "events_path_for",
     "execute_plan",
     "new_run_id",
@@ -98,13 +105,65 @@ async def record_run(
                         plan=plan.plan,
                         plan_source=plan_text,
                         workdir=workdir,
-                        status="running",
+                        status=RunStatus.RUNNING,
                         options={"origin": "orchestrator run"},
                     )
                 )
                 await store.append_events(run_id, list(events))
     except (OrchestratorError, TimeoutError) as exc:
         _log.warning("run_not_recorded", run_id=run_id, error=str(exc))
+
+
+@dataclass(frozen=True, slots=True)
+class AssembledRun:
+    """A run ready to start: its scheduler, the event log it emits to, and the relay into
+    the coordinator's event stream (None without one), whose task the caller runs."""
+
+    scheduler: Scheduler
+    events: EventLog
+    relay: EventRelay | None
+
+
+def assemble_run(
+    plan: Plan,
+    *,
+    run_id: str,
+    settings: Settings,
+    coordinator: Coordinator,
+    registry: ActionRegistry,
+    sinks: Sequence[EventSink],
+    workdir: Path,
+    prior: PriorState | None = None,
+    gpus: GpuAllocator | None = None,
+    first_seq: int = 1,
+    durability: Durability | None = None,
+) -> AssembledRun:
+    """Put a run together: an event log over ``sinks`` (and a relay, when the coordinator
+    has an event stream) with the settings' secrets masked, and a scheduler for ``plan``
+    with the settings' step environment and kill grace. ``prior`` resumes a run whose
+    stored events end at ``first_seq - 1``; ``durability`` makes ``step_started`` durable
+    before a step starts; ``gpus`` is an allocator shared with other runs."""
+    relay = relay_for(coordinator, run_id)
+    events = EventLog(
+        run_id,
+        [*sinks, *([relay] if relay else [])],
+        redactor=Redactor(settings.secrets()),
+        first_seq=first_seq,
+        durability=durability,
+    )
+    scheduler = Scheduler(
+        plan,
+        run_id=run_id,
+        coordinator=coordinator,
+        registry=registry,
+        events=events,
+        prior=prior,
+        gpus=gpus,
+        config=SchedulerConfig(
+            workdir=workdir, env=settings.step_env(), kill_grace_s=settings.kill_grace_s
+        ),
+    )
+    return AssembledRun(scheduler, events, relay)
 
 
 async def execute_plan(
@@ -121,20 +180,16 @@ async def execute_plan(
     """Run ``plan`` once with events going to ``sinks`` (and, with Redis, to the run's
     Redis event stream); return how it ended. ``on_scheduler`` is given the scheduler
     before it starts (to abandon its rollbacks on a second interrupt)."""
-    relay = relay_for(coordinator, run_id)
-    events = EventLog(
-        run_id, [*sinks, *([relay] if relay else [])], redactor=Redactor(settings.secrets())
-    )
-    scheduler = Scheduler(
+    run = assemble_run(
         plan,
         run_id=run_id,
+        settings=settings,
         coordinator=coordinator,
         registry=registry,
-        events=events,
-        config=SchedulerConfig(
-            workdir=workdir, env=settings.step_env(), kill_grace_s=settings.kill_grace_s
-        ),
+        sinks=sinks,
+        workdir=workdir,
     )
+    scheduler, relay = run.scheduler, run.relay
     if on_scheduler is not None:
         on_scheduler(scheduler)
     if relay is None:
@@ -146,11 +201,3 @@ async def execute_plan(
         finally:
             relay.close()  # the relay task writes what is left, then the group ends
     return result
-
-
-def relay_for(coordinator: Coordinator, run_id: str) -> EventRelay | None:
-    """A relay into the coordinator's event stream, if it has one (Redis does)."""
-    append = getattr(coordinator, "append_event", None)
-    if append is None:
-        return None
-    return EventRelay(functools.partial(append, run_id))

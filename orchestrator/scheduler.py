@@ -8,6 +8,10 @@ Structure (anyio task groups all the way down)::
         └── step             a StepJob run by the StepRunner: queue for the whole need
                              (class slot + locks), run, retry with backoff, release
 
+Which driver performs a step (a built-in action, the agent's own process) and with what
+parameters is :class:`~agents.drivers.PlanDrivers`' business, decided once per step before
+the run; the scheduler only hands each step's task to the step runner.
+
 A stream whose dependency did not succeed is skipped with that reason. A failed step stops
 its stream from starting more steps (steps already running finish); no failure ever cancels
 an independent stream. Cancellation (Ctrl-C, SIGTERM, a timeline limit) reaches running
@@ -37,10 +41,10 @@ import anyio
 from pydantic import BaseModel
 
 from agents.base import ActionResult
-from agents.drivers import EXTERNAL_ACTION, ExternalParams, with_external
+from agents.drivers import DriverTask, PlanDrivers
 from agents.gpus import GpuAllocator, NvmlProbe
 from agents.registry import ActionRegistry
-from context_packages import AgentPackage, build_package
+from foundation.status import RunStatus
 from orchestrator.coordination.base import PRIORITY_LEVELS, Coordinator
 from orchestrator.events import EventLog
 from orchestrator.prior_results import results_from_events
@@ -77,17 +81,6 @@ class StreamStatus(enum.StrEnum):
     SKIPPED = "skipped"
     CANCELLED = "cancelled"
     SUSPENDED = "suspended"  # not final: the run was drained before the stream ended
-
-
-class RunStatus(enum.StrEnum):
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-    SUSPENDED = "suspended"
-
-    @property
-    def exit_code(self) -> int:
-        return {"succeeded": 0, "failed": 1, "cancelled": 130, "suspended": 130}[self.value]
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,9 +177,8 @@ class Scheduler:
         self.events = events
         self.config = config or SchedulerConfig()
         self.prior = prior
-        # Sentence steps go to the agent's driver through an action no plan can name.
-        registry = with_external(registry)
         self.registry = registry
+        self.drivers = PlanDrivers(plan, registry)
         self._own_probe: NvmlProbe | None = None
         self._drain = Drain()
         self._outcomes: dict[str, StreamOutcome] = {}
@@ -197,7 +189,6 @@ class Scheduler:
             run_id=run_id,
             plan_name=plan.plan,
             coordinator=coordinator,
-            registry=registry,
             config=StepRunnerConfig(
                 workdir=self.config.workdir,
                 env=self.config.env,
@@ -210,30 +201,12 @@ class Scheduler:
             rng=random.Random(self.config.seed),
             gpus=gpus or self._own_gpus(plan),
         )
-        # Parameters were validated with the plan; parse them into models once, here.
-        self._params: dict[tuple[str, str], BaseModel] = {}
-        self.packages: dict[str, AgentPackage] = {}
+        # Parameters were validated with the plan; each step's driver parses them once, here.
+        self._tasks: dict[tuple[str, str], DriverTask] = {}
         for stream in plan.streams:
             rollback = stream.rollback.steps if stream.rollback else []
             for step in [*stream.steps, *rollback]:
-                self._params[(stream.id, step.id)] = self._parse_params(step, registry)
-
-    def _parse_params(self, step: StepSpec, registry: ActionRegistry) -> BaseModel:
-        """A built-in action's parameters, or what the agent's driver gets for a sentence."""
-        if step.instruction is None:
-            return registry.get_action(step.action or "").params.model_validate(step.with_)
-        driver = self.plan.agents[step.agent].driver
-        assert driver is not None  # validation: sentence steps need an agent with a driver
-        if step.agent not in self.packages:
-            self.packages[step.agent] = build_package(self.plan, step.agent)
-        timeout_s = step.timeout if step.timeout is not None else self.plan.defaults.timeout
-        return ExternalParams.for_step(
-            driver=driver,
-            plan=self.plan.plan,
-            step=step,
-            package=self.packages[step.agent],
-            timeout_s=timeout_s,
-        )
+                self._tasks[(stream.id, step.id)] = self.drivers.for_step(step)
 
     def _own_gpus(self, plan: Plan) -> GpuAllocator | None:
         """A GPU allocator of this run's own, when a step needs GPUs and none was given
@@ -394,7 +367,7 @@ class Scheduler:
             reason=reason,
             runner=self._steps,
             registry=self.registry,
-            params=lambda step: self._params[(stream.id, step.id)],
+            params=lambda step: self._tasks[(stream.id, step.id)].params,
             job=lambda step, action, params, step_id, phase: self._job(
                 stream, step, action=action, params=params, step_id=step_id, phase=phase
             ),
@@ -561,15 +534,18 @@ class Scheduler:
         step_id: str | None = None,
         phase: str = "step",
     ) -> StepJob:
-        """The job for ``step``; undo and rollback phases give their own action and id."""
+        """The job for ``step``; undo and rollback phases give their own id, and an undo
+        its own action (a rollback procedure step is performed like any step)."""
         plan = self.plan
         resource_class = plan.agent_class(step.agent)
+        task = self._tasks[(stream.id, step.id)]
+        if phase == "undo" and action is not None and params is not None:
+            task = self.drivers.for_action(action, params)
         return StepJob(
             stream=stream.id,
             step=step_id or step.id,
             agent=step.agent,
-            action=action or step.action or EXTERNAL_ACTION,
-            params=params if params is not None else self._params[(stream.id, step.id)],
+            task=task,
             labels={} if phase == "step" else {"phase": phase},
             evidence_ids=tuple(step.evidence),
             drainable=phase == "step",

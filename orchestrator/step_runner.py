@@ -1,8 +1,9 @@
-"""Running one step: queue for its need, run its action, retry, release.
+"""Running one step: queue for its need, hand it to its driver, retry, release.
 
-A :class:`StepJob` says what to run and under which need (class slot plus locks); the
-:class:`StepRunner` queues it at the coordinator, runs the action under its timeout while
-holding the grant (cancelled at once if a leased grant is lost), records every attempt as
+A :class:`StepJob` says what to run (a :class:`~agents.drivers.DriverTask`: the step's driver
+and parsed parameters) and under which need (class slot plus locks); the :class:`StepRunner`
+queues it at the coordinator, has the driver perform it under its timeout while holding the
+grant (cancelled at once if a leased grant is lost), records every attempt as
 events, retries failures with exponential backoff and jitter, and re-queues (without using up
 a retry) when the lock wait passes ``lock_timeout``. While a :class:`Drain` is on, no new
 attempt starts: the job raises :class:`Suspended` instead.
@@ -20,14 +21,13 @@ from typing import Any
 
 import anyio
 import structlog
-from pydantic import BaseModel
 
 from agents.actions.gpu import no_gpu_result
 from agents.base import ActionContext, ActionResult
+from agents.drivers import DriverCall, DriverTask, StepGrant
 from agents.gpus import GpuAllocator, GpuError, GpuUnavailable, cuda_env
 from agents.processes.containment import lease_lapsed, step_lease
-from agents.registry import ActionFunc, ActionRegistry
-from foundation.errors import ActionFailed, CoordinationError, LockWaitTimeout
+from foundation.errors import ActionFailed, CoordinationError, LockLost, LockWaitTimeout
 from foundation.secrets import env_secrets, param_secrets, strip_controls
 from orchestrator.coordination.base import Blocker, Coordinator, Grant, Need
 from orchestrator.events import EventLog
@@ -46,10 +46,6 @@ __all__ = [
 ]
 
 _diag = structlog.get_logger("orchestrator.steps")
-_LOCK_LOST = (
-    "lock_lost: the lease on its locks was not kept; the step was stopped (its processes "
-    "ended) before the lease could pass to another holder"
-)
 
 
 class StepStatus(enum.StrEnum):
@@ -94,13 +90,13 @@ class Drain:
 
 @dataclass(frozen=True, slots=True)
 class StepJob:
-    """One step to run: who runs which action with what, holding which need."""
+    """One step to run: who performs which task (driver and parameters), holding which
+    need."""
 
     stream: str
     step: str
     agent: str
-    action: str
-    params: BaseModel
+    task: DriverTask
     resource_class: str
     cap: int | None
     locks: tuple[str, ...]
@@ -130,6 +126,7 @@ class StepOutcome:
     result: ActionResult | None = None
     queued_s: float = 0.0
     service_s: float = 0.0
+    retryable: bool = True  # False: the action said another attempt cannot help
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +148,6 @@ class StepRunner:
         run_id: str,
         plan_name: str,
         coordinator: Coordinator,
-        registry: ActionRegistry,
         config: StepRunnerConfig,
         drain: Drain,
         rng: random.Random,
@@ -160,7 +156,6 @@ class StepRunner:
         self.run_id = run_id
         self.plan_name = plan_name
         self.coordinator = coordinator
-        self.registry = registry
         self.config = config
         self.drain = drain
         self._never_drained = Drain()
@@ -252,7 +247,7 @@ class StepRunner:
             outcome = await self._attempt(job, grant, gpus, attempt, waited_s, log, before_release)
             if outcome.status in (StepStatus.SUCCEEDED, StepStatus.CANCELLED):
                 return clock.stamp(outcome)
-            if attempt >= last_attempt:
+            if attempt >= last_attempt or not outcome.retryable:
                 return clock.stamp(outcome)
             delay = self.backoff_s(attempt - job.first_attempt + 1)
             log.emit(
@@ -364,8 +359,8 @@ class StepRunner:
         log: EventLog,
         before_release: Callable[[], Awaitable[None]] | None = None,
     ) -> StepOutcome:
-        """Run the action once while holding ``grant``; always record the end and release."""
-        definition = self.registry.get_action(job.action)
+        """Have the driver perform the step once while holding ``grant``; always record the
+        end and release."""
         ctx = ActionContext(
             run_id=self.run_id,
             stream=job.stream,
@@ -379,7 +374,16 @@ class StepRunner:
             state=self.coordinator,
         )
         # Secrets of the step's environment and parameters are masked in every event from now.
-        log.redactor.add([*env_secrets(ctx.env), *param_secrets(job.params.model_dump())])
+        log.redactor.add([*env_secrets(ctx.env), *param_secrets(job.task.params.model_dump())])
+        call = DriverCall(
+            params=job.task.params,
+            context=ctx,
+            grant=StepGrant(
+                locks=job.locks, fences=ctx.fences, gpus=gpus, deadline_s=job.timeout_s
+            ),
+            events=log,
+            package=job.task.package,
+        )
         started = anyio.current_time()
         started_seq = log.emit_seq(
             "step_started",
@@ -390,19 +394,22 @@ class StepRunner:
             **({"gpus": list(gpus)} if gpus else {}),
         )
         status, result, reason = StepStatus.CANCELLED, None, "cancelled"
+        retryable = True
         try:
             await log.durable(started_seq)  # write-ahead: stored before the action starts
             with anyio.move_on_after(job.timeout_s) as timer:
                 if grant.leased:
-                    status, result, reason = await self._call_watching(
-                        grant, definition.run, ctx, job
+                    status, result, reason, retryable = await self._call_watching(
+                        grant, call, job
                     )
                 else:
-                    status, result, reason = await self._call(definition.run, ctx, job)
+                    status, result, reason, retryable = await self._call(call, job)
             if timer.cancelled_caught:
                 status, reason = StepStatus.TIMED_OUT, f"timed out after {job.timeout_s:g}s"
         except StoreUnavailable as exc:  # its start was not stored in time: never started
             status, reason = StepStatus.FAILED, f"not started: {exc}"
+        except LockLost as exc:  # stopped: what it did under a lost lease is no result
+            status, reason = StepStatus.FAILED, str(exc)
         finally:
             reason = strip_controls(reason)  # agent text: no terminal escapes in events
             fields: dict[str, Any] = {
@@ -423,6 +430,8 @@ class StepRunner:
                     claimed = result.details.get("claimed_metrics") or sorted(result.metrics)
                     fields["claimed_metrics"] = list(claimed)  # for the gate after a resume
                 fields.update(output_fields(strip_controls(result.output)))  # every step's, kept
+                if result.usage:  # model calls only (LLM drivers): others' events are unchanged
+                    fields["usage"] = result.usage.as_event()
             log.emit("step_finished", **fields)
             if result is not None:
                 self._record_evidence(job, attempt, status, result, log)
@@ -434,7 +443,7 @@ class StepRunner:
             finally:
                 with anyio.move_on_after(self.config.release_timeout_s, shield=True):
                     await self.coordinator.release(grant)
-        return StepOutcome(status, reason, attempt, result)
+        return StepOutcome(status, reason, attempt, result, retryable=retryable)
 
     @staticmethod
     def _record_evidence(
@@ -458,34 +467,44 @@ class StepRunner:
             )
 
     async def _call(
-        self, run: ActionFunc, ctx: ActionContext, job: StepJob
-    ) -> tuple[StepStatus, ActionResult | None, str]:
-        """Call the action; its failures (and its bugs) become a failed status."""
+        self, call: DriverCall, job: StepJob
+    ) -> tuple[StepStatus, ActionResult | None, str, bool]:
+        """Have the driver perform ``call``; its failures (and its bugs) become a failed
+        status. The last item says whether another attempt may help
+        (``ActionFailed(retryable=False)``)."""
         try:
-            result = await run(ctx, job.params)
+            result = await job.task.driver.perform(call)
         except ActionFailed as exc:
-            return StepStatus.FAILED, None, exc.reason
+            return StepStatus.FAILED, None, exc.reason, exc.retryable
         except CoordinationError as exc:
-            return StepStatus.FAILED, None, str(exc)
+            return StepStatus.FAILED, None, str(exc), True
         except Exception as exc:  # an action's bug must not take the run down
-            _diag.exception("action_crashed", action=job.action, step=job.step)
-            return StepStatus.FAILED, None, f"action raised {type(exc).__name__}: {exc}"
-        return (StepStatus.SUCCEEDED if result.ok else StepStatus.FAILED), result, result.summary
+            _diag.exception("action_crashed", action=job.task.name, step=job.step)
+            return StepStatus.FAILED, None, f"action raised {type(exc).__name__}: {exc}", True
+        status = StepStatus.SUCCEEDED if result.ok else StepStatus.FAILED
+        return status, result, result.summary, True
 
     async def _call_watching(
-        self, grant: Grant, run: ActionFunc, ctx: ActionContext, job: StepJob
-    ) -> tuple[StepStatus, ActionResult | None, str]:
+        self, grant: Grant, call: DriverCall, job: StepJob
+    ) -> tuple[StepStatus, ActionResult | None, str, bool]:
         """:meth:`_call` under the grant's lease: cancelled at once if the lease is lost, and
         its processes ended by the watchdog (even while this daemon is frozen) if the lease
-        is not renewed in time. Either way the attempt failed with ``lock_lost``."""
-        outcome: tuple[StepStatus, ActionResult | None, str] = (StepStatus.FAILED, None, "")
+        is not renewed in time. Either way it raises :class:`LockLost`."""
+        outcome: tuple[StepStatus, ActionResult | None, str, bool] = (
+            StepStatus.FAILED,
+            None,
+            "",
+            True,
+        )
         with step_lease(grant.need.holder):
             async with anyio.create_task_group() as tg:
                 tg.start_soon(_cancel_when_lost, grant, tg.cancel_scope)
-                outcome = await self._call(run, ctx, job)
+                outcome = await self._call(call, job)
                 tg.cancel_scope.cancel()
         if grant.lost.is_set() or lease_lapsed(grant.need.holder):
-            return StepStatus.FAILED, outcome[1], _LOCK_LOST
+            need = grant.need
+            held = {lock: grant.fences.get(lock) for lock in need.locks}
+            raise LockLost(held or {f"class:{need.resource_class}": None})
         return outcome
 
     def _env(self, job: StepJob, attempt: int, grant: Grant) -> dict[str, str]:

@@ -36,6 +36,7 @@ from streams._limits import (
     too_many_values_at,
 )
 from streams._positions import Loc, Positions, describe_error
+from streams.agents_from import apply_agents_from
 from streams.catalog import ActionCatalog
 from streams.model import Plan
 from streams.validation import check_plan
@@ -307,6 +308,8 @@ def load_plan_text(
             )
         )
         raise PlanInvalid(problems)
+    data, issues = apply_agents_from(data, Path(label).parent)
+    problems.extend(PlanProblem(label, *pos.at(loc), reason, fix) for loc, reason, fix in issues)
     try:
         plan = Plan.model_validate(data)
     except ValidationError as exc:
@@ -337,6 +340,8 @@ def _valid_json_plan(text: str, label: str, registry: ActionCatalog | None) -> P
     """
     try:
         data = json.loads(text, object_pairs_hook=_no_duplicates)
+        if isinstance(data, dict) and "agents_from" in data:
+            return None  # definitions are read on the slow path, which places problems
         plan = Plan.model_validate(data)
     except (ValueError, RecursionError, _DuplicateKey, ValidationError):
         return None

@@ -128,6 +128,11 @@ class PlanDefaults(_Model):
     token_limit: int = Field(
         default=4000, ge=64, description="Token limit of each agent's context package."
     )
+    agent_class: Name | None = Field(
+        default=None,
+        description="Resource class of agents taken from agents_from definitions that the "
+        "plan's agents: does not give one.",
+    )
 
 
 class DriverSpec(_Model):
@@ -168,6 +173,16 @@ class AgentSpec(_Model):
     driver: DriverSpec | None = None
     token_limit: int | None = Field(
         default=None, ge=64, description="This agent's context-package limit (default: plan's)."
+    )
+    instructions: str | None = Field(
+        default=None,
+        description="The agent's own instructions (Markdown), carried by its context package; "
+        "an agents_from definition's body.",
+    )
+    claude_tools: list[str] = Field(
+        default_factory=list,
+        description="The Claude Code tools of its agents_from definition, as written; those "
+        "with no action here are reported by validate.",
     )
 
 
@@ -350,6 +365,11 @@ class Plan(_Model):
     )
     defaults: PlanDefaults = PlanDefaults()
     min_confidence: Probability | None = None
+    agents_from: list[str] = Field(
+        default_factory=list,
+        description="Folders of Claude Code agent definitions (NAME.md, relative to the plan "
+        "file) whose agents join agents:; an agents: entry of the same id overrides them.",
+    )
     agents: dict[Name, AgentSpec] = Field(min_length=1)
     streams: list[StreamSpec] = Field(min_length=1)
 

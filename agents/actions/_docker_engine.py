@@ -18,10 +18,11 @@ from typing import Any, TypeVar
 import anyio
 from pydantic import BaseModel, ConfigDict, Field
 
-from agents.actions._masking import _container_secrets, mask_command, mask_text
+from agents.actions._masking import container_secrets
 from agents.base import ActionContext, ActionResult, Evidence
 from foundation.clock import utc_timestamp
 from foundation.errors import ActionFailed
+from foundation.secrets import mask_command, mask_text
 from streams.durations import Duration
 
 T = TypeVar("T")
@@ -124,7 +125,7 @@ async def _inspect(engine: _Engine, container: str) -> dict[str, Any]:
     info: dict[str, Any] = await engine.call(
         f"inspect {container!r}", lambda: engine.api.inspect_container(container)
     )
-    engine.secrets[:] = _container_secrets(info.get("Config") or {})
+    engine.secrets[:] = container_secrets(info.get("Config") or {})
     return info
 
 
@@ -133,7 +134,7 @@ def _state(info: Mapping[str, Any]) -> dict[str, Any]:
     config = info.get("Config") or {}
     state = info.get("State") or {}
     host = info.get("HostConfig") or {}
-    secrets = _container_secrets(config)
+    secrets = container_secrets(config)
     return {
         "id": str(info.get("Id", ""))[:12],
         "name": str(info.get("Name", "")).lstrip("/"),

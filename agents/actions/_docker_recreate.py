@@ -24,7 +24,7 @@ from agents.actions._docker_engine import (
     _state_metrics,
     _wait_ready,
 )
-from agents.actions._masking import _container_secrets
+from agents.actions._masking import container_secrets
 from agents.base import ActionContext, ActionResult, UndoRecord
 from foundation.errors import ActionFailed
 from streams.durations import Duration
@@ -204,7 +204,7 @@ async def run_recreate(ctx: ActionContext, params: DockerRecreateParams) -> Acti
         new = _changed(params, old, ctx.env)
         name, old_id = old["name"], info["Id"]
         was_running = bool(info["State"]["Running"])
-        engine.secrets[:] = [*engine.secrets, *_container_secrets(new["config"])]
+        engine.secrets[:] = [*engine.secrets, *container_secrets(new["config"])]
         volumes = [
             f"{m['Name']}:{m['Destination']}"
             for m in info.get("Mounts") or ()

@@ -23,11 +23,10 @@ import anyio
 from anyio.abc import ByteReceiveStream, Process
 from pydantic import BaseModel, ConfigDict, Field
 
-from agents.actions._masking import mask_command
 from agents.base import ActionContext, ActionResult, Evidence
 from agents.processes.containment import end_step_process, open_step_process
 from foundation.clock import utc_timestamp
-from foundation.secrets import env_secrets, scrub, strip_controls
+from foundation.secrets import env_secrets, mask_command, scrub, strip_controls
 
 __all__ = [
     "BoundedCapture",

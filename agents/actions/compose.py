@@ -33,18 +33,18 @@ import anyio
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from agents.actions._compose_path import _sha, parse_path
-from agents.actions._masking import mask_command, mask_text
 from agents.base import ActionContext, ActionResult, Evidence, UndoRecord
 from agents.registry import ActionRegistry
 from foundation.clock import utc_timestamp
 from foundation.errors import ActionFailed
-from foundation.masking import MASK, is_secret_name
+from foundation.secrets import MASK, is_secret_name, mask_command, mask_text
 from streams.durations import Duration
 
 __all__ = [
     "ComposePatchParams",
     "ComposeRestoreParams",
     "ComposeValidateParams",
+    "compose_resources",
     "parse_path",
     "register",
     "run_patch",
@@ -430,14 +430,24 @@ async def run_validate(ctx: ActionContext, params: ComposeValidateParams) -> Act
     return await _validate(ctx, path, params.env_file, params.binary, params.timeout_s)
 
 
+def compose_resources(params: Any) -> list[str]:
+    """The lock one call touches: ``file:<file>``, like the file.* actions (so an agent's
+    file.edit and compose.patch of one file exclude each other)."""
+    return [f"file:{os.path.normpath(params.file)}"]
+
+
 def register(registry: ActionRegistry) -> None:
     """Add the compose.* actions to ``registry``."""
+    res = compose_resources
     registry.register(
-        "compose.patch", ComposePatchParams, "set or remove paths in a compose file (undoable)"
+        "compose.patch",
+        ComposePatchParams,
+        "set or remove paths in a compose file (undoable)",
+        res,
     )(run_patch)
     registry.register(
-        "compose.restore", ComposeRestoreParams, "put a compose file back byte for byte"
+        "compose.restore", ComposeRestoreParams, "put a compose file back byte for byte", res
     )(run_restore)
-    registry.register("compose.validate", ComposeValidateParams, "docker-compose config -q")(
+    registry.register("compose.validate", ComposeValidateParams, "docker-compose config -q", res)(
         run_validate
     )

@@ -9,7 +9,7 @@ blocks, so every engine call runs in a worker thread under a deadline of ``timeo
 Metrics are named ``<prefix>.<what>`` with the prefix ``docker.<container>`` unless
 ``metric_prefix`` says otherwise. Secrets never reach evidence, summaries or errors:
 values of environment variables named like secrets (``REDIS_PASSWORD``, ``API_TOKEN``,
-``REDISCLI_AUTH``: :func:`foundation.masking.is_secret_name`), the value after flags
+``REDISCLI_AUTH``: :func:`foundation.secrets.is_secret_name`), the value after flags
 such as ``--requirepass``, and passwords in URLs are shown as ``***`` (see
 :func:`mask_command` and :func:`mask_text`), and those values are scrubbed from log lines
 too. Only the UndoRecord of ``docker.recreate`` holds them, since it
@@ -46,9 +46,9 @@ from agents.actions._docker_engine import (
     _wait_ready,
 )
 from agents.actions._docker_recreate import DeviceRequest, DockerRecreateParams, run_recreate
-from agents.actions._masking import mask_command, mask_text
 from agents.base import ActionContext, ActionResult
 from agents.registry import ActionRegistry
+from foundation.secrets import mask_command, mask_text
 from streams.durations import Duration, parse_duration
 
 __all__ = [
@@ -58,6 +58,7 @@ __all__ = [
     "DockerRecreateParams",
     "DockerRestartParams",
     "DockerStatsParams",
+    "container_resources",
     "mask_command",
     "mask_text",
     "register",
@@ -377,22 +378,32 @@ async def run_stats(ctx: ActionContext, params: DockerStatsParams) -> ActionResu
     )
 
 
+def container_resources(params: Any) -> list[str]:
+    """The lock one call touches: ``docker:<container>``."""
+    return [f"docker:{params.container}"]
+
+
 def register(registry: ActionRegistry) -> None:
     """Add the docker.* actions to ``registry``."""
+    res = container_resources
     registry.register(
-        "docker.inspect", DockerInspectParams, "container state, health, restarts, image, command"
+        "docker.inspect",
+        DockerInspectParams,
+        "container state, health, restarts, image, command",
+        res,
     )(run_inspect)
-    registry.register("docker.logs", DockerLogsParams, "count and excerpt matching log lines")(
+    registry.register("docker.logs", DockerLogsParams, "count and excerpt matching log lines", res)(
         run_logs
     )
     registry.register(
-        "docker.restart", DockerRestartParams, "restart and wait until running and healthy"
+        "docker.restart", DockerRestartParams, "restart and wait until running and healthy", res
     )(run_restart)
     registry.register(
-        "docker.stats", DockerStatsParams, "CPU %, memory, PIDs, network and block I/O"
+        "docker.stats", DockerStatsParams, "CPU %, memory, PIDs, network and block I/O", res
     )(run_stats)
     registry.register(
         "docker.recreate",
         DockerRecreateParams,
         "re-create with a changed command, env or devices (undoable)",
+        res,
     )(run_recreate)

@@ -15,7 +15,7 @@ import hashlib
 import time
 from collections import Counter
 from typing import Literal
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import anyio
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -25,16 +25,11 @@ from agents.base import ActionContext, ActionResult, Evidence
 from agents.registry import ActionRegistry
 from foundation.clock import utc_timestamp
 from foundation.errors import ActionFailed
-from foundation.secrets import scrub
+from foundation.secrets import redact_url, scrub, url_secrets
 from streams.durations import Duration
 
 __all__ = ["HttpProbeParams", "register", "run_probe"]
 
-_MASK = "***"
-_SECRET_QUERY_KEYS = frozenset(
-    {"password", "pass", "pwd", "token", "access_token", "api_key", "apikey", "key", "secret"}
-    | {"sig", "signature", "auth"}
-)
 #: Bytes of each response read at most (a health body is small; a huge one is not read on).
 _READ_CAP = 1024 * 1024
 
@@ -91,19 +86,7 @@ class HttpProbeParams(BaseModel):
 
 def _redact(url: str) -> tuple[str, list[str]]:
     """``url`` with its password and secret query values as ``***``, and those secrets."""
-    parts = urlsplit(url)
-    secrets = [parts.password] if parts.password else []
-    netloc = parts.netloc
-    if parts.password is not None:
-        netloc = f"{parts.username or ''}:{_MASK}@{netloc.rpartition('@')[2]}"
-    pairs = parse_qsl(parts.query, keep_blank_values=True)
-    found = [value for key, value in pairs if key.lower() in _SECRET_QUERY_KEYS and value]
-    query = parts.query  # as written, unless a secret in it has to go
-    if found:
-        secrets += found
-        masked = [(k, _MASK if v in found else v) for k, v in pairs]
-        query = urlencode(masked, safe="*/:")
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment)), secrets
+    return redact_url(url), url_secrets(url)
 
 
 def _headers(ctx: ActionContext, params: HttpProbeParams) -> tuple[dict[str, str], list[str]]:
@@ -118,6 +101,7 @@ def _headers(ctx: ActionContext, params: HttpProbeParams) -> tuple[dict[str, str
                 f"headers_env {name!r}: variable {variable!r} is not set in the step's "
                 "environment (fix: export it where the daemon runs and list it in the "
                 "daemon's pass_env setting, ORCH_PASS_ENV)",
+                retryable=False,  # the environment will not change before a retry
             ) from None
         secrets.append(headers[name])
     return headers, secrets

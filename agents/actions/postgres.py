@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import anyio
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
@@ -29,6 +29,7 @@ from agents.base import ActionContext, ActionResult, Evidence, UndoRecord
 from agents.registry import ActionRegistry
 from foundation.clock import utc_timestamp
 from foundation.errors import ActionFailed
+from foundation.secrets import url_password, without_credentials
 from streams.durations import Duration
 
 if TYPE_CHECKING:  # imported where used: validating a plan must not pay for the driver
@@ -54,7 +55,6 @@ T = TypeVar("T")
 _ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 _METRIC_PREFIX = r"^[A-Za-z_][A-Za-z0-9_.\-]*$"
 _MASK = "***"
-_SECRET_QUERY_KEYS = frozenset({"password", "sslpassword"})
 _PASSWORD_LITERAL = re.compile(r"(PASSWORD\s+)(E?'(?:[^']|'')*')", re.IGNORECASE)
 _EXCERPT = 8192
 
@@ -178,16 +178,9 @@ class _Target:
 
 def _target(ctx: ActionContext, params: PostgresConnectionParams, action: str) -> _Target:
     parts = urlsplit(params.dsn)
-    dsn_password = unquote(parts.password) if parts.password else None
-    kept = []
-    for key, value in parse_qsl(parts.query, keep_blank_values=True):
-        if key.lower() in _SECRET_QUERY_KEYS:
-            dsn_password = dsn_password or value or None
-        else:
-            kept.append((key, value))
+    dsn_password = url_password(params.dsn)
     host = parts.netloc.rpartition("@")[2]
-    user = f"{parts.username}@" if parts.username else ""
-    bare = urlunsplit((parts.scheme, user + host, parts.path, urlencode(kept), parts.fragment))
+    bare = without_credentials(params.dsn, keep_user=True)
     if params.password_env is not None:
         try:
             password: str | None = ctx.env[params.password_env]
@@ -197,6 +190,7 @@ def _target(ctx: ActionContext, params: PostgresConnectionParams, action: str) -
                 f"password_env {params.password_env!r} is not set in the step's environment "
                 "(fix: export it where the daemon runs and list it in the daemon's pass_env "
                 "setting, ORCH_PASS_ENV)",
+                retryable=False,  # the environment will not change before a retry
             ) from None
         source = f"env:{params.password_env}"
     elif params.password is not None:

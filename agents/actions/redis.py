@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import anyio
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
@@ -28,7 +28,7 @@ from agents.base import ActionContext, ActionResult, Evidence, UndoRecord
 from agents.registry import ActionRegistry
 from foundation.clock import utc_timestamp
 from foundation.errors import ActionFailed
-from foundation.secrets import scrub
+from foundation.secrets import is_secret_name, scrub, url_password, without_credentials
 from streams.durations import Duration
 
 if TYPE_CHECKING:  # imported where used: validating a plan must not pay for the client
@@ -51,9 +51,6 @@ T = TypeVar("T")
 
 _ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 _MASK = "***"
-#: CONFIG parameters whose values are secrets (requirepass, masterauth, ...).
-_SECRET_PARAMETER = re.compile(r"pass|secret|token|auth", re.IGNORECASE)
-_SECRET_QUERY_KEYS = frozenset({"password", "pass", "pwd", "auth", "token", "secret"})
 #: ACL rules that carry a password (``>pw``, ``<pw``) or its hash (``#h``, ``!h``).
 _PASSWORD_RULE = re.compile(r"^[<>#!]")
 _ACL_TOKEN = re.compile(r"\([^)]*\)|\S+")
@@ -165,22 +162,8 @@ class _Target:
 
 def _split_credentials(url: str) -> tuple[str, str | None, str | None]:
     """``url`` without user and password (in the userinfo or the query), and those two."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    password = unquote(parts.password) if parts.password else None
-    kept = []
-    for key, value in parse_qsl(parts.query, keep_blank_values=True):
-        if key.lower() in _SECRET_QUERY_KEYS:
-            password = password or value or None
-        else:
-            kept.append((key, value))
-    query = urlencode(kept, safe="/:")
-    bare = urlunsplit((parts.scheme, host, parts.path, query, parts.fragment))
-    return bare, unquote(parts.username) if parts.username else None, password
+    user = urlsplit(url).username
+    return without_credentials(url), unquote(user) if user else None, url_password(url)
 
 
 def _shown(bare_url: str, username: str | None, has_password: bool) -> str:
@@ -200,6 +183,7 @@ def _from_env(ctx: ActionContext, action: str, name: str, what: str) -> str:
             action,
             f"{what} {name!r} is not set in the step's environment (fix: export it where "
             "the daemon runs and list it in the daemon's pass_env setting, ORCH_PASS_ENV)",
+            retryable=False,  # the environment will not change before a retry
         ) from None
 
 
@@ -387,7 +371,7 @@ async def run_probe(ctx: ActionContext, params: RedisProbeParams) -> ActionResul
 
 
 def _masked(parameter: str, value: str) -> str:
-    if _SECRET_PARAMETER.search(parameter):
+    if is_secret_name(parameter):
         return _MASK if value else "(empty)"
     return value
 
@@ -409,7 +393,7 @@ def _config_undo(
     value: dict[str, Any] = {"value": previous}
     if params.password_env is not None and previous and previous == target.password:
         value = {"value_env": params.password_env}  # by reference: the undo holds no secret
-    elif _SECRET_PARAMETER.search(parameter) and previous:
+    elif is_secret_name(parameter) and previous:
         value = {"value": SecretStr(previous)}
     return UndoRecord(
         action="redis.config_set",
@@ -439,7 +423,11 @@ async def run_config_set(ctx: ActionContext, params: RedisConfigSetParams) -> Ac
     try:
         found = await _call(params.timeout_s, lambda: client.config_get(parameter))
         if parameter not in found:
-            raise ActionFailed(action, f"redis {target.shown}: no CONFIG parameter {parameter!r}")
+            raise ActionFailed(
+                action,
+                f"redis {target.shown}: no CONFIG parameter {parameter!r}",
+                retryable=False,  # the server's parameters will not change before a retry
+            )
         previous = str(found[parameter])
         secrets.append(previous)
         lines.append(f"CONFIG GET {parameter}: {_masked(parameter, previous)}")

@@ -1,17 +1,32 @@
-"""Agent drivers: how an agent's steps are performed outside the daemon's built-in actions.
+"""Agent drivers: what performs a step, behind one seam (:class:`AgentDriver`).
 
-:func:`run_external` runs one step through an agent's own process (``driver: {command:
-[...]}`` in the plan), speaking the JSON protocol of ``docs/agent-protocol.md`` whose two
-documents are :class:`AgentRequest` and :class:`AgentAnswer`.
+The step runner hands each attempt to a driver as a :class:`DriverCall` and gets an
+:class:`~agents.base.ActionResult` back (see :mod:`agents.drivers.base`). Two drivers today,
+side by side: :class:`ActionDriver` (a built-in action) and :class:`ExternalDriver` (an
+agent's own process, ``driver: {command: [...]}`` in the plan, speaking the JSON protocol of
+``docs/agent-protocol.md`` whose two documents are :class:`AgentRequest` and
+:class:`AgentAnswer`). :class:`PlanDrivers` picks the driver for each step of a plan.
+
+This package may import ``context_packages``, ``streams`` and ``foundation``, never
+``orchestrator``.
 """
 
+from agents.drivers.actions import ActionDriver
+from agents.drivers.base import (
+    ActionGateway,
+    AgentDriver,
+    DriverCall,
+    DriverEvents,
+    DriverTask,
+    StepGrant,
+)
 from agents.drivers.external import (
-    EXTERNAL_ACTION,
+    ExternalDriver,
     ExternalParams,
     agent_env,
     run_external,
-    with_external,
 )
+from agents.drivers.plan_drivers import PlanDrivers
 from agents.drivers.protocol import (
     PROTOCOL_VERSION,
     AgentAnswer,
@@ -23,16 +38,23 @@ from agents.drivers.protocol import (
 )
 
 __all__ = [
-    "EXTERNAL_ACTION",
     "PROTOCOL_VERSION",
+    "ActionDriver",
+    "ActionGateway",
     "AgentAnswer",
+    "AgentDriver",
     "AgentRequest",
+    "DriverCall",
+    "DriverEvents",
+    "DriverTask",
     "EvidenceClaim",
+    "ExternalDriver",
     "ExternalParams",
     "PackageInfo",
+    "PlanDrivers",
+    "StepGrant",
     "agent_env",
     "describe_errors",
     "protocol_schemas",
     "run_external",
-    "with_external",
 ]

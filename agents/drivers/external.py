@@ -1,6 +1,8 @@
 """The external driver: one step performed by an agent's own process.
 
-:func:`run_external` starts the agent's ``driver.command`` with no shell, in its own session
+:class:`ExternalDriver` is the :class:`~agents.drivers.base.AgentDriver` for agents whose plan
+entry has a ``driver: {command: [...]}``; it performs each call with :func:`run_external`,
+which starts the agent's ``driver.command`` with no shell, in its own session
 (so its whole process group can be stopped), in the plan's working directory, with an
 explicit environment (plus ``ORCH_STEP_TOKEN``, by which the agent's ``setsid`` descendants
 are found and ended with it; see :mod:`agents.processes.containment`, whose watchdog also ends
@@ -36,20 +38,18 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from agents.actions.command import BoundedCapture, stop_process_group
 from agents.base import ActionContext, ActionResult, Evidence
+from agents.drivers.base import DriverCall
 from agents.drivers.protocol import AgentAnswer, AgentRequest, PackageInfo, describe_errors
 from agents.processes.containment import end_step_process, open_step_process
-from agents.registry import ActionRegistry
 from foundation.clock import utc_timestamp
-from foundation.masking import MASK, is_secret_name
+from foundation.secrets import env_secrets
+from foundation.secrets import scrub as scrub_secrets
 from streams.model import DriverSpec, StepSpec
 
 if TYPE_CHECKING:
     from context_packages import AgentPackage
 
-__all__ = ["EXTERNAL_ACTION", "ExternalParams", "agent_env", "run_external", "with_external"]
-
-#: The registry name under which the scheduler runs driver steps (not for plans to write).
-EXTERNAL_ACTION = "<external>"
+__all__ = ["ExternalDriver", "ExternalParams", "agent_env", "run_external"]
 
 #: Variables the daemon sets for every step (see the step runner) that an agent also gets;
 #: ``ORCH_FENCE_<LOCK>`` ones too. Other ``ORCH_`` names are the daemon's own settings.
@@ -59,13 +59,13 @@ _STEP_VARIABLES = frozenset(
 _STDERR_LIMIT = 16 * 1024
 _OUTPUT_LIMIT = 64 * 1024
 _GARBAGE_HEAD = 120
-_SECRET_MIN_LEN = 4
 
 
 class ExternalParams(BaseModel):
-    """What the scheduler gives :func:`run_external` for one step: the agent's driver, the
-    step (``instruction``, or ``action`` with ``with``), the agent's context package and the
-    step timeout (``deadline_s``) the request announces. Built by :meth:`for_step`."""
+    """What the :class:`ExternalDriver` gives :func:`run_external` for one step: the agent's
+    driver, the step (``instruction``, or ``action`` with ``with``), the agent's context
+    package and the step timeout (``deadline_s``) the request announces. Built by
+    :meth:`for_step`."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -115,17 +115,25 @@ class ExternalParams(BaseModel):
         )
 
 
-def with_external(registry: ActionRegistry) -> ActionRegistry:
-    """A new registry: ``registry``'s actions plus :data:`EXTERNAL_ACTION` (:func:`run_external`
-    with :class:`ExternalParams`). For the scheduler of one run, so that plans, which are
-    validated against the built-in registry, can never name the external driver."""
-    combined = ActionRegistry()
-    for definition in registry.values():
-        combined.register(definition.name, definition.params, definition.summary)(definition.run)
-    combined.register(EXTERNAL_ACTION, ExternalParams, "a step performed by the agent's driver")(
-        run_external
-    )
-    return combined
+class ExternalDriver:
+    """The :class:`~agents.drivers.base.AgentDriver` of agents with a ``driver:`` in the plan:
+    performs a step with :func:`run_external`. ``params`` of its calls are
+    :class:`ExternalParams` (built by :meth:`ExternalParams.for_step`)."""
+
+    __slots__ = ()
+
+    @property
+    def name(self) -> str:
+        return "external"
+
+    async def perform(self, call: DriverCall) -> ActionResult:
+        """Run the agent's process for ``call``; see :func:`run_external`."""
+        if not isinstance(call.params, ExternalParams):
+            raise TypeError(f"the external driver takes ExternalParams, not {call.params!r}")
+        return await run_external(call.context, call.params)
+
+    def __repr__(self) -> str:
+        return "ExternalDriver()"
 
 
 def agent_env(ctx: ActionContext, driver: DriverSpec) -> dict[str, str]:
@@ -415,8 +423,7 @@ def _head(data: bytearray, scrub: _Scrubber) -> str:
 def _secret_values(env: Mapping[str, str]) -> list[str]:
     """Values of the agent's secret-named variables (``OPENAI_API_KEY``, ``DB_PASSWORD``):
     they must not come back into summaries, events or logs through the agent's output."""
-    values = {v for n, v in env.items() if is_secret_name(n) and len(v) >= _SECRET_MIN_LEN}
-    return sorted(values, key=len, reverse=True)
+    return sorted(set(env_secrets(env)), key=len, reverse=True)
 
 
 class _Scrubber:
@@ -426,6 +433,4 @@ class _Scrubber:
         self._secrets = secrets
 
     def __call__(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, MASK)
-        return text
+        return scrub_secrets(text, self._secrets)

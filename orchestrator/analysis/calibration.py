@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from foundation.status import RunStatus
 from orchestrator.analysis._beta import posterior
 from orchestrator.analysis._render import format_span
 from orchestrator.store import HistoryRecord, RunStore
@@ -159,7 +160,8 @@ async def real_makespans(
     """Up to ``limit`` of ``plan``'s runs that succeeded or failed (cancelled and
     interrupted runs did not run their course), newest first. Raises StoreError."""
     found: list[RealRun] = []
-    for run in await store.list_runs(limit=look_back, statuses=("succeeded", "failed")):
+    done = (RunStatus.SUCCEEDED, RunStatus.FAILED)
+    for run in await store.list_runs(limit=look_back, statuses=done):
         if run.plan != plan.plan or run.started_at is None or run.finished_at is None:
             continue
         real_s = (run.finished_at - run.started_at).total_seconds()

@@ -15,6 +15,7 @@ import anyio
 import click
 
 from foundation.errors import OrchestratorError, first_orchestrator_error
+from foundation.status import ExitCode
 
 if TYPE_CHECKING:
     from orchestrator.daemon.client import ControlClient
@@ -59,7 +60,7 @@ def settings_of(**overrides: Any) -> Settings:
         settings = Settings().with_overrides(**overrides)
     except ValueError as exc:
         click.echo(f"invalid setting: {exc}", err=True)
-        sys.exit(2)
+        sys.exit(ExitCode.INVALID)
     configure_logging(settings.log_level, settings.log_format)
     return settings
 

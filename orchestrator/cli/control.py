@@ -18,12 +18,11 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from foundation.status import ExitCode
 from orchestrator.cli._common import json_option, run_client, socket_option
 from orchestrator.daemon.client import ControlClient
 
 __all__ = ["agents", "cancel", "locks", "status", "submit", "watch"]
-
-_EXIT = {"succeeded": 0, "failed": 1, "cancelled": 130, "interrupted": 1}
 
 
 @click.command()
@@ -47,7 +46,7 @@ def submit(
         text = plan_file.read_text(encoding="utf-8")
     except OSError as exc:
         click.echo(f"{plan_file}: cannot read the plan: {exc.strerror}", err=True)
-        sys.exit(2)
+        sys.exit(ExitCode.INVALID)
 
     plan_path = str(plan_file.resolve())
 
@@ -74,7 +73,7 @@ def submit(
                     status = str(event.get("status"))
                     break
         click.echo(f"run {run_id}: {status}", err=True)
-        return _EXIT.get(status, 1)
+        return ExitCode.of_status(status)
 
     sys.exit(run_client(socket_path, go))
 
@@ -98,13 +97,13 @@ def watch(run_id: str, socket_path: Path | None, as_json: bool, plain: bool) -> 
                 sys.stdout.flush()
                 if event.get("event") == "run_finished":
                     status = str(event.get("status"))
-            return _EXIT.get(status, 1)
+            return ExitCode.of_status(status)
         sink = progress_sink(console, sys.stdout, plain=plain)
         with sink:
             async for event in client.subscribe(run_id, from_start=True):
                 sink.emit(event)
         status = sink.view.status
-        code = _EXIT.get(status, 1)
+        code = ExitCode.of_status(status)
         click.echo(f"run {run_id}: {status} (exit code {code})", err=True)
         return code
 

@@ -12,7 +12,9 @@ import click
 
 from agents.plans import load_plan
 from foundation.errors import OrchestratorError
+from foundation.status import ExitCode
 from orchestrator.cli._common import fail
+from streams.agents_from import tool_notes
 from streams.schema import schema_text
 
 __all__ = ["package", "schema", "validate", "verify_log"]
@@ -30,6 +32,8 @@ def validate(plan_file: Path) -> None:
         f"{plan_file}: valid plan {plan.plan!r}: {len(plan.streams)} streams, "
         f"{plan.total_steps()} steps, {len(plan.agents)} agents"
     )
+    for note in tool_notes(plan.agents):
+        click.echo(f"{plan_file}: note: {note}")
 
 
 @click.command()
@@ -69,7 +73,7 @@ def verify_log(event_files: tuple[Path, ...], as_json: bool) -> None:
         report = verify_event_files(list(event_files))
     except (OSError, ValueError) as exc:
         click.echo(f"cannot read events: {exc}", err=True)
-        sys.exit(2)
+        sys.exit(ExitCode.INVALID)
     if as_json:
         click.echo(
             json.dumps(
@@ -89,4 +93,4 @@ def verify_log(event_files: tuple[Path, ...], as_json: bool) -> None:
         )
     else:
         click.echo(report.render())
-    sys.exit(0 if report.ok else 1)
+    sys.exit(ExitCode.OK if report.ok else ExitCode.FAILED)

@@ -17,6 +17,7 @@ from agents.actions import builtin_registry
 from agents.plans import load_plan
 from agents.processes.containment import open_containment
 from foundation.errors import ConfidenceTooLow, OrchestratorError, UsageError
+from foundation.status import ExitCode
 from orchestrator import analysis
 from orchestrator.cli._common import fail, history_option, settings_of, state_dir_option
 from orchestrator.events import JsonlSink, MemorySink
@@ -103,7 +104,7 @@ def run(
         fail(_only_error(group))
     if result is None:
         click.echo(f"run {run_id}: interrupted", err=True)
-        sys.exit(130)
+        sys.exit(ExitCode.INTERRUPTED)
     failed = {sid: o for sid, o in result.streams.items() if o.status.value != "succeeded"}
     for sid, outcome in failed.items():
         click.echo(f"stream {sid}: {outcome.status.value}: {outcome.reason}", err=True)

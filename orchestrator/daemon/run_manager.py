@@ -23,13 +23,14 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from agents.gpus import GpuAllocator
 from agents.registry import ActionRegistry
 from foundation.errors import OrchestratorError
+from foundation.status import RunStatus
 from orchestrator.coordination.base import Coordinator
 from orchestrator.coordination.memory import InProcessCoordinator
 from orchestrator.event_relay import EventRelay
-from orchestrator.events import EventLog, JsonlSink, Redactor
+from orchestrator.events import EventSink, JsonlSink
 from orchestrator.progress import RunView
-from orchestrator.runs import new_run_id, relay_for
-from orchestrator.scheduler import PriorState, RunResult, Scheduler, SchedulerConfig
+from orchestrator.runs import assemble_run, events_path_for, new_run_id
+from orchestrator.scheduler import PriorState, RunResult, Scheduler
 from orchestrator.settings import Settings
 from orchestrator.store import DiskFull, RunRecord, RunStore, StoreUnavailable
 from streams.loader import load_plan_text
@@ -220,6 +221,7 @@ class RunManager:
         self.active: dict[str, ActiveRun] = {}
         self.draining = False
         self._collected_at = -_GC_EVERY_S
+        self.sinks: list[EventSink] = []  # more sinks for every run started (metrics, traces)
 
     # -- starting -------------------------------------------------------------------------
 
@@ -278,7 +280,7 @@ class RunManager:
                 plan = self.parse(record.plan_source, str(record.plan_path or record.plan))
             except OrchestratorError as exc:
                 await self.store.set_run_status(
-                    record.run_id, "interrupted", reason=f"cannot resume: {exc}"
+                    record.run_id, RunStatus.INTERRUPTED, reason=f"cannot resume: {exc}"
                 )
                 _log.error("run_not_resumable", run_id=record.run_id, error=str(exc))
                 continue
@@ -312,34 +314,25 @@ class RunManager:
         view = RunView()
         for event in history or ():
             view.apply(event)
-        file = JsonlSink(self.settings.state_dir / "runs" / record.run_id / "events.jsonl")
+        file = JsonlSink(events_path_for(self.settings, record.run_id))
         pipeline = EventPipeline(
             record.run_id, self.store, view, file, store_wait_s=self.settings.store_wait_s
         )
         pipeline.stored_seq = record.last_seq
-        relay = relay_for(self.coordinator, record.run_id)
-        events = EventLog(
-            record.run_id,
-            [pipeline, *([relay] if relay else [])],
-            redactor=Redactor(self.settings.secrets()),
+        run = assemble_run(
+            plan,
+            run_id=record.run_id,
+            settings=self.settings,
+            coordinator=self.coordinator,
+            registry=self.registry,
+            sinks=[pipeline, *self.sinks],
+            workdir=record.workdir,
+            prior=prior,
+            gpus=self.gpus,
             first_seq=first_seq,
             durability=pipeline,
         )
-        scheduler = Scheduler(
-            plan,
-            run_id=record.run_id,
-            coordinator=self.coordinator,
-            registry=self.registry,
-            events=events,
-            prior=prior,
-            gpus=self.gpus,
-            config=SchedulerConfig(
-                workdir=record.workdir,
-                env=self.settings.step_env(),
-                kill_grace_s=self.settings.kill_grace_s,
-            ),
-        )
-        active = ActiveRun(record.run_id, plan, scheduler, pipeline, relay=relay)
+        active = ActiveRun(record.run_id, plan, run.scheduler, pipeline, relay=run.relay)
         self.active[record.run_id] = active
         self.task_group.start_soon(self._execute, active)
 

@@ -53,6 +53,7 @@ from orchestrator.daemon.views import agents_of, locks_of, run_detail, run_summa
 from orchestrator.runs import open_coordinator, tune_gc
 from orchestrator.settings import Settings
 from orchestrator.store import RunStore, open_store
+from orchestrator.tracing import trace_sinks
 
 __all__ = ["Daemon", "run_daemon"]
 
@@ -297,6 +298,7 @@ async def _serve(
             task_group=tg,
             gpus=GpuAllocator(gpu_probe),
         )
+        runs.sinks.extend(trace_sinks())  # OpenTelemetry spans, if OTEL_EXPORTER_OTLP_ENDPOINT
         daemon = Daemon(settings, store, coordinator, runs)
         server = ControlServer(
             settings.socket_path(),

@@ -16,7 +16,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import anyio
 import orjson
@@ -36,6 +36,7 @@ from foundation.errors import (
     UsageError,
     first_orchestrator_error,
 )
+from foundation.status import RunStatus
 from orchestrator.daemon.client import ControlClient
 from orchestrator.evidence_view import evidence_json, load_evidence
 from orchestrator.mcp.models import (
@@ -75,7 +76,6 @@ START_DAEMON_TIMEOUT_S = 30.0
 ANALYSIS_TIMEOUT_S = 120.0
 LIST_TIMEOUT_S = 5.0
 
-Status = Literal["queued", "running", "succeeded", "failed", "cancelled", "interrupted"]
 PathArg = Annotated[
     str | None, Field(description="A plan file (YAML or JSON), relative to the server's cwd.")
 ]
@@ -281,7 +281,7 @@ def build_server(settings: Settings, client: ControlClient | None = None) -> Orc
 
     @server.tool(annotations=readonly)
     async def list_runs(
-        status: Annotated[list[Status] | None, Field(description="Only these statuses.")] = None,
+        status: Annotated[list[RunStatus] | None, Field(description="Only these statuses.")] = None,
         limit: Annotated[int, Field(ge=1, le=1000)] = 20,
     ) -> RunList:
         """Recent runs, newest first."""

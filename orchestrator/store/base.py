@@ -23,7 +23,9 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol, get_args
+from typing import TYPE_CHECKING, Any, Protocol
+
+from foundation.status import FINISHED_STATUSES, RUN_STATUSES, UNFINISHED_STATUSES, RunStatus
 
 if TYPE_CHECKING:
     from orchestrator.step_output import StepOutput
@@ -41,12 +43,6 @@ __all__ = [
     "check_status",
     "utc_now",
 ]
-
-RunStatus = Literal["queued", "running", "succeeded", "failed", "cancelled", "interrupted"]
-RUN_STATUSES: tuple[RunStatus, ...] = get_args(RunStatus)
-#: What a restarted daemon must resume (or mark ``interrupted``).
-UNFINISHED_STATUSES: tuple[RunStatus, ...] = ("queued", "running")
-FINISHED_STATUSES: tuple[RunStatus, ...] = ("succeeded", "failed", "cancelled", "interrupted")
 
 
 def utc_now() -> datetime:
@@ -67,7 +63,7 @@ class RunRecord:
     plan_source: str
     workdir: Path
     plan_path: Path | None = None
-    status: RunStatus = "queued"
+    status: RunStatus = RunStatus.QUEUED
     created_at: datetime = field(default_factory=utc_now)
     started_at: datetime | None = None
     finished_at: datetime | None = None
@@ -235,4 +231,4 @@ def check_status(status: str) -> RunStatus:
     """``status`` as a RunStatus, or ValueError."""
     if status not in RUN_STATUSES:
         raise ValueError(f"unknown run status {status!r}; known: {', '.join(RUN_STATUSES)}")
-    return status
+    return RunStatus(status)

@@ -4,7 +4,8 @@ group (it stops with the daemon), behind a bearer token kept in ``<state-dir>/ht
 Pages: ``/`` (runs, filters ``?status=`` and ``?plan=``), ``/runs/{id}`` (the run page with
 its Gantt timeline), ``/runs/{id}/events`` (server-sent events: the run's stored events,
 then live ones from the RunManager subscription, the same feed as ``orchestrator watch``),
-and JSON under ``/api/runs``. :func:`build_app` takes ``extra_routes`` (e.g. ``/metrics``).
+``/metrics`` (Prometheus, see orchestrator.web.metrics) is served when :func:`build_app` is
+given the daemon's :class:`DaemonMetrics`, as :func:`serve_http` does.
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ import json
 import os
 import secrets
 import socket
+import time
 from collections.abc import AsyncIterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
+from datetime import UTC, datetime
 from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,7 +39,9 @@ from starlette.routing import BaseRoute, Route
 
 from foundation.errors import OrchestratorError
 from orchestrator.daemon.rpc import AgentsListParams, LocksListParams
-from orchestrator.web.report import read_all_events, render_report
+from orchestrator.web.locks_page import render_locks_page
+from orchestrator.web.metrics import DaemonMetrics, metrics_route
+from orchestrator.web.report import CSS, read_all_events, render_parts, render_report
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -78,8 +83,15 @@ def _authorised(request: Request, token: str) -> bool:
     return secrets.compare_digest(given.encode(), token.encode())
 
 
-def build_app(daemon: Daemon, token: str, extra_routes: Sequence[BaseRoute] = ()) -> _TokenGate:
-    """The dashboard app over ``daemon``; ``extra_routes`` sit behind the same token."""
+def build_app(
+    daemon: Daemon,
+    token: str,
+    extra_routes: Sequence[BaseRoute] = (),
+    *,
+    metrics: DaemonMetrics | None = None,
+) -> _TokenGate:
+    """The dashboard app over ``daemon``; ``extra_routes`` (and ``/metrics`` when given
+    ``metrics``) sit behind the same token."""
 
     async def runs_page(request: Request) -> Response:
         status = request.query_params.get("status") or None
@@ -94,8 +106,11 @@ def build_app(daemon: Daemon, token: str, extra_routes: Sequence[BaseRoute] = ()
             if plan is None or r.plan == plan
         )
         return HTMLResponse(
-            '<!DOCTYPE html><html><head><meta charset="utf-8"><title>Runs</title></head><body>'
-            '<h1>Runs</h1><form><input name="status" placeholder="status">'
+            '<!DOCTYPE html><html><head><meta charset="utf-8"><title>Runs</title>'
+            f"<style>{CSS}</style></head><body>"
+            '<p><a href="/locks">locks, class slots and agents</a> &middot; '
+            '<a href="/metrics">metrics</a></p><h1>Runs</h1>'
+            '<form><input name="status" placeholder="status">'
             '<input name="plan" placeholder="plan"><button>filter</button></form>'
             "<table><tr><th>run</th><th>plan</th><th>status</th><th>start</th>"
             f"<th>duration</th></tr>{rows}</table></body></html>"
@@ -107,16 +122,25 @@ def build_app(daemon: Daemon, token: str, extra_routes: Sequence[BaseRoute] = ()
         if run is None:
             return HTMLResponse(f"no run {escape(run_id)}; see the runs page at /", status_code=404)
         events = await read_all_events(daemon.store, run_id)
-        html = render_report(run, events)
+        if run_id not in daemon.runs.active:
+            return HTMLResponse(render_report(run, events, dashboard=True))
         after = int(events[-1]["seq"]) if events else 0
-        # Only events after this page's last one, so a reload does not re-trigger itself.
+        # Patches for events after this page's last one replace the parts in place.
         live = (
-            f"<script>const s=new EventSource(location.pathname+'/events?after={after}');"
-            "s.addEventListener('run_finished',()=>s.close());"
-            "let t;s.onmessage=()=>{clearTimeout(t);t=setTimeout(()=>location.reload(),300)};"
-            "</script>"
+            f"<script>const s=new EventSource(location.pathname+'/live?after={after}');"
+            "s.addEventListener('patch',e=>{const p=JSON.parse(e.data);"
+            "for(const k in p){const el=document.getElementById(k);if(el)el.innerHTML=p[k]}});"
+            "s.addEventListener('done',()=>s.close());</script>"
         )
-        return HTMLResponse(html.replace("</body>", live + "</body>"))
+        return HTMLResponse(render_report(run, events, live=live, dashboard=True, now=time.time()))
+
+    async def run_live(request: Request) -> Response:
+        run_id = request.path_params["run_id"]
+        if run_id not in daemon.runs.active and await daemon.store.get_run(run_id) is None:
+            return JSONResponse({"error": f"no run {run_id!r}"}, status_code=404)
+        raw_after = request.query_params.get("after", "0")
+        after = int(raw_after) if raw_after.isdigit() else 0
+        return StreamingResponse(_patches(daemon, run_id, after), media_type="text/event-stream")
 
     async def run_events(request: Request) -> Response:
         run_id = request.path_params["run_id"]
@@ -132,11 +156,8 @@ def build_app(daemon: Daemon, token: str, extra_routes: Sequence[BaseRoute] = ()
     async def locks_page(request: Request) -> Response:
         locks = await daemon.locks_list(LocksListParams(), None)  # type: ignore[arg-type]
         agents = await daemon.agents_list(AgentsListParams(), None)  # type: ignore[arg-type]
-        return HTMLResponse(
-            '<!DOCTYPE html><html><head><meta charset="utf-8"><title>Locks and agents'
-            "</title></head><body><h1>Locks and class slots</h1>"
-            f"{_tables(locks)}<h1>Agents</h1>{_tables(agents)}</body></html>"
-        )
+        tokens = metrics.tokens() if metrics is not None else {}
+        return HTMLResponse(render_locks_page(locks, agents, tokens))
 
     async def api_locks(request: Request) -> Response:
         return JSONResponse(await daemon.locks_list(LocksListParams(), None))  # type: ignore[arg-type]
@@ -147,7 +168,9 @@ def build_app(daemon: Daemon, token: str, extra_routes: Sequence[BaseRoute] = ()
         Route("/", runs_page),
         Route("/runs/{run_id}", run_page),
         Route("/runs/{run_id}/events", run_events),
+        Route("/runs/{run_id}/live", run_live),
         Route("/api/runs", api_runs),
+        *([metrics_route(daemon, metrics)] if metrics is not None else []),
         *extra_routes,
     ]
     return _TokenGate(Starlette(routes=routes), token)
@@ -192,20 +215,13 @@ def _params(request: Request) -> Any:
     return RunsListParams.model_validate({"limit": 200, **({"status": status} if status else {})})
 
 
-def _tables(data: Any) -> str:
-    """A JSON answer as nested HTML tables, every text escaped."""
-    if isinstance(data, dict):
-        rows = "".join(
-            f"<tr><th>{escape(str(k))}</th><td>{_tables(v)}</td></tr>" for k, v in data.items()
-        )
-        return f"<table>{rows}</table>"
-    if isinstance(data, list):
-        return "".join(f'<div class="item">{_tables(v)}</div>' for v in data) or "(none)"
-    return escape("" if data is None else str(data))
-
-
 def _duration(start: Any, end: Any) -> str:
-    return f"{(end - start).total_seconds():.1f} s" if start and end else ""
+    """``12.3 s``; a run still going counts to now (``12.3 s so far``)."""
+    if not start:
+        return ""
+    if end:
+        return f"{(end - start).total_seconds():.1f} s"
+    return f"{(datetime.now(UTC) - start).total_seconds():.1f} s so far"
 
 
 async def _sse(daemon: Daemon, run_id: str, after: int = 0) -> AsyncIterator[str]:
@@ -229,6 +245,59 @@ async def _sse(daemon: Daemon, run_id: str, after: int = 0) -> AsyncIterator[str
             subscription.close()
 
 
+#: Patches of a live page: at most one per this many seconds (a burst of events is one
+#: re-render); with no event for PATCH_IDLE_S, one anyway so elapsed times move on.
+PATCH_EVERY_S = 0.25
+PATCH_IDLE_S = 1.0
+
+
+async def _patches(daemon: Daemon, run_id: str, after: int) -> AsyncIterator[str]:
+    """``patch`` events (the run page's parts, rendered from every event so far) while the
+    run is live, then ``done``. The first patch covers whatever came after ``after``; a
+    watcher that falls behind (and is dropped by the pipeline) catches up from the store."""
+    events: list[dict[str, Any]] = []
+    sent = after
+    while True:
+        active = daemon.runs.active.get(run_id)
+        # Subscribed before reading the store: no event falls between the two.
+        subscription = daemon.runs.subscribe(active) if active is not None else None
+        try:
+            events.extend(await _after(daemon, run_id, int(events[-1]["seq"]) if events else 0))
+            if events and int(events[-1]["seq"]) > sent:
+                sent = int(events[-1]["seq"])
+                yield _patch(events)
+            if subscription is None:
+                break
+            while True:
+                fresh, batch = False, []
+                with anyio.move_on_after(PATCH_IDLE_S):
+                    batch = [await subscription.receive.receive()]
+                    fresh = True
+                    with suppress(anyio.WouldBlock):
+                        while True:
+                            batch.append(subscription.receive.receive_nowait())
+                last = int(events[-1]["seq"]) if events else 0
+                events.extend(e for e in batch if int(e["seq"]) > last)
+                sent = int(events[-1]["seq"]) if events else sent
+                yield _patch(events)  # without a fresh event: elapsed times move on
+                if fresh:
+                    await anyio.sleep(PATCH_EVERY_S)
+        except anyio.EndOfStream:
+            continue  # the run ended, or this watcher fell behind: catch up from the store
+        finally:
+            if subscription is not None:
+                subscription.close()
+    yield "event: done\ndata: {}\n\n"
+
+
+async def _after(daemon: Daemon, run_id: str, seq: int) -> list[dict[str, Any]]:
+    return [e async for e in daemon.runs.stored_events(run_id, after_seq=seq)]
+
+
+def _patch(events: list[dict[str, Any]]) -> str:
+    return f"event: patch\ndata: {json.dumps(render_parts(events, now=time.time()))}\n\n"
+
+
 def _frame(event: dict[str, Any]) -> str:
     return f"id: {event['seq']}\ndata: {json.dumps(event, default=str)}\n\n"
 
@@ -247,11 +316,14 @@ async def serve_http(
     extra_routes: Sequence[BaseRoute] = (),
     task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve the dashboard until cancelled; the token goes to ``<state-dir>/http-token``."""
+    """Serve the dashboard and ``/metrics`` until cancelled; the token goes to
+    ``<state-dir>/http-token``. Runs started from now on feed the metrics."""
     token_file = daemon.settings.state_dir / "http-token"
     token = create_token(token_file)
+    metrics = DaemonMetrics()
+    daemon.runs.sinks.append(metrics)
     config = uvicorn.Config(
-        build_app(daemon, token, extra_routes),
+        build_app(daemon, token, extra_routes, metrics=metrics),
         host=host,
         port=port,
         log_config=None,
@@ -277,4 +349,5 @@ async def serve_http(
         try:
             await anyio.sleep_forever()
         finally:
+            daemon.runs.sinks.remove(metrics)
             server.should_exit = True

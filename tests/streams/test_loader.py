@@ -218,7 +218,7 @@ def test_unknown_top_level_key_lists_the_allowed_ones() -> None:
     assert place(problem) == locate(text, "extra")
     assert problem.reason == "unknown key 'extra'"
     assert "remove it" in problem.fix
-    assert "Allowed keys here: agents, caps" in problem.fix
+    assert "Allowed keys here: agents, agents_from, caps" in problem.fix
 
 
 def test_unknown_step_key_suggests_the_close_match() -> None:
@@ -698,7 +698,7 @@ def test_json_plan_problems_carry_positions() -> None:
     problem = only(text, "plan.json")
     assert problem.reason == "unknown key 'bogus'"
     assert place(problem) == locate(text, '"bogus"')
-    assert "Allowed keys here: backoff" in problem.fix
+    assert "Allowed keys here: agent_class, backoff" in problem.fix
 
 
 def test_json_cross_reference_problems_carry_positions() -> None:

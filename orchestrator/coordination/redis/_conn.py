@@ -3,23 +3,21 @@
 The URL carries the credentials (``redis://:PASSWORD@host:6379/0`` or
 ``redis://USER:PASSWORD@...`` for an ACL user) and the transport (``rediss://`` for TLS,
 with redis-py's ``ssl_*`` query parameters). Only :func:`redact_url`'s form of it ever
-appears in a log line or an error.
+appears in a log line or an error (:func:`foundation.secrets.redact_url`, re-exported here).
 """
 
 from __future__ import annotations
-
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis
 import redis.asyncio
 from redis.backoff import NoBackoff
 
 from foundation.errors import CoordinatorUnavailable
+from foundation.secrets import redact_url, scrub, url_password, url_secrets
 
 __all__ = [
     "TRANSIENT",
     "async_client",
-    "password_of",
     "redact_url",
     "sync_client",
     "unavailable",
@@ -35,64 +33,15 @@ TRANSIENT: tuple[type[BaseException], ...] = (
     OSError,
 )
 
-_SECRET_QUERY_KEYS = frozenset({"password", "pass", "pwd", "auth", "token", "secret"})
-
-
-def redact_url(url: str) -> str:
-    """Return ``url`` with its password (in the userinfo or the query) replaced by ``***``.
-
-    ``redis://user:secret@host:6379/0?password=x`` -> ``redis://user:***@host:6379/0?password=***``.
-    A URL that cannot be parsed comes back as ``<unparseable URL>``, never as itself.
-    """
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError:
-        return "<unparseable URL>"
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"  # an IPv6 address
-    if port is not None:
-        host = f"{host}:{port}"
-    if parts.password is not None:
-        netloc = f"{parts.username or ''}:***@{host}"
-    elif parts.username:
-        netloc = f"{parts.username}@{host}"
-    else:
-        netloc = host
-    query = parts.query
-    if query:
-        pairs = parse_qsl(query, keep_blank_values=True)
-        query = urlencode(
-            [(k, "***" if k.lower() in _SECRET_QUERY_KEYS else v) for k, v in pairs], safe="*/"
-        )
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
-
-
-def password_of(url: str) -> str | None:
-    """The password in ``url`` (userinfo or query), to scrub it from any message."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return None
-    if parts.password:
-        return parts.password
-    for key, value in parse_qsl(parts.query):
-        if key.lower() in _SECRET_QUERY_KEYS and value:
-            return value
-    return None
-
 
 def unavailable(
     where: str, exc: BaseException, *, url: str, timeout_s: float
 ) -> CoordinatorUnavailable:
     """Translate a redis-py failure into a CoordinatorUnavailable naming ``where`` and a fix."""
     text = str(exc)
-    secret = password_of(url)
-    if secret:
-        text = text.replace(secret, "***")
+    text = scrub(text, url_secrets(url))
     if isinstance(exc, redis.AuthenticationError) or "NOAUTH" in text or "WRONGPASS" in text:
-        if password_of(url) is None:
+        if url_password(url) is None:
             return CoordinatorUnavailable(
                 where,
                 "the server requires a password and the URL has none",

@@ -15,7 +15,8 @@ import anyio
 import pytest
 
 from agents import builtin_registry
-from agents.drivers import EXTERNAL_ACTION, ExternalParams, with_external
+from agents.drivers import DriverTask, ExternalDriver, ExternalParams, PlanDrivers
+from agents.plans import load_plan
 from orchestrator.coordination import InProcessCoordinator
 from orchestrator.events import EventLog, MemorySink
 from orchestrator.step_runner import (
@@ -28,15 +29,20 @@ from orchestrator.step_runner import (
 )
 from streams.model import DriverSpec
 
+EXAMPLE_PLAN = Path(__file__).resolve().parents[3] / "examples" / "agent-plan.yaml"
+
 MARKDOWN = "# Context Package - writer\n"
 
 
-def test_with_external_adds_the_driver_to_a_copy() -> None:
-    builtin = builtin_registry()
-    combined = with_external(builtin)
-    assert EXTERNAL_ACTION not in builtin
-    assert set(combined) == {*builtin, EXTERNAL_ACTION}
-    assert combined[EXTERNAL_ACTION].params is ExternalParams
+def test_sentence_steps_go_to_the_agent_driver_and_no_plan_can_name_it() -> None:
+    plan = load_plan(EXAMPLE_PLAN)
+    drivers = PlanDrivers(plan, builtin_registry())
+    sentence = next(s for st in plan.streams for s in st.steps if s.instruction is not None)
+    task = drivers.for_step(sentence)
+    assert isinstance(task.driver, ExternalDriver) and isinstance(task.params, ExternalParams)
+    assert task.package is drivers.packages[sentence.agent]
+    # The built-in registry, against which plans are validated, has no driver in it.
+    assert task.driver.name not in builtin_registry()
 
 
 async def _run_step(tmp_path: Path, script: str, timeout_s: float) -> tuple[StepOutcome, Path]:
@@ -56,7 +62,6 @@ async def _run_step(tmp_path: Path, script: str, timeout_s: float) -> tuple[Step
         run_id="run-1",
         plan_name="demo",
         coordinator=InProcessCoordinator(),
-        registry=with_external(builtin_registry()),
         config=StepRunnerConfig(
             workdir=tmp_path,
             env={"PATH": os.environ["PATH"], "SECRET_DSN": "postgresql://u:pw@h/db"},
@@ -72,8 +77,7 @@ async def _run_step(tmp_path: Path, script: str, timeout_s: float) -> tuple[Step
         stream="redis-auth",
         step="restart",
         agent="writer",
-        action=EXTERNAL_ACTION,
-        params=params,
+        task=DriverTask(ExternalDriver(), params),
         resource_class="light",
         cap=None,
         locks=("redis",),

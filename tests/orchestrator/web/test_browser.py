@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.daemon_process import DaemonProcess
 from tests.orchestrator.test_daemon import write_plan
-from tests.ports import free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
 FLAGS = [
@@ -20,16 +18,6 @@ FLAGS = [
     "--disable-component-update",
     "--no-first-run",
 ]
-
-
-@pytest.fixture
-def web(tmp_path: Path) -> Iterator[tuple[DaemonProcess, int, str]]:
-    port = free_port()
-    process = DaemonProcess(tmp_path, args=("--http", f"127.0.0.1:{port}")).start()
-    try:
-        yield process, port, (process.state / "http-token").read_text().strip()
-    finally:
-        process.close()
 
 
 def test_the_live_run_page_in_chromium(web: tuple[DaemonProcess, int, str], tmp_path: Path) -> None:
@@ -45,13 +33,22 @@ def test_the_live_run_page_in_chromium(web: tuple[DaemonProcess, int, str], tmp_
         assert "token=" not in page.url  # the cookie took over
         page.wait_for_selector("rect.bar.status-running", timeout=30_000)
         assert page.locator("svg.gantt g.lane").count() == 2
+        assert page.locator("#streams th", has_text="held by").count() == 1
         page.screenshot(path=str(tmp_path / "live.png"))
+        page.evaluate("window.notReloaded = true")
         go.touch()
         page.wait_for_function(
             "document.querySelectorAll('rect.bar.status-succeeded').length === 4",
             timeout=30_000,
         )
+        assert page.evaluate("window.notReloaded") is True  # patched in place, never reloaded
         assert page.locator("rect.bar.status-running").count() == 0
+        page.wait_for_function(
+            "document.getElementById('summary').textContent.includes('4/4 steps done')",
+            timeout=30_000,
+        )
+        assert page.locator("rect.critical-mark").count() >= 1
+        assert "Critical path: main/first" in page.inner_text("#critical")
         page.screenshot(path=str(tmp_path / "done.png"), full_page=True)
         browser.close()
     assert (tmp_path / "done.png").stat().st_size > 0
