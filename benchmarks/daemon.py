@@ -25,6 +25,9 @@ figure inflated by other load on the machine says so.
               the daemon's own ``append_events`` calls: batch sizes and time per call and per
               step event, as it pays them (waits for the store's turn and the event loop
               included). Reference: ``benchmarks/store.py``'s figures (``results/store.json``).
+4. submissions ``orchestrator submit --wait examples/phase2.yaml`` 20 times in a row: the
+              daemon's RSS after each, and how long after ``run_finished`` each CLI process
+              had exited (``benchmarks/_daemon_memory.py``).
 
 ``--profile`` samples the daemon with py-spy (``pip install py-spy``) in four phases (ramp,
 steady calls, churn quiet, churn calls) and writes the top functions to
@@ -66,6 +69,7 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
 
 from agents.actions import builtin_registry
 from benchmarks._daemon_client import DaemonUnderTest, Watcher, epoch, summary
+from benchmarks._daemon_memory import render_submissions, run_submissions
 from benchmarks._daemon_report import (
     RESULTS,
     STORES,
@@ -94,6 +98,7 @@ class Sizes:
     depth: int  # steps per lane
     quiet_s: float  # churn with the watcher only, before the status calls
     step_s: tuple[float, float]  # shortest and longest churn step, spread evenly
+    submissions: int  # of the example, one after another (phase 4)
 
     @property
     def concurrent(self) -> int:
@@ -109,6 +114,7 @@ FULL = Sizes(
     depth=3,
     quiet_s=2.0,
     step_s=(3.0, 6.0),
+    submissions=20,
 )
 QUICK = Sizes(
     streams=4,
@@ -119,6 +125,7 @@ QUICK = Sizes(
     depth=2,
     quiet_s=0.5,
     step_s=(1.0, 2.0),
+    submissions=3,
 )
 
 _DUMPER: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
@@ -489,6 +496,7 @@ def bench_store(kind: str, sizes: Sizes, profile_dir: Path | None) -> dict[str, 
                 ("health", {}),
             ]
             idle = measure(daemon, idle_calls, sizes.calls)
+            submissions = run_submissions(daemon, sizes.submissions)
 
             def profile(phase: str) -> contextlib.AbstractContextManager[None]:
                 raw = profile_dir / f"{kind}-{phase}.raw" if profile_dir else None
@@ -505,6 +513,7 @@ def bench_store(kind: str, sizes: Sizes, profile_dir: Path | None) -> dict[str, 
         "daemon_start_s": round(start_s, 3),
         "first_step": first,
         "idle": idle,
+        "submissions": submissions,
         "steady": steady,
         "after": after,
         "churn": churn,
@@ -571,6 +580,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if profile_text:
         (RESULTS / "daemon-profile.txt").write_text("\n".join(profile_text), encoding="utf-8")
     print(render(report))
+    print(render_submissions(report, kinds))
     print(f"\nresults: {output}")
     return 0
 

@@ -9,7 +9,6 @@ one) and hands it to the scheduler. Each event file is at :func:`events_path_for
 
 from __future__ import annotations
 
-import gc
 import secrets
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -28,6 +27,7 @@ from foundation.status import RunStatus
 from orchestrator.coordination import Coordinator, InProcessCoordinator
 from orchestrator.event_relay import EventRelay, relay_for
 from orchestrator.events import Durability, EventLog, EventSink, Redactor
+from orchestrator.gc_tuning import freeze_loaded, tune_gc
 from orchestrator.scheduler import PriorState, RunResult, Scheduler, SchedulerConfig
 from orchestrator.settings import Settings
 from orchestrator.store import RunRecord, RunStore, open_store
@@ -49,32 +49,6 @@ __all__ = [
 ]
 
 _log = structlog.get_logger("orchestrator.runs")
-
-
-#: CPython's defaults are (700, 10, 10); see tune_gc.
-GC_THRESHOLDS = (50_000, 20, 20)
-
-
-def tune_gc() -> None:
-    """Make full garbage collections rare in this process; idempotent, call at start.
-
-    Loading a plan builds a node tree of every value in the file, and a run holds every
-    queued step's task, coroutine frames, need and bound event context at once: with
-    CPython's default thresholds each quarter of growth of that long-lived heap triggers a
-    full collection that rescans all of it. In benchmarks/scheduler.py (10,000 steps) that
-    was 60% of load_plan on YAML (1.5 s -> 0.6 s) and 40% of a run's CPU (5 full
-    collections -> 0). Collections still happen, less often; peak RSS moved by +1 MiB.
-    """
-    gc.set_threshold(*GC_THRESHOLDS)
-
-
-def freeze_loaded() -> None:
-    """Move everything alive now (the imported modules, the loaded plan) out of the
-    collector's sight: later collections, and the interpreter's teardown, skip it. Call
-    once the plan is loaded and before the run starts; only where the process runs one
-    plan and then exits (``orchestrator run``), never in the daemon."""
-    gc.collect()
-    gc.freeze()
 
 
 def new_run_id() -> str:

@@ -3,7 +3,6 @@ order and quoting (ruamel.yaml round trip)."""
 
 from __future__ import annotations
 
-import hashlib
 import io
 import itertools
 import re
@@ -19,42 +18,8 @@ from ruamel.yaml.scalarstring import DoubleQuotedScalarString, SingleQuotedScala
 from ruamel.yaml.tokens import CommentToken
 from ruamel.yaml.util import load_yaml_guess_indent
 
+from agents.actions._compose_path import Key, parse_path
 from foundation.errors import ActionFailed
-
-Key = str | int
-
-
-_SEGMENT = re.compile(r"""\[(-?\d+)\]|\[(?:"([^"]*)"|'([^']*)')\]|([^.\[\]"']+)""")
-
-
-def parse_path(path: str) -> list[Key]:
-    """``a.b[2]["c.d"]`` -> ``["a", "b", 2, "c.d"]``; a bare ``.2`` stays the string ``"2"``
-    (an index where a list is found there). Raises ValueError for a malformed path."""
-    keys: list[Key] = []
-    at = 0
-    while at < len(path):
-        if keys and path[at] == ".":
-            at += 1
-        match = _SEGMENT.match(path, at)
-        if match is None or match.end() == at:
-            raise ValueError(
-                f"bad path {path!r} at character {at + 1}; write a.b.c, a.b[0] "
-                'or a["key.with.dots"]'
-            )
-        index, double, single, bare = match.groups()
-        keys.append(
-            int(index)
-            if index is not None
-            else (double if double is not None else single if single is not None else bare)
-        )
-        at = match.end()
-    if not keys:
-        raise ValueError("empty path")
-    return keys
-
-
-def _sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,10 +16,6 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 import anyio
-import docker
-import docker.constants
-import docker.errors
-import docker.utils
 from pydantic import BaseModel, ConfigDict, Field
 
 from agents.actions._masking import container_secrets
@@ -32,8 +28,6 @@ from streams.durations import Duration
 T = TypeVar("T")
 
 DEFAULT_DOCKER_URL = "unix:///var/run/docker.sock"
-_MIN_API = docker.constants.MINIMUM_DOCKER_API_VERSION
-_MAX_API = docker.constants.DEFAULT_DOCKER_API_VERSION
 _EXCERPT = 4096
 
 
@@ -62,6 +56,8 @@ class _Engine:
     secrets: list[str] = field(default_factory=list)
 
     async def call(self, what: str, func: Callable[[], T], deadline_s: float | None = None) -> T:
+        import docker.errors  # here: validating a plan must not pay for the SDK
+
         limit = deadline_s if deadline_s is not None else self.timeout_s
         try:
             with anyio.fail_after(limit):
@@ -90,18 +86,24 @@ def engine_url(ctx: ActionContext, base_url: str | None) -> str:
 
 def _connect(url: str, timeout_s: int) -> Any:
     """A client speaking the engine's API version (capped at the SDK's); blocking."""
+    import docker
+    import docker.constants
+    import docker.utils
+
+    lowest = docker.constants.MINIMUM_DOCKER_API_VERSION
+    highest = docker.constants.DEFAULT_DOCKER_API_VERSION
     if url.startswith("unix://"):
         # The SDK leaks its socket when connecting to a Unix socket fails: try it first.
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe_socket:
             probe_socket.settimeout(timeout_s)
             probe_socket.connect(url.removeprefix("unix://"))
     # version="auto" would ask in the constructor and leak the socket when that fails.
-    probe = docker.DockerClient(base_url=url, version=_MIN_API, timeout=timeout_s)
+    probe = docker.DockerClient(base_url=url, version=lowest, timeout=timeout_s)
     try:
         server = str(probe.api.version(api_version=False)["ApiVersion"])
     finally:
         probe.close()
-    version = server if docker.utils.version_lt(server, _MAX_API) else _MAX_API
+    version = server if docker.utils.version_lt(server, highest) else highest
     return docker.DockerClient(base_url=url, version=version, timeout=timeout_s)
 
 

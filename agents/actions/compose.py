@@ -31,10 +31,8 @@ from typing import Any
 
 import anyio
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from ruamel.yaml import YAML
-from ruamel.yaml.error import YAMLError
 
-from agents.actions._compose_edit import _Doc, _remove, _set, _sha, parse_path
+from agents.actions._compose_path import _sha, parse_path
 from agents.base import ActionContext, ActionResult, Evidence, UndoRecord
 from agents.registry import ActionRegistry
 from foundation.clock import utc_timestamp
@@ -146,6 +144,9 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 def _compose_secrets(text: str) -> list[str]:
     """Secret values written literally in a compose file (env and command of services)."""
+    from ruamel.yaml import YAML  # here: validating a plan must not pay for ruamel
+    from ruamel.yaml.error import YAMLError
+
     try:
         data = YAML(typ="safe").load(text)
     except YAMLError:
@@ -181,6 +182,8 @@ def _first_difference(a: str, b: str) -> int:
 
 def _patched(original: bytes, params: ComposePatchParams, where: str) -> bytes:
     """The file after ``set`` and ``remove`` (line endings kept)."""
+    from agents.actions._compose_edit import _Doc, _remove, _set  # ruamel: only when patching
+
     try:
         text = original.decode("utf-8")
     except UnicodeDecodeError:

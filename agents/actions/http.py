@@ -18,7 +18,6 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 import anyio
-import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from agents.actions._stats import percentile
@@ -116,6 +115,8 @@ async def run_probe(ctx: ActionContext, params: HttpProbeParams) -> ActionResult
     and 5xx, over all requests), ``.timeouts``, ``.latency_ms.p50``/``.p95`` (over the
     responses received; absent when none was).
     """
+    import httpx  # here: validating a plan must not pay for importing the client
+
     shown, secrets = _redact(params.url)
     headers, header_secrets = _headers(ctx, params)
     secrets += header_secrets

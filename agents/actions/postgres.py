@@ -18,11 +18,10 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import anyio
-import asyncpg
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from agents.actions._stats import percentile
@@ -32,6 +31,9 @@ from foundation.clock import utc_timestamp
 from foundation.errors import ActionFailed
 from foundation.secrets import url_password, without_credentials
 from streams.durations import Duration
+
+if TYPE_CHECKING:  # imported where used: validating a plan must not pay for the driver
+    import asyncpg
 
 __all__ = [
     "ExecuteParams",
@@ -55,7 +57,14 @@ _METRIC_PREFIX = r"^[A-Za-z_][A-Za-z0-9_.\-]*$"
 _MASK = "***"
 _PASSWORD_LITERAL = re.compile(r"(PASSWORD\s+)(E?'(?:[^']|'')*')", re.IGNORECASE)
 _EXCERPT = 8192
-_FAILURES = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+
+
+def _failures() -> tuple[type[BaseException], ...]:
+    """What a call to the server may raise (an ``except`` evaluates it only on an error)."""
+    import asyncpg
+
+    return (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+
 
 #: A query argument as a plan can write it.
 Arg = str | int | float | bool | None
@@ -197,6 +206,8 @@ def _target(ctx: ActionContext, params: PostgresConnectionParams, action: str) -
 
 @asynccontextmanager
 async def _connection(target: _Target, timeout_s: float) -> AsyncIterator[asyncpg.Connection]:
+    import asyncpg
+
     with anyio.fail_after(timeout_s):
         conn = await asyncpg.connect(
             target.dsn,
@@ -228,6 +239,8 @@ def _mask_sql(sql: str, target: _Target) -> str:
 
 def _reason(exc: BaseException, target: _Target, timeout_s: float) -> str:
     """Why a call failed, in words a user can act on, with no secret in it."""
+    import asyncpg
+
     text = str(exc)
     if target.password and len(target.password) >= 3:
         text = text.replace(target.password, _MASK)
@@ -305,7 +318,7 @@ async def run_timed_query(ctx: ActionContext, params: TimedQueryParams) -> Actio
                 rows = len(await _wait(params.timeout_s, conn.fetch(params.query, *params.args)))
                 if index >= params.warmup:
                     samples.append((time.perf_counter() - started) * 1000)
-    except _FAILURES as exc:
+    except _failures() as exc:
         return _failed(target, "timed query", exc, params.timeout_s)
     prefix = params.metric_prefix
     metrics = _distribution(prefix, samples)
@@ -346,7 +359,7 @@ async def run_explain(ctx: ActionContext, params: ExplainParams) -> ActionResult
             finally:
                 with anyio.move_on_after(params.timeout_s, shield=True):
                     await transaction.rollback()
-    except _FAILURES as exc:
+    except _failures() as exc:
         return _failed(target, "EXPLAIN", exc, params.timeout_s)
     plan = "\n".join(str(record[0]) for record in records)
     prefix = params.metric_prefix
@@ -373,6 +386,8 @@ async def run_explain(ctx: ActionContext, params: ExplainParams) -> ActionResult
 async def run_pool_stats(ctx: ActionContext, params: PoolStatsParams) -> ActionResult:
     """Metrics ``<prefix>.min_size``, ``.max_size``, ``.size_peak``, ``.size``, ``.idle``,
     ``.acquire_ms.p50``/``.p95`` (wait for a connection) and ``.query_ms.p50``/``.p95``."""
+    import asyncpg
+
     target = _target(ctx, params, "postgres.pool_stats")
     timeout_s = params.timeout_s
     waits: list[float] = []
@@ -393,7 +408,7 @@ async def run_pool_stats(ctx: ActionContext, params: PoolStatsParams) -> ActionR
                 server_settings={"application_name": "orchestrator"},
             ),
         )
-    except _FAILURES as exc:
+    except _failures() as exc:
         return _failed(target, "pool", exc, timeout_s)
 
     async def worker() -> None:
@@ -411,7 +426,7 @@ async def run_pool_stats(ctx: ActionContext, params: PoolStatsParams) -> ActionR
                 finally:
                     with anyio.move_on_after(timeout_s, shield=True):
                         await pool.release(conn)
-            except _FAILURES as exc:
+            except _failures() as exc:
                 errors.append(exc)
                 return
 
@@ -452,6 +467,8 @@ async def run_pool_stats(ctx: ActionContext, params: PoolStatsParams) -> ActionR
 async def run_stat_statements(ctx: ActionContext, params: StatStatementsParams) -> ActionResult:
     """The top statements as evidence; metrics ``<prefix>.present`` (1/0), ``.count``,
     ``.top_mean_ms`` and ``.top_total_ms``."""
+    import asyncpg
+
     target = _target(ctx, params, "postgres.stat_statements")
     prefix = params.metric_prefix
     absent = ""
@@ -476,7 +493,7 @@ async def run_stat_statements(ctx: ActionContext, params: StatStatementsParams) 
                     records = await _wait(params.timeout_s, conn.fetch(query, params.top))
                 except asyncpg.ObjectNotInPrerequisiteStateError:
                     absent = "pg_stat_statements is installed but not loaded"
-    except _FAILURES as exc:
+    except _failures() as exc:
         return _failed(target, "pg_stat_statements", exc, params.timeout_s)
     detail: dict[str, Any] = {"dsn": target.shown, "order_by": params.order_by}
     if absent:
@@ -530,7 +547,7 @@ async def run_execute(ctx: ActionContext, params: ExecuteParams) -> ActionResult
             started, sent = time.perf_counter(), True
             status = await _wait(params.timeout_s, conn.execute(params.sql, *params.args))
             elapsed_ms = (time.perf_counter() - started) * 1000
-    except _FAILURES as exc:
+    except _failures() as exc:
         failed = _failed(target, f"{sql[:80]!r}", exc, params.timeout_s)
         return ActionResult(ok=False, summary=failed.summary, undo=undo if sent else None)
     metrics = {"db.execute_ms": elapsed_ms}

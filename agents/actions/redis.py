@@ -17,13 +17,11 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import anyio
-import redis.asyncio
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
-from redis.backoff import NoBackoff
 
 from agents.actions._stats import percentile
 from agents.base import ActionContext, ActionResult, Evidence, UndoRecord
@@ -32,6 +30,9 @@ from foundation.clock import utc_timestamp
 from foundation.errors import ActionFailed
 from foundation.secrets import is_secret_name, scrub, url_password, without_credentials
 from streams.durations import Duration
+
+if TYPE_CHECKING:  # imported where used: validating a plan must not pay for the client
+    import redis.asyncio
 
 __all__ = [
     "RedisAclDelUserParams",
@@ -57,7 +58,13 @@ _ACL_TOKEN = re.compile(r"\([^)]*\)|\S+")
 #: ``sanitize-payload``, which a user created without it does not have.
 _ACL_CLEAR = ("resetpass", "resetkeys", "resetchannels", "clearselectors", "-@all")
 _EXCERPT = 4096
-_FAILURES = (redis.RedisError, OSError, TimeoutError)
+
+
+def _failures() -> tuple[type[BaseException], ...]:
+    """What a call to the server may raise (an ``except`` evaluates it only on an error)."""
+    import redis
+
+    return (redis.RedisError, OSError, TimeoutError)
 
 
 class RedisConnectionParams(BaseModel):
@@ -195,6 +202,9 @@ def _target(ctx: ActionContext, params: RedisConnectionParams, action: str) -> _
 
 def _client(target: _Target, timeout_s: float) -> redis.asyncio.Redis:
     """A one-connection client that never retries by itself (the action owns deadlines)."""
+    import redis.asyncio
+    from redis.backoff import NoBackoff
+
     return redis.asyncio.Redis.from_url(
         target.url,
         username=target.username if target.password else None,  # no AUTH without a password
@@ -226,6 +236,8 @@ def _auth_code(exc: redis.AuthenticationError, target: _Target) -> str:
 
 def _reason(exc: BaseException, target: _Target, timeout_s: float, secrets: Sequence[str]) -> str:
     """Why a call failed, in words a user can act on, with no secret in it."""
+    import redis
+
     text = scrub(str(exc), [target.password, *secrets])
     if isinstance(exc, redis.AuthenticationError) and _auth_code(exc, target) == "NOAUTH":
         return "NOAUTH: a password is required (fix: set password_env, or put it in the URL)"
@@ -272,6 +284,8 @@ async def run_probe(ctx: ActionContext, params: RedisProbeParams) -> ActionResul
     seen), ``redis.pings_ok``, ``redis.connect_ms`` and ``redis.rtt_ms.p50``/``p95`` (PINGs
     answered PONG; absent when none was). ``ok`` follows ``expect_auth``.
     """
+    import redis
+
     target = _target(ctx, params, "redis.probe")
     who = target.username or "default"
     client = _client(target, params.timeout_s)
@@ -301,7 +315,7 @@ async def run_probe(ctx: ActionContext, params: RedisProbeParams) -> ActionResul
                 text = scrub(str(exc), [target.password])
                 replies[text.split(" ", 1)[0] or "ERR"] += 1
                 lines.append(f"{what}: {text[:300]}")
-            except _FAILURES as exc:
+            except _failures() as exc:
                 failure = _reason(exc, target, params.timeout_s, [])
                 lines.append(f"{what}: {failure}")
                 break
@@ -423,7 +437,7 @@ async def run_config_set(ctx: ActionContext, params: RedisConfigSetParams) -> Ac
         after = await _call(params.timeout_s, lambda: client.config_get(parameter))
         verified = str(after.get(parameter)) == new
         lines.append(f"CONFIG GET {parameter}: {_masked(parameter, str(after.get(parameter)))}")
-    except _FAILURES as exc:
+    except _failures() as exc:
         reason = _reason(exc, target, params.timeout_s, secrets)
         lines.append(f"failed: {reason}")
         # A failure after CONFIG SET was sent may still have changed the server: keep the undo.
@@ -510,7 +524,7 @@ async def _acl_change(
             lines.append(f"{shown_command}: {reply}")
         detail["after"] = _mask_rules(await _acl_rules(client, user, params.timeout_s))
         lines.append(f"after: {detail['after']}")
-    except _FAILURES as exc:
+    except _failures() as exc:
         reason = _reason(exc, target, params.timeout_s, secrets)
         lines.append(f"failed: {reason}")
         return ActionResult(

@@ -35,7 +35,6 @@ from graphlib import TopologicalSorter
 from typing import Any
 
 import anyio
-import trio.testing
 
 from agents.actions.sleep import SleepParams, run_sleep
 from agents.registry import ActionRegistry
@@ -164,6 +163,10 @@ def simulate(
     never from inside a running event loop. ``aging_s`` and ``starve_after_s`` are the
     coordinator's (the settings' values give the daemon's behaviour).
     """
+    # Here, not at the top: trio.testing imports pytest (~0.5 s), which the daemon and
+    # every command that loads this package would otherwise pay without simulating.
+    import trio.testing
+
     simulated, durations = simulation_plan(plan, estimates_s)
     clock = trio.testing.MockClock(autojump_threshold=0)
     events: list[tuple[float, dict[str, Any]]] = anyio.run(

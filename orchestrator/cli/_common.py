@@ -1,6 +1,7 @@
 """What the CLI's commands share: settings from flags, one-line errors, common options.
 
-Private to :mod:`orchestrator.cli`.
+Private to :mod:`orchestrator.cli`. Imported by every command, so it imports only what all
+of them need; the daemon client and the analysis are imported by the functions that use them.
 """
 
 from __future__ import annotations
@@ -8,17 +9,17 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import anyio
 import click
 
 from foundation.errors import OrchestratorError, first_orchestrator_error
 from foundation.status import ExitCode
-from orchestrator.analysis import HISTORY_SCOPES
-from orchestrator.daemon.client import ControlClient
-from orchestrator.logging import configure_logging
-from orchestrator.settings import Settings
+
+if TYPE_CHECKING:
+    from orchestrator.daemon.client import ControlClient
+    from orchestrator.settings import Settings
 
 __all__ = [
     "exit_on_error",
@@ -52,6 +53,9 @@ def exit_on_error(exc: BaseException) -> NoReturn:
 
 def settings_of(**overrides: Any) -> Settings:
     """The settings from the environment with the non-None flags on top; logging set up."""
+    from orchestrator.logging import configure_logging
+    from orchestrator.settings import Settings
+
     try:
         settings = Settings().with_overrides(**overrides)
     except ValueError as exc:
@@ -65,6 +69,8 @@ def run_client(
     socket_path: Path | None, func: Callable[[ControlClient], Coroutine[Any, Any, T]]
 ) -> T:
     """Run ``func`` with a client of the daemon at ``socket_path`` (or the settings')."""
+    from orchestrator.daemon.client import ControlClient  # not the daemon: only its client
+
     settings = settings_of(socket=socket_path)
     client = ControlClient(settings.socket_path(), connect_wait_s=settings.connect_wait_s)
     try:
@@ -83,6 +89,9 @@ def state_dir_option(func: F) -> F:
 
 
 def history_option(func: F) -> F:
+    # Imported when a command that takes --history is defined (it loads the analysis anyway).
+    from orchestrator.analysis import HISTORY_SCOPES
+
     return click.option(
         "--history",
         "history_scope",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
+from contextlib import aclosing
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +21,8 @@ from rich.table import Table
 from foundation.status import ExitCode
 from orchestrator.cli._common import json_option, run_client, socket_option
 from orchestrator.daemon.client import ControlClient
-from orchestrator.progress import progress_sink
 
 __all__ = ["agents", "cancel", "locks", "status", "submit", "watch"]
-
 
 
 @click.command()
@@ -67,9 +66,12 @@ def submit(
         if not wait:
             return 0
         status = "unknown"
-        async for event in client.subscribe(run_id, from_start=True):
-            if event.get("event") == "run_finished":
-                status = str(event.get("status"))
+        # Done at run_finished (stored before it is sent): not after the daemon's wrap-up.
+        async with aclosing(client.subscribe(run_id, from_start=True)) as events:
+            async for event in events:
+                if event.get("event") == "run_finished":
+                    status = str(event.get("status"))
+                    break
         click.echo(f"run {run_id}: {status}", err=True)
         return ExitCode.of_status(status)
 
@@ -83,6 +85,8 @@ def submit(
 @click.option("--plain", is_flag=True, help="Plain lines even on a terminal.")
 def watch(run_id: str, socket_path: Path | None, as_json: bool, plain: bool) -> None:
     """Follow RUN_ID live: one row per stream (or its events as JSON lines)."""
+    from orchestrator.progress import progress_sink  # the plan's models: only watch needs them
+
     console = Console()
 
     async def go(client: ControlClient) -> int:

@@ -1,5 +1,6 @@
 """Commands on plan and event files that need no daemon and no store: ``validate``,
-``schema``, ``package`` and ``verify-log``."""
+``schema``, ``package`` and ``verify-log``. What only one of them needs (the tokenizer, the
+event log reader) is imported inside it, so ``validate`` stays cheap to start."""
 
 from __future__ import annotations
 
@@ -10,11 +11,9 @@ from pathlib import Path
 import click
 
 from agents.plans import load_plan
-from context_packages import render_package
 from foundation.errors import OrchestratorError
 from foundation.status import ExitCode
 from orchestrator.cli._common import fail
-from orchestrator.verify import verify_event_files
 from streams.agents_from import tool_notes
 from streams.schema import schema_text
 
@@ -50,6 +49,8 @@ def schema() -> None:
 @click.option("--token-limit", type=int, default=None, help="Override the token limit.")
 def package(plan_file: Path, agent: str, as_json: bool, token_limit: int | None) -> None:
     """Show the context package AGENT would receive for PLAN_FILE (nothing runs)."""
+    from context_packages import render_package  # tiktoken: only this command needs it
+
     try:
         plan = load_plan(plan_file)
         text = render_package(plan, agent, as_json=as_json, token_limit=token_limit)
@@ -66,6 +67,8 @@ def package(plan_file: Path, agent: str, as_json: bool, token_limit: int | None)
 def verify_log(event_files: tuple[Path, ...], as_json: bool) -> None:
     """Check EVENT_FILES: caps never exceeded, no lock held twice, fences increasing,
     dependencies respected. Several files (several processes) are merged by time."""
+    from orchestrator.verify import verify_event_files
+
     try:
         report = verify_event_files(list(event_files))
     except (OSError, ValueError) as exc:

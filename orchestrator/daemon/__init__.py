@@ -16,7 +16,24 @@ must not (``orchestrator run`` works without a daemon), and ``agents``,
 the order orchestrator -> agents -> context_packages -> streams -> foundation).
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from orchestrator.daemon.client import ControlClient
-from orchestrator.daemon.service import Daemon, run_daemon
+
+if TYPE_CHECKING:
+    from orchestrator.daemon.service import Daemon, run_daemon
 
 __all__ = ["ControlClient", "Daemon", "run_daemon"]
+
+
+def __getattr__(name: str) -> Any:
+    """``Daemon`` and ``run_daemon`` on first use: a client (``orchestrator status``) imports
+    this package for :class:`ControlClient` and must not pay for the daemon's own imports
+    (the scheduler, the store, the coordinators, the analysis)."""
+    if name in ("Daemon", "run_daemon"):
+        from orchestrator.daemon import service
+
+        return getattr(service, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import errno
 import itertools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Any
 
@@ -105,7 +105,7 @@ class ControlClient:
 
     async def subscribe(
         self, run_id: str, *, from_start: bool = True
-    ) -> AsyncIterator[dict[str, Any]]:
+    ) -> AsyncGenerator[dict[str, Any], None]:
         """Yield the run's events, from its start or from now, until the run ends."""
         stream = await self._connect()
         async with stream:

@@ -8,6 +8,8 @@ that the store does not have, and a restarted daemon sees at least what anyone w
 
 from __future__ import annotations
 
+import gc
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +52,8 @@ _RELAY_DRAIN_S = 10.0
 _CANCEL_WAIT_S = 60.0
 #: After a drain's cancel, each run gets ``kill_grace_s`` plus this to record its end.
 _DRAIN_MARGIN_S = 5.0
+#: At most one garbage collection per this long when runs end (see _collect_garbage).
+_GC_EVERY_S = 1.0
 
 
 class EventPipeline:
@@ -216,6 +220,7 @@ class RunManager:
         self.gpus = gpus  # one allocator for every run, so exclusivity holds across runs
         self.active: dict[str, ActiveRun] = {}
         self.draining = False
+        self._collected_at = -_GC_EVERY_S
         self.sinks: list[EventSink] = []  # more sinks for every run started (metrics, traces)
 
     # -- starting -------------------------------------------------------------------------
@@ -353,6 +358,21 @@ class RunManager:
                 active.done.set()
         status = active.result.status.value if active.result else "cancelled"
         _log.info("run_ended", run_id=active.run_id, status=status)
+        self._collect_garbage()
+
+    def _collect_garbage(self) -> None:
+        """Collect what the ended run left (its scheduler, tasks and frames form cycles).
+
+        With the thresholds of :func:`~orchestrator.gc_tuning.tune_gc` a full collection
+        comes only after millions of allocations, so without this the daemon's RSS grew by
+        each run's garbage (+18% over 20 runs of the example). The heap of the daemon's
+        start is frozen (:func:`run_daemon`), so this walks only what runs created; at most
+        one per ``_GC_EVERY_S`` when many short runs end.
+        """
+        now = time.monotonic()
+        if now - self._collected_at >= _GC_EVERY_S:
+            self._collected_at = now
+            gc.collect()
 
     # -- controlling ----------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ Methods of the control socket are documented in ``docs/protocol.md``.
 
 from __future__ import annotations
 
+import gc
 import resource
 import signal
 import time
@@ -312,6 +313,9 @@ async def _serve(
 
                 await tg.start(partial(serve_http, daemon, *http))
             resumed = await runs.resume_unfinished()
+            # What the start built (modules, models, the store) lives as long as the daemon:
+            # out of every later collection, which then walk only what runs create.
+            gc.freeze()
             _log.info(
                 "daemon_started",
                 socket=str(server.path),
