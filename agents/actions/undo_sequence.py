@@ -53,6 +53,6 @@ def register(registry: ActionRegistry) -> None:
             ok=True, summary=f"undid {len(params.steps)} changes", evidence=tuple(evidence)
         )
 
-    registry.register(
-        "undo.sequence", UndoSequenceParams, "run several undo records in order"
-    )(run_sequence)
+    registry.register("undo.sequence", UndoSequenceParams, "run several undo records in order")(
+        run_sequence
+    )

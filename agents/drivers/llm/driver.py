@@ -177,8 +177,12 @@ class LlmDriver:
     ) -> ActionResult:
         if isinstance(output, str):
             return self._result(
-                session, ok=True, summary=_first_line(output) or "done", usage=usage,
-                output=output, spec=spec,
+                session,
+                ok=True,
+                summary=_first_line(output) or "done",
+                usage=usage,
+                output=output,
+                spec=spec,
             )
         at = utc_timestamp()
         claims = tuple(

@@ -21,11 +21,9 @@ from collections.abc import Mapping
 import anyio
 from pydantic_ai.exceptions import (
     ModelAPIError,
-    ModelConnectionError,
     ModelHTTPError,
-    ModelRateLimitError,
-    ModelServerError,
-    ModelUnavailableError,
+    ModelQuotaExceededError,
+    ModelRequestRejectedError,
     UnexpectedModelBehavior,
 )
 from pydantic_ai.messages import ModelMessage, ModelResponse
@@ -78,19 +76,19 @@ def build_model(spec: LlmSpec, key: str | None) -> Model:
 
 
 def _retryable(exc: Exception) -> bool:
+    """Whether waiting may help: a retryable HTTP status, a connection failure, or an answer
+    that broke the API (not JSON, not the schema); not a refusal or an exhausted quota."""
     if isinstance(exc, ModelHTTPError):
         return exc.status_code in _RETRYABLE_STATUS
-    if isinstance(
-        exc, ModelRateLimitError | ModelServerError | ModelUnavailableError | ModelConnectionError
-    ):
-        return True
-    return isinstance(exc, UnexpectedModelBehavior)
+    return not isinstance(exc, ModelRequestRejectedError | ModelQuotaExceededError)
 
 
 def describe(exc: BaseException) -> str:
     """The provider's message for ``exc`` (with its HTTP status when it had one)."""
     status = getattr(exc, "status_code", None)
     message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+    if not isinstance(exc, ModelAPIError | UnexpectedModelBehavior):
+        message = f"a malformed answer ({type(exc).__name__}: {message})"
     return f"HTTP {status}: {message}" if status else str(message)
 
 
@@ -119,7 +117,16 @@ class RetryingModel(WrapperModel):
                 return await self.wrapped.request(
                     messages, model_settings, model_request_parameters
                 )
-            except (ModelAPIError, UnexpectedModelBehavior) as exc:
+            # The last four: a response shaped unlike the API's (e.g. `"choices": 7`) can
+            # break the client's parsing with a plain TypeError; that is garbage too.
+            except (
+                ModelAPIError,
+                UnexpectedModelBehavior,
+                TypeError,
+                KeyError,
+                ValueError,
+                AttributeError,
+            ) as exc:
                 self.failed_attempts += 1
                 reason = scrub(describe(exc), self._secrets)
                 if not _retryable(exc):
