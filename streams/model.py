@@ -166,7 +166,10 @@ class LlmSpec(_Model):
     (``docs/llm-agents.md``). ``openai`` speaks the Chat Completions API (OpenAI, Ollama,
     vLLM, llama.cpp's server); ``anthropic`` the Messages API."""
 
-    provider: Literal["openai", "anthropic"]
+    provider: Literal["openai", "anthropic"] = Field(
+        description="openai: the Chat Completions API (OpenAI, Ollama, vLLM, llama.cpp); "
+        "anthropic: the Messages API."
+    )
     model: str = Field(min_length=1, max_length=256, description="The provider's model name.")
     base_url: str | None = Field(
         default=None,
@@ -197,7 +200,7 @@ class LlmSpec(_Model):
 class LlmDriverSpec(_Model):
     """``driver: {llm: {...}}``: a model performs the agent's steps through the daemon."""
 
-    llm: LlmSpec
+    llm: LlmSpec = Field(description="The model that performs the agent's steps.")
 
 
 def _driver_kind(value: Any) -> str:

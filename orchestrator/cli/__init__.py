@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import click
 
+from orchestrator.cli.agent_tools import agent_tools
 from orchestrator.cli.control import agents, cancel, locks, status, submit, watch
 from orchestrator.cli.history import analyze_command, evidence, report_
 from orchestrator.cli.import_plan import import_
@@ -56,6 +57,7 @@ for _command in (
     cancel,
     mcp,
     report_,
+    agent_tools,
 ):
     cli.add_command(_command)
 

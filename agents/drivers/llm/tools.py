@@ -19,7 +19,7 @@ from pydantic_ai import Tool
 from agents.registry import ActionDef, ActionRegistry
 from agents.tools import ToolGate, ToolSession
 
-__all__ = ["action_of", "tool_name", "tools_for"]
+__all__ = ["action_of", "tool_name", "tool_schema", "tools_for"]
 
 #: The parameter the gate fills in itself (the stale-write guard).
 _GATE_SET = "expected_version"
@@ -35,7 +35,8 @@ def action_of(tool: str, registry: ActionRegistry) -> str:
     return next((name for name in registry if tool_name(name) == tool), tool)
 
 
-def _schema(action: ActionDef) -> dict[str, Any]:
+def tool_schema(action: ActionDef) -> dict[str, Any]:
+    """The JSON schema of ``action``'s tool: its parameters, less ``expected_version``."""
     schema = action.params.model_json_schema()
     properties = schema.get("properties")
     if isinstance(properties, dict) and _GATE_SET in properties:
@@ -55,7 +56,7 @@ def _tool(action: ActionDef, gate: ToolGate, session: ToolSession) -> Tool[Any]:
         call,
         name=tool_name(action.name),
         description=action.summary or action.name,
-        json_schema=_schema(action),
+        json_schema=tool_schema(action),
         # One call at a time per agent: its ledger sees its reads before its writes.
         sequential=True,
     )
