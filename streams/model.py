@@ -32,6 +32,8 @@ from streams.durations import Duration, Timeline
 
 __all__ = [
     "AgentSpec",
+    "ClaudeCodeDriverSpec",
+    "ClaudeCodeSpec",
     "DriverSpec",
     "EvidenceRequirement",
     "GateCriterion",
@@ -203,14 +205,41 @@ class LlmDriverSpec(_Model):
     llm: LlmSpec = Field(description="The model that performs the agent's steps.")
 
 
+class ClaudeCodeSpec(_Model):
+    """Claude Code (``claude -p``) performing the agent's steps with the daemon's tools only:
+    the step's MCP tool server in ``--mcp-config``, ``--allowedTools`` limited to it."""
+
+    command: list[ProcessText] = Field(
+        default_factory=lambda: ["claude"], min_length=1, description="argv before the flags."
+    )
+    model: str | None = Field(default=None, description="--model (default: Claude Code's).")
+    max_turns: int | None = Field(default=None, ge=1, description="--max-turns.")
+    pass_env: list[ProcessText] = Field(
+        default_factory=list, description="Names of the daemon's variables passed through."
+    )
+
+
+class ClaudeCodeDriverSpec(_Model):
+    """``driver: {claude_code: {...}}``: Claude Code performs the agent's steps."""
+
+    claude_code: ClaudeCodeSpec = Field(description="How to run claude -p.")
+
+
+_DRIVER_KINDS = ("llm", "claude_code")
+
+
 def _driver_kind(value: Any) -> str:
     if isinstance(value, dict):
-        return "llm" if "llm" in value else "command"
-    return "llm" if isinstance(value, LlmDriverSpec) else "command"
+        return next((k for k in _DRIVER_KINDS if k in value), "command")
+    if isinstance(value, LlmDriverSpec):
+        return "llm"
+    return "claude_code" if isinstance(value, ClaudeCodeDriverSpec) else "command"
 
 
 AnyDriverSpec = Annotated[
-    Annotated[DriverSpec, Tag("command")] | Annotated[LlmDriverSpec, Tag("llm")],
+    Annotated[DriverSpec, Tag("command")]
+    | Annotated[LlmDriverSpec, Tag("llm")]
+    | Annotated[ClaudeCodeDriverSpec, Tag("claude_code")],
     Discriminator(_driver_kind),
 ]
 

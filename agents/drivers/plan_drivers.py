@@ -3,10 +3,11 @@
 A step that names an ``action`` is performed by that built-in action
 (:class:`~agents.drivers.actions.ActionDriver`); a step with an ``instruction`` by its agent's
 own driver: :class:`~agents.drivers.external.ExternalDriver` for ``driver: {command: ...}``,
-:class:`~agents.drivers.llm.LlmDriver` for ``driver: {llm: ...}`` (its tool calls locked
-through the run's ``tool_locks``), each receiving the agent's context package. Plans are
-validated against the built-in registry, so no plan can name a driver as if it were an
-action. The scheduler asks :class:`PlanDrivers` for each step's
+:class:`~agents.drivers.llm.LlmDriver` for ``driver: {llm: ...}``,
+:class:`~agents.drivers.claude_code.ClaudeCodeDriver` for ``driver: {claude_code: ...}``
+(these two lock their tool calls through the run's ``tool_locks``), each receiving the
+agent's context package. Plans are validated against the built-in registry, so no plan can
+name a driver as if it were an action. The scheduler asks :class:`PlanDrivers` for each step's
 :class:`~agents.drivers.base.DriverTask` and for the undo actions of a rollback; it does not
 know what a driver is made of.
 """
@@ -20,12 +21,13 @@ from pydantic import BaseModel
 
 from agents.drivers.actions import ActionDriver
 from agents.drivers.base import DriverTask
+from agents.drivers.claude_code import ClaudeCodeDriver, ClaudeCodeParams
 from agents.drivers.external import ExternalDriver, ExternalParams
 from agents.drivers.llm import LlmDriver, LlmParams, TokenBudget
 from agents.registry import ActionRegistry
 from agents.tools import LockService
 from context_packages import AgentPackage, build_package
-from streams.model import LlmDriverSpec, Plan, StepSpec
+from streams.model import ClaudeCodeDriverSpec, LlmDriverSpec, Plan, StepSpec
 
 __all__ = ["PlanDrivers"]
 
@@ -77,11 +79,21 @@ class PlanDrivers:
                 llm=driver.llm, plan=self.plan.plan, step=step, package=package, can=agent.can
             )
             return DriverTask(self.llm_driver(), llm_params, package)
+        if isinstance(driver, ClaudeCodeDriverSpec):
+            claude_params = ClaudeCodeParams.for_step(
+                claude=driver.claude_code, step=step, system=package.markdown, can=agent.can
+            )
+            return DriverTask(self._claude_code(), claude_params, package)
         timeout_s = step.timeout if step.timeout is not None else self.plan.defaults.timeout
         params = ExternalParams.for_step(
             driver=driver, plan=self.plan.plan, step=step, package=package, timeout_s=timeout_s
         )
         return DriverTask(self._external, params, package)
+
+    def _claude_code(self) -> ClaudeCodeDriver:
+        if self._tool_locks is None:
+            raise RuntimeError("Claude Code agents need PlanDrivers(tool_locks=...)")
+        return ClaudeCodeDriver(self.registry, self._tool_locks)
 
     def for_action(self, action: str, params: Mapping[str, Any] | BaseModel) -> DriverTask:
         """The task of built-in ``action`` with ``params`` (a ``with:`` mapping to parse, or

@@ -40,7 +40,7 @@ from foundation.errors import ActionFailed
 from foundation.secrets import scrub
 from streams.model import LlmSpec
 
-__all__ = ["REPORT_TOOL", "LlmDriver", "ModelFactory"]
+__all__ = ["REPORT_TOOL", "LlmDriver", "ModelFactory", "undo_of"]
 
 REPORT_TOOL = "report"
 #: Makes the model of a step: (spec, API key or None) -> model. Tests pass FunctionModels.
@@ -233,7 +233,7 @@ class LlmDriver:
             output=output,
             metrics=metrics or {},
             evidence=(*session.evidence, *claims),
-            undo=_undo_of(session.undo),
+            undo=undo_of(session.undo),
             details={
                 "provider": spec.provider,
                 "model": spec.model,
@@ -244,7 +244,7 @@ class LlmDriver:
         )
 
 
-def _undo_of(records: list[UndoRecord]) -> UndoRecord | None:
+def undo_of(records: list[UndoRecord]) -> UndoRecord | None:
     """One record undoing every change of the session, the last first."""
     if not records:
         return None
