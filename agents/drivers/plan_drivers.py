@@ -15,19 +15,21 @@ know what a driver is made of.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
 from agents.drivers.actions import ActionDriver
 from agents.drivers.base import DriverTask
-from agents.drivers.claude_code import ClaudeCodeDriver, ClaudeCodeParams
 from agents.drivers.external import ExternalDriver, ExternalParams
-from agents.drivers.llm import LlmDriver, LlmParams, TokenBudget
 from agents.registry import ActionRegistry
 from agents.tools import LockService
 from context_packages import AgentPackage, build_package
 from streams.model import ClaudeCodeDriverSpec, LlmDriverSpec, Plan, StepSpec
+
+if TYPE_CHECKING:
+    from agents.drivers.claude_code import ClaudeCodeDriver
+    from agents.drivers.llm import LlmDriver
 
 __all__ = ["PlanDrivers"]
 
@@ -56,6 +58,10 @@ class PlanDrivers:
     def llm_driver(self) -> LlmDriver:
         """The run's LLM driver (one per run: it keeps the run's token budget). Raises
         RuntimeError when built without ``tool_locks`` (a tool call needs them)."""
+        # pydantic-ai and mcp are heavy: imported only for a plan with such agents (the CLI
+        # must start fast and not import mcp before its mcp command runs).
+        from agents.drivers.llm import LlmDriver, TokenBudget
+
         if self._llm is None:
             if self._tool_locks is None:
                 raise RuntimeError("LLM agents need PlanDrivers(tool_locks=...)")
@@ -75,11 +81,15 @@ class PlanDrivers:
         assert driver is not None  # validation: sentence steps need an agent with a driver
         package = self.package(step.agent)
         if isinstance(driver, LlmDriverSpec):
+            from agents.drivers.llm import LlmParams
+
             llm_params = LlmParams.for_step(
                 llm=driver.llm, plan=self.plan.plan, step=step, package=package, can=agent.can
             )
             return DriverTask(self.llm_driver(), llm_params, package)
         if isinstance(driver, ClaudeCodeDriverSpec):
+            from agents.drivers.claude_code import ClaudeCodeParams
+
             claude_params = ClaudeCodeParams.for_step(
                 claude=driver.claude_code, step=step, system=package.markdown, can=agent.can
             )
@@ -91,6 +101,8 @@ class PlanDrivers:
         return DriverTask(self._external, params, package)
 
     def _claude_code(self) -> ClaudeCodeDriver:
+        from agents.drivers.claude_code import ClaudeCodeDriver
+
         if self._tool_locks is None:
             raise RuntimeError("Claude Code agents need PlanDrivers(tool_locks=...)")
         return ClaudeCodeDriver(self.registry, self._tool_locks)
