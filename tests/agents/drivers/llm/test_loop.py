@@ -206,3 +206,14 @@ async def test_a_missing_api_key_variable_fails_naming_the_variable(
     result = await make_driver(factory(forever)).perform(make_call(tmp_path, sink, spec=spec))
     assert not result.ok
     assert result.summary == "the API key variable ORCH_TEST_UNSET_KEY_VARIABLE is not set"
+
+
+async def test_malformed_tool_calls_past_the_retries_fail_the_step(
+    tmp_path: Path, sink: MemorySink
+) -> None:
+    def garbled(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        return ModelResponse(parts=[ToolCallPart("file_read", '{"path": "counter.txt"')])
+
+    result = await make_driver(factory(garbled)).perform(make_call(tmp_path, sink))
+    assert not result.ok and result.summary.startswith("the model misbehaved")
+    assert events_named(sink.events, "tool_called") == []
