@@ -60,6 +60,7 @@ from orchestrator.step_runner import (
     Suspended,
 )
 from orchestrator.stream_gate import GateVerdict, decide_gate
+from orchestrator.tool_locks import CoordinatorToolLocks
 from streams.model import Plan, StepSpec, StreamSpec
 from streams.validation import effective_needs
 
@@ -178,7 +179,7 @@ class Scheduler:
         self.config = config or SchedulerConfig()
         self.prior = prior
         self.registry = registry
-        self.drivers = PlanDrivers(plan, registry)
+        self.drivers = PlanDrivers(plan, registry, tool_locks=CoordinatorToolLocks(coordinator))
         self._own_probe: NvmlProbe | None = None
         self._drain = Drain()
         self._outcomes: dict[str, StreamOutcome] = {}

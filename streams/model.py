@@ -20,7 +20,9 @@ from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
+    Tag,
     WithJsonSchema,
     field_validator,
     model_validator,
@@ -30,10 +32,14 @@ from streams.durations import Duration, Timeline
 
 __all__ = [
     "AgentSpec",
+    "ClaudeCodeDriverSpec",
+    "ClaudeCodeSpec",
     "DriverSpec",
     "EvidenceRequirement",
     "GateCriterion",
     "GateSpec",
+    "LlmDriverSpec",
+    "LlmSpec",
     "Plan",
     "PlanDefaults",
     "Priority",
@@ -157,6 +163,87 @@ class DriverSpec(_Model):
     kill_grace: Duration = Field(default=5.0, description="SIGTERM to SIGKILL, on a hang.")
 
 
+class LlmSpec(_Model):
+    """A model that performs the agent's steps, its tools being the agent's ``can`` actions
+    (``docs/llm-agents.md``). ``openai`` speaks the Chat Completions API (OpenAI, Ollama,
+    vLLM, llama.cpp's server); ``anthropic`` the Messages API."""
+
+    provider: Literal["openai", "anthropic"] = Field(
+        description="openai: the Chat Completions API (OpenAI, Ollama, vLLM, llama.cpp); "
+        "anthropic: the Messages API."
+    )
+    model: str = Field(min_length=1, max_length=256, description="The provider's model name.")
+    base_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://",
+        description="The API's base URL, e.g. http://127.0.0.1:11434/v1 for Ollama.",
+    )
+    api_key_env: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="The NAME of the environment variable holding the API key, never the key.",
+    )
+    max_turns: int = Field(default=30, ge=1, le=1000, description="Model requests per step.")
+    max_tokens: int | None = Field(
+        default=None, ge=1, description="Input + output tokens per step attempt."
+    )
+    retries: int = Field(
+        default=3,
+        ge=0,
+        le=20,
+        description="Retries of a failed model request (connection, 429, 5xx, garbage).",
+    )
+    retry_backoff: Duration = Field(
+        default=1.0, description="First delay between model retries; doubles each retry."
+    )
+    request_timeout: Duration = Field(default=120.0, description="Deadline of one request.")
+
+
+class LlmDriverSpec(_Model):
+    """``driver: {llm: {...}}``: a model performs the agent's steps through the daemon."""
+
+    llm: LlmSpec = Field(description="The model that performs the agent's steps.")
+
+
+class ClaudeCodeSpec(_Model):
+    """Claude Code (``claude -p``) performing the agent's steps with the daemon's tools only:
+    the step's MCP tool server in ``--mcp-config``, ``--allowedTools`` limited to it."""
+
+    command: list[ProcessText] = Field(
+        default_factory=lambda: ["claude"], min_length=1, description="argv before the flags."
+    )
+    model: str | None = Field(default=None, description="--model (default: Claude Code's).")
+    max_turns: int | None = Field(default=None, ge=1, description="--max-turns.")
+    pass_env: list[ProcessText] = Field(
+        default_factory=list, description="Names of the daemon's variables passed through."
+    )
+
+
+class ClaudeCodeDriverSpec(_Model):
+    """``driver: {claude_code: {...}}``: Claude Code performs the agent's steps."""
+
+    claude_code: ClaudeCodeSpec = Field(description="How to run claude -p.")
+
+
+_DRIVER_KINDS = ("llm", "claude_code")
+
+
+def _driver_kind(value: Any) -> str:
+    if isinstance(value, dict):
+        return next((k for k in _DRIVER_KINDS if k in value), "command")
+    if isinstance(value, LlmDriverSpec):
+        return "llm"
+    return "claude_code" if isinstance(value, ClaudeCodeDriverSpec) else "command"
+
+
+AnyDriverSpec = Annotated[
+    Annotated[DriverSpec, Tag("command")]
+    | Annotated[LlmDriverSpec, Tag("llm")]
+    | Annotated[ClaudeCodeDriverSpec, Tag("claude_code")],
+    Discriminator(_driver_kind),
+]
+
+
 class AgentSpec(_Model):
     """A named specialist: its resource class and the actions it may run (its scope).
 
@@ -170,7 +257,7 @@ class AgentSpec(_Model):
     display_name: str | None = Field(
         default=None, description="How people name it (e.g. a .claude/agents definition's)."
     )
-    driver: DriverSpec | None = None
+    driver: AnyDriverSpec | None = None
     token_limit: int | None = Field(
         default=None, ge=64, description="This agent's context-package limit (default: plan's)."
     )
@@ -369,6 +456,11 @@ class Plan(_Model):
         default_factory=list,
         description="Folders of Claude Code agent definitions (NAME.md, relative to the plan "
         "file) whose agents join agents:; an agents: entry of the same id overrides them.",
+    )
+    token_budget: int | None = Field(
+        default=None,
+        ge=1,
+        description="Model tokens (input + output) all LLM agents of one run may use.",
     )
     agents: dict[Name, AgentSpec] = Field(min_length=1)
     streams: list[StreamSpec] = Field(min_length=1)

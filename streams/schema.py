@@ -44,7 +44,8 @@ _DESCRIBED: dict[str, str] = {
     "probability is below this, unless --force.",
     "Plan.agents": "The agents by name: their resource class, scope and driver.",
     "Plan.streams": "The focus areas, each run as one stream of steps.",
-    "AgentSpec.driver": "An external process that performs the agent's steps.",
+    "AgentSpec.driver": "What performs the agent's sentence steps: an external process "
+    "({command: [...]}) or a model ({llm: {...}}).",
     "DriverSpec.cwd": "Working directory, relative to the run's (default: the run's).",
     "DriverSpec.env": "Environment variables given to the agent process.",
     "DriverSpec.pass_env": "Names of the daemon's environment variables passed through.",

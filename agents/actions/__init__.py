@@ -10,6 +10,7 @@ from agents.actions import file, gpu, http, postgres, state
 from agents.actions import redis as redis_actions
 from agents.actions.command import CommandParams, run_command
 from agents.actions.sleep import SleepParams, run_sleep
+from agents.actions.undo_sequence import register as register_undo_sequence
 from agents.registry import ActionRegistry
 
 __all__ = ["builtin_registry"]
@@ -23,4 +24,5 @@ def builtin_registry() -> ActionRegistry:
     modules = (state, file, redis_actions, postgres, http, gpu, docker_actions, compose_actions)
     for module in modules:
         module.register(registry)
+    register_undo_sequence(registry)
     return registry

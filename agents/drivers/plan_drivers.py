@@ -2,9 +2,12 @@
 
 A step that names an ``action`` is performed by that built-in action
 (:class:`~agents.drivers.actions.ActionDriver`); a step with an ``instruction`` by its agent's
-own driver (:class:`~agents.drivers.external.ExternalDriver`), which receives the agent's
-context package. Plans are validated against the built-in registry, so no plan can name a
-driver as if it were an action. The scheduler asks :class:`PlanDrivers` for each step's
+own driver: :class:`~agents.drivers.external.ExternalDriver` for ``driver: {command: ...}``,
+:class:`~agents.drivers.llm.LlmDriver` for ``driver: {llm: ...}``,
+:class:`~agents.drivers.claude_code.ClaudeCodeDriver` for ``driver: {claude_code: ...}``
+(these two lock their tool calls through the run's ``tool_locks``), each receiving the
+agent's context package. Plans are validated against the built-in registry, so no plan can
+name a driver as if it were an action. The scheduler asks :class:`PlanDrivers` for each step's
 :class:`~agents.drivers.base.DriverTask` and for the undo actions of a rollback; it does not
 know what a driver is made of.
 """
@@ -12,7 +15,7 @@ know what a driver is made of.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
@@ -20,8 +23,13 @@ from agents.drivers.actions import ActionDriver
 from agents.drivers.base import DriverTask
 from agents.drivers.external import ExternalDriver, ExternalParams
 from agents.registry import ActionRegistry
+from agents.tools import LockService
 from context_packages import AgentPackage, build_package
-from streams.model import Plan, StepSpec
+from streams.model import ClaudeCodeDriverSpec, LlmDriverSpec, Plan, StepSpec
+
+if TYPE_CHECKING:
+    from agents.drivers.claude_code import ClaudeCodeDriver
+    from agents.drivers.llm import LlmDriver
 
 __all__ = ["PlanDrivers"]
 
@@ -31,12 +39,36 @@ class PlanDrivers:
     from the plan's ``driver:`` entries. Context packages are built once per agent, on
     first use, and kept in :attr:`packages`."""
 
-    def __init__(self, plan: Plan, registry: ActionRegistry) -> None:
+    def __init__(
+        self,
+        plan: Plan,
+        registry: ActionRegistry,
+        *,
+        tool_locks: LockService | None = None,
+        llm: LlmDriver | None = None,
+    ) -> None:
         self.plan = plan
         self.registry = registry
         self.packages: dict[str, AgentPackage] = {}
         self._actions: dict[str, ActionDriver] = {}
         self._external = ExternalDriver()
+        self._tool_locks = tool_locks
+        self._llm = llm
+
+    def llm_driver(self) -> LlmDriver:
+        """The run's LLM driver (one per run: it keeps the run's token budget). Raises
+        RuntimeError when built without ``tool_locks`` (a tool call needs them)."""
+        # pydantic-ai and mcp are heavy: imported only for a plan with such agents (the CLI
+        # must start fast and not import mcp before its mcp command runs).
+        from agents.drivers.llm import LlmDriver, TokenBudget
+
+        if self._llm is None:
+            if self._tool_locks is None:
+                raise RuntimeError("LLM agents need PlanDrivers(tool_locks=...)")
+            self._llm = LlmDriver(
+                self.registry, self._tool_locks, budget=TokenBudget(self.plan.token_budget)
+            )
+        return self._llm
 
     def for_step(self, step: StepSpec) -> DriverTask:
         """The task for ``step`` with its parameters parsed. Raises
@@ -44,14 +76,36 @@ class PlanDrivers:
         parameters the plan's validation should have refused."""
         if step.instruction is None:
             return self.for_action(step.action or "", step.with_)
-        driver = self.plan.agents[step.agent].driver
+        agent = self.plan.agents[step.agent]
+        driver = agent.driver
         assert driver is not None  # validation: sentence steps need an agent with a driver
         package = self.package(step.agent)
+        if isinstance(driver, LlmDriverSpec):
+            from agents.drivers.llm import LlmParams
+
+            llm_params = LlmParams.for_step(
+                llm=driver.llm, plan=self.plan.plan, step=step, package=package, can=agent.can
+            )
+            return DriverTask(self.llm_driver(), llm_params, package)
+        if isinstance(driver, ClaudeCodeDriverSpec):
+            from agents.drivers.claude_code import ClaudeCodeParams
+
+            claude_params = ClaudeCodeParams.for_step(
+                claude=driver.claude_code, step=step, system=package.markdown, can=agent.can
+            )
+            return DriverTask(self._claude_code(), claude_params, package)
         timeout_s = step.timeout if step.timeout is not None else self.plan.defaults.timeout
         params = ExternalParams.for_step(
             driver=driver, plan=self.plan.plan, step=step, package=package, timeout_s=timeout_s
         )
         return DriverTask(self._external, params, package)
+
+    def _claude_code(self) -> ClaudeCodeDriver:
+        from agents.drivers.claude_code import ClaudeCodeDriver
+
+        if self._tool_locks is None:
+            raise RuntimeError("Claude Code agents need PlanDrivers(tool_locks=...)")
+        return ClaudeCodeDriver(self.registry, self._tool_locks)
 
     def for_action(self, action: str, params: Mapping[str, Any] | BaseModel) -> DriverTask:
         """The task of built-in ``action`` with ``params`` (a ``with:`` mapping to parse, or

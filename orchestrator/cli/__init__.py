@@ -51,6 +51,7 @@ COMMANDS: dict[str, str] = {
     "agents": "orchestrator.cli.control:agents",
     "locks": "orchestrator.cli.control:locks",
     "cancel": "orchestrator.cli.control:cancel",
+    "agent-tools": "orchestrator.cli.agent_tools:agent_tools",
 }
 
 

@@ -1,0 +1,23 @@
+"""The LLM driver: ``driver: {llm: {provider, model, ...}}`` agents performing sentence
+steps with pydantic-ai, every tool call through the daemon's
+:class:`~agents.tools.ToolGate` (``docs/llm-agents.md``)."""
+
+from agents.drivers.llm.budget import TokenBudget
+from agents.drivers.llm.driver import REPORT_TOOL, LlmDriver, ModelFactory
+from agents.drivers.llm.models import RetryingModel, api_key, build_model
+from agents.drivers.llm.params import LlmParams, Report, ReportEvidence
+from agents.drivers.llm.tools import tool_name
+
+__all__ = [
+    "REPORT_TOOL",
+    "LlmDriver",
+    "LlmParams",
+    "ModelFactory",
+    "Report",
+    "ReportEvidence",
+    "RetryingModel",
+    "TokenBudget",
+    "api_key",
+    "build_model",
+    "tool_name",
+]

@@ -1,0 +1,154 @@
+"""The per-step MCP tool server: an agent program's tools, served by the daemon.
+
+For the duration of one step, :func:`serve_step_tools` serves the agent's scoped tools (its
+``can`` actions, named and described as for LLM agents: ``file.read`` -> ``file_read``) as an
+MCP server (the official ``mcp`` package's low-level server) on a Unix socket of its own
+(mode 0600, in a private 0700 directory), behind a per-step token. Every ``tools/call``
+goes through the :class:`~agents.tools.ToolGate` of the step's session, exactly like an LLM
+agent's: scope, per-call locks, the stale-write guard, evidence, undo, ``tool_called``.
+
+An agent program reaches it through the ``orchestrator agent-tools`` stdio bridge
+(:mod:`orchestrator.cli.agent_tools`), which reads :data:`SOCKET_ENV` and :data:`TOKEN_ENV`
+from its environment, sends the token as the connection's first line and then relays
+newline-delimited JSON-RPC both ways. A connection whose first line is not the token is
+closed without an answer.
+"""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+import mcp_types as types
+from anyio.abc import SocketStream
+from anyio.streams.buffered import BufferedByteReceiveStream
+from mcp.server.lowlevel import Server
+from mcp.shared.message import SessionMessage
+
+from agents.drivers.llm.tools import action_of, tool_name, tool_schema
+from agents.registry import ActionRegistry
+from agents.tools import ToolGate, ToolSession
+
+__all__ = ["SOCKET_ENV", "TOKEN_ENV", "StepTools", "serve_step_tools"]
+
+SOCKET_ENV = "ORCH_TOOLS_SOCKET"
+TOKEN_ENV = "ORCH_TOOLS_TOKEN"
+#: Longest JSON-RPC line accepted from a client.
+_LINE_LIMIT = 8 * 1024 * 1024
+_TOKEN_WAIT_S = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class StepTools:
+    """Where a step's tool server listens and the token it wants; :meth:`env` gives both
+    as the variables the bridge reads."""
+
+    socket: Path
+    token: str
+
+    def env(self) -> dict[str, str]:
+        return {SOCKET_ENV: str(self.socket), TOKEN_ENV: self.token}
+
+
+def _server(registry: ActionRegistry, gate: ToolGate, session: ToolSession) -> Server[Any]:
+    offered = [registry[name] for name in sorted(session.can) if name in registry]
+
+    async def list_tools(ctx: Any, params: Any) -> types.ListToolsResult:
+        return types.ListToolsResult(
+            tools=[
+                types.Tool(
+                    name=tool_name(a.name),
+                    description=a.summary or a.name,
+                    input_schema=tool_schema(a),
+                )
+                for a in offered
+            ]
+        )
+
+    async def call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
+        action = action_of(params.name, registry)
+        outcome = await gate.call(session, action, dict(params.arguments or {}))
+        text = f"[{outcome.status}] {outcome.message}"
+        return types.CallToolResult(
+            content=[types.TextContent(type="text", text=text)],
+            is_error=outcome.status != "ok",
+        )
+
+    return Server("orchestrator-step-tools", on_list_tools=list_tools, on_call_tool=call_tool)
+
+
+async def _serve_connection(server: Server[Any], token: str, conn: SocketStream) -> None:
+    async with conn:
+        buffered = BufferedByteReceiveStream(conn)
+        given = b""
+        with anyio.move_on_after(_TOKEN_WAIT_S):
+            try:
+                given = await buffered.receive_until(b"\n", 256)
+            except (anyio.EndOfStream, anyio.IncompleteRead, anyio.DelimiterNotFound):
+                return
+        if not secrets.compare_digest(given, token.encode()):
+            return
+        read_send, read_stream = anyio.create_memory_object_stream[SessionMessage | Exception](0)
+        write_stream, write_receive = anyio.create_memory_object_stream[SessionMessage](0)
+
+        async def reader() -> None:
+            async with read_send:
+                while True:
+                    try:
+                        line = await buffered.receive_until(b"\n", _LINE_LIMIT)
+                    except (anyio.EndOfStream, anyio.IncompleteRead, anyio.BrokenResourceError):
+                        return
+                    try:
+                        message = types.jsonrpc_message_adapter.validate_json(line, by_name=False)
+                    except ValueError as exc:
+                        await read_send.send(exc)
+                        continue
+                    await read_send.send(SessionMessage(message))
+
+        async def writer() -> None:
+            async with write_receive:
+                async for item in write_receive:
+                    data = item.message.model_dump_json(by_alias=True, exclude_unset=True)
+                    await conn.send(data.encode() + b"\n")
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(reader)
+            tg.start_soon(writer)
+            await server.run(read_stream, write_stream, server.create_initialization_options())
+            tg.cancel_scope.cancel()
+
+
+@asynccontextmanager
+async def serve_step_tools(
+    registry: ActionRegistry, gate: ToolGate, session: ToolSession
+) -> AsyncIterator[StepTools]:
+    """Serve ``session``'s tools through ``gate`` until the block ends (see the module doc);
+    yields the socket and token. Connections still open are closed on exit."""
+    directory = Path(tempfile.mkdtemp(prefix="orch-tools-"))  # 0700
+    path = directory / "tools.sock"
+    token = secrets.token_urlsafe(32)
+    server = _server(registry, gate, session)
+    listener = await anyio.create_unix_listener(path)
+    path.chmod(0o600)
+    try:
+        async with anyio.create_task_group() as tg:
+
+            async def handle(conn: SocketStream) -> None:
+                await _serve_connection(server, token, conn)
+
+            tg.start_soon(listener.serve, handle)
+            try:
+                yield StepTools(path, token)
+            finally:
+                tg.cancel_scope.cancel()
+    finally:
+        with anyio.CancelScope(shield=True):
+            await listener.aclose()
+        shutil.rmtree(directory, ignore_errors=True)
