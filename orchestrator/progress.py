@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TextIO
 
-from rich.console import Console, RenderableType
+from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.progress_bar import ProgressBar
 from rich.table import Table
@@ -248,8 +248,7 @@ def _doing(sv: StreamView) -> str:
 
 def render_view(view: RunView, now: float) -> RenderableType:
     """A header line, then a table with one row per stream."""
-    title = header(view, now)
-    table = Table(box=None, pad_edge=False, title=title, title_justify="left")
+    table = Table(box=None, pad_edge=False)
     table.add_column("stream", no_wrap=True)
     table.add_column("status")
     table.add_column("progress", no_wrap=True)
@@ -276,7 +275,8 @@ def render_view(view: RunView, now: float) -> RenderableType:
             now_text,
             _timeline(sv, now),
         )
-    return table
+    # Its own line, not the table's title, which would wrap to the table's width.
+    return Group(header(view, now), table)
 
 
 class LiveProgress:

@@ -85,14 +85,18 @@ def submit(
         click.echo(f"submitted plan {reply['plan']} as run {run_id}", err=True)
         if not wait:
             return 0
-        return await _follow(client, run_id, as_json=as_json, plain=plain)
+        # The live view (or plain lines) on stderr: stdout stays the run id alone.
+        return await _follow(client, run_id, as_json=as_json, plain=plain, to_stderr=True)
 
     sys.exit(run_client(socket_path, go))
 
 
-async def _follow(client: ControlClient, run_id: str, *, as_json: bool, plain: bool) -> int:
+async def _follow(
+    client: ControlClient, run_id: str, *, as_json: bool, plain: bool, to_stderr: bool = False
+) -> int:
     """Follow ``run_id`` to its end: its events as JSON lines, or the live view (plain
-    lines when piped or ``plain``); return the exit code of how it ended."""
+    lines when piped or ``plain``; on stderr if ``to_stderr``); return the exit code of how
+    it ended."""
     if as_json:
         status = "unknown"
         async for event in client.subscribe(run_id, from_start=True):
@@ -101,7 +105,8 @@ async def _follow(client: ControlClient, run_id: str, *, as_json: bool, plain: b
             if event.get("event") == "run_finished":
                 status = str(event.get("status"))
         return ExitCode.of_status(status)
-    sink = progress_sink(Console(), sys.stdout, plain=plain)
+    out = sys.stderr if to_stderr else sys.stdout
+    sink = progress_sink(Console(stderr=to_stderr), out, plain=plain)
     with sink:
         async for event in client.subscribe(run_id, from_start=True):
             sink.emit(event)
@@ -161,7 +166,7 @@ def _duration(value: Any) -> str:
     "--status",
     "statuses",
     multiple=True,
-    type=click.Choice(RUN_STATUSES),
+    type=click.Choice([s.value for s in RUN_STATUSES]),
     help="Only runs in this status (repeatable).",
 )
 @click.option("--plan", default=None, help="Only runs of this plan (its `plan:` id).")
