@@ -4,7 +4,10 @@ every command that prints, and the exit codes in ``--help`` and the README are t
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import click
@@ -64,3 +67,24 @@ def test_validate_speaks_json_for_good_and_bad_plans(tmp_path: Path) -> None:
     assert json.loads(runner.invoke(cli, ["validate", str(bad_file), "--json"]).output) == problems
     table = runner.invoke(cli, ["validate", str(bad_file), "-o", "table"])
     assert table.exit_code == ExitCode.INVALID and not table.output.startswith("{")
+
+
+def test_run_prints_its_events_as_json_lines(tmp_path: Path) -> None:
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(
+        "version: 1\nplan: jl\ncaps: {light: null}\nagents:\n  a: {class: light, can: [sleep]}\n"
+        "streams:\n  - id: s\n    team: [a]\n    steps:\n"
+        "      - {id: nap, agent: a, action: sleep, with: {seconds: 0.01}}\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "orchestrator", "run", str(plan), "-o", "json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "ORCH_STATE_DIR": str(tmp_path / "state")},
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr
+    events = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert events[0]["event"] == "run_started" and events[-1]["event"] == "run_finished"
+    assert events[-1]["status"] == "succeeded"
