@@ -15,14 +15,25 @@ as them, so events, the store and the control socket carry plain strings.
     2    INVALID      an invalid plan, command line or setting
     3    UNAVAILABLE  no daemon answers on the control socket
     4    REFUSED      refused by the plan's min_confidence
-    130  INTERRUPTED  cancelled (Ctrl-C, SIGTERM), suspended by a drain, or interrupted
+    5    CANCELLED    the followed run was cancelled (``orchestrator cancel``)
+    130  INTERRUPTED  Ctrl-C or SIGTERM in this process, a run suspended by a drain, or
+                      interrupted (its daemon stopped and could not resume it)
+
+``orchestrator run`` cancelled by Ctrl-C exits 130, not 5: the signal is the meaning.
 """
 
 from __future__ import annotations
 
 import enum
 
-__all__ = ["FINISHED_STATUSES", "RUN_STATUSES", "UNFINISHED_STATUSES", "ExitCode", "RunStatus"]
+__all__ = [
+    "EXIT_CODE_MEANINGS",
+    "FINISHED_STATUSES",
+    "RUN_STATUSES",
+    "UNFINISHED_STATUSES",
+    "ExitCode",
+    "RunStatus",
+]
 
 
 class ExitCode(enum.IntEnum):
@@ -33,6 +44,7 @@ class ExitCode(enum.IntEnum):
     INVALID = 2
     UNAVAILABLE = 3
     REFUSED = 4
+    CANCELLED = 5
     INTERRUPTED = 130
 
     @classmethod
@@ -43,6 +55,21 @@ class ExitCode(enum.IntEnum):
             return RunStatus(status).exit_code
         except ValueError:
             return cls.FAILED
+
+
+#: What each exit code means, in the words of ``orchestrator --help`` and the README's table
+#: (a test keeps the README's table equal to this).
+EXIT_CODE_MEANINGS: dict[ExitCode, str] = {
+    ExitCode.OK: "succeeded: the run succeeded, or the command did what it was asked",
+    ExitCode.FAILED: "failed: a stream failed or was skipped, verify-log found a violation, "
+    "or a backend (Redis, the store) could not be used",
+    ExitCode.INVALID: "invalid: an invalid plan, command line or setting",
+    ExitCode.UNAVAILABLE: "no daemon: nothing answers on the control socket",
+    ExitCode.REFUSED: "refused: below the plan's min_confidence (--force runs it anyway)",
+    ExitCode.CANCELLED: "cancelled: the followed run was cancelled (orchestrator cancel)",
+    ExitCode.INTERRUPTED: "interrupted: Ctrl-C or SIGTERM, a run suspended by a drain, "
+    "or one its daemon stopped and could not resume",
+}
 
 
 class RunStatus(enum.StrEnum):
@@ -70,7 +97,7 @@ class RunStatus(enum.StrEnum):
 _EXIT_CODES = {
     RunStatus.SUCCEEDED: ExitCode.OK,
     RunStatus.FAILED: ExitCode.FAILED,
-    RunStatus.CANCELLED: ExitCode.INTERRUPTED,
+    RunStatus.CANCELLED: ExitCode.CANCELLED,
     RunStatus.SUSPENDED: ExitCode.INTERRUPTED,
     RunStatus.INTERRUPTED: ExitCode.INTERRUPTED,
 }

@@ -74,7 +74,7 @@ def configure_logging(
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.TimeStamper(fmt="iso", utc=True, key="ts"),  # as events
             structlog.processors.format_exc_info,
             _scrub_secrets,
             renderer,
@@ -89,7 +89,7 @@ def configure_logging(
             foreign_pre_chain=[
                 structlog.stdlib.add_logger_name,
                 structlog.processors.add_log_level,
-                structlog.processors.TimeStamper(fmt="iso", utc=True),
+                structlog.processors.TimeStamper(fmt="iso", utc=True, key="ts"),  # as events
             ],
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TextIO
 
-from rich.console import Console, RenderableType
+from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.progress_bar import ProgressBar
 from rich.table import Table
@@ -30,6 +30,7 @@ __all__ = [
     "RunView",
     "StreamView",
     "format_timeline",
+    "header",
     "progress_sink",
 ]
 
@@ -39,8 +40,11 @@ _STATUS_STYLE = {
     "skipped": "yellow",
     "cancelled": "magenta",
     "running": "cyan",
+    "rolling back": "yellow",
     "pending": "dim",
 }
+#: Progress bar colours: a running (or pending) stream's bar is never red.
+_BAR_STYLE = {"succeeded": "green", "failed": "red", "rolling back": "yellow"}
 
 
 def _parse_ts(ts: str) -> float:
@@ -60,6 +64,8 @@ class StreamView:
     running: dict[str, str] = field(default_factory=dict)  # step -> agent
     waiting: dict[str, str] = field(default_factory=dict)  # step -> what it waits for
     reason: str = ""
+    #: Steps of the rollback (and undo) phase, shown as such while the stream rolls back.
+    rollback_steps: set[str] = field(default_factory=set)
 
     def elapsed(self, now: float) -> float:
         if self.started_at is None:
@@ -105,6 +111,21 @@ class RunView:
         """The last event's time in epoch seconds (0 before any)."""
         return _parse_ts(self.last_ts_text) if self.last_ts_text else 0.0
 
+    started_at: float | None = None
+    finished_at: float | None = None
+    #: Steps in the plan (``run_started``'s count; streams add theirs once started).
+    total_steps: int = 0
+
+    @property
+    def steps_done(self) -> int:
+        return sum(sv.done for sv in self.streams.values())
+
+    def elapsed(self, now: float) -> float:
+        """The run's elapsed time: from its start to its end (or ``now``)."""
+        if self.started_at is None:
+            return 0.0
+        return max(0.0, (self.finished_at or now) - self.started_at)
+
     def _agent_step(self, event: Mapping[str, Any]) -> tuple[AgentView, str] | None:
         name = event.get("agent")
         if not name:
@@ -147,11 +168,15 @@ class RunView:
         if name == "run_started":
             self.run_id = str(event.get("run_id", ""))
             self.plan = str(event.get("plan", ""))
+            self.started_at = self.started_at or self.last_ts
+            steps = event.get("steps")
+            self.total_steps = steps if type(steps) is int else self.total_steps
             for sid in event.get("streams", []):
                 self.streams.setdefault(sid, StreamView(sid))
             return
         if name in ("run_finished", "run_suspended"):
             self.status = str(event.get("status", "suspended"))
+            self.finished_at = self.last_ts
             for agent in self.agents.values():
                 agent.running.clear()
                 agent.waiting.clear()
@@ -170,22 +195,31 @@ class RunView:
             view.expected_s = timeline.get("expected_s")
             view.limit_s = timeline.get("limit_s")
         elif name == "step_waiting":
+            # Re-emitted whenever the holder changes: the latest one stands.
             view.waiting[step] = "; ".join(event.get("waiting_for", []))
         elif name == "step_started":
             view.waiting.pop(step, None)
             view.running[step] = str(event.get("agent", ""))
-        elif name == "step_finished":
+            if event.get("phase"):
+                view.rollback_steps.add(step)
+        elif name in ("step_finished", "step_skipped"):
+            # A finished (cancelled, skipped) step waits for nothing any more.
             view.running.pop(step, None)
+            view.waiting.pop(step, None)
             if event.get("status") == "succeeded" and not event.get("phase"):
                 view.done += 1
         elif name == "rollback_started":
+            view.status = "rolling back"
             view.reason = f"rolling back: {event.get('reason')}"
+        elif name == "rollback_finished":
+            view.reason = f"rollback {event.get('status')}: {event.get('reason')}"
         elif name == "stream_finished":
             view.status = str(event.get("status"))
             view.reason = str(event.get("reason") or "")
             view.finished_at = self.last_ts
             view.running.clear()
             view.waiting.clear()
+            view.rollback_steps.clear()
 
 
 def _timeline(view: StreamView, now: float) -> str:
@@ -203,11 +237,27 @@ def format_timeline(view: StreamView, now: float) -> str:
     return _timeline(view, now)
 
 
-def render_view(view: RunView, now: float) -> RenderableType:
-    """A table with one row per stream."""
+def header(view: RunView, now: float) -> Text:
+    """The view's first line: run, plan, status, total elapsed time and steps done."""
     title = Text(f"run {view.run_id} ({view.plan}): ")
     title.append(view.status, style=_STATUS_STYLE.get(view.status, ""))
-    table = Table(box=None, pad_edge=False, title=title, title_justify="left")
+    total = max(view.total_steps, sum(sv.total for sv in view.streams.values()))
+    title.append(
+        f"  {format_duration(view.elapsed(now))} elapsed, {view.steps_done}/{total} steps done"
+    )
+    return title
+
+
+def _doing(sv: StreamView) -> str:
+    return ", ".join(
+        f"rollback {step} ({agent})" if step in sv.rollback_steps else f"{step} ({agent})"
+        for step, agent in sv.running.items()
+    )
+
+
+def render_view(view: RunView, now: float) -> RenderableType:
+    """A header line, then a table with one row per stream."""
+    table = Table(box=None, pad_edge=False)
     table.add_column("stream", no_wrap=True)
     table.add_column("status")
     table.add_column("progress", no_wrap=True)
@@ -215,7 +265,7 @@ def render_view(view: RunView, now: float) -> RenderableType:
     table.add_column("now")
     table.add_column("elapsed / timeline", no_wrap=True)
     for sv in view.streams.values():
-        doing = ", ".join(f"{step} ({agent})" for step, agent in sv.running.items())
+        doing = _doing(sv)
         waits = "; ".join(f"{step} waits for {what}" for step, what in sv.waiting.items())
         now_text = Text(doing or waits or sv.reason or "")
         if waits and doing:
@@ -223,12 +273,19 @@ def render_view(view: RunView, now: float) -> RenderableType:
         table.add_row(
             sv.id,
             Text(sv.status, style=_STATUS_STYLE.get(sv.status, "")),
-            ProgressBar(total=max(sv.total, 1), completed=sv.done, width=20),
+            ProgressBar(
+                total=max(sv.total, 1),
+                completed=sv.done,
+                width=20,
+                complete_style=_BAR_STYLE.get(sv.status, "cyan"),
+                finished_style=_BAR_STYLE.get(sv.status, "cyan"),
+            ),
             f"{sv.done}/{sv.total}",
             now_text,
             _timeline(sv, now),
         )
-    return table
+    # Its own line, not the table's title, which would wrap to the table's width.
+    return Group(header(view, now), table)
 
 
 class LiveProgress:

@@ -1,10 +1,9 @@
 """The ``orchestrator`` command line (console script ``orchestrator = orchestrator.cli:main``,
 also ``python -m orchestrator``).
 
-Exit codes: 0 success; 1 a stream failed or was skipped (``run``), or a violation was found
-(``verify-log``); 2 an invalid plan or bad usage; 3 no daemon answers (daemon commands);
-4 refused: a stream's predicted success probability is below the plan's ``min_confidence``
-(``run``, ``submit``; ``--force`` runs it anyway); 130 interrupted (Ctrl-C / SIGTERM).
+Exit codes: one table, :data:`foundation.status.EXIT_CODE_MEANINGS`, printed as the
+epilog of ``orchestrator --help`` (0 ok, 1 failed, 2 invalid, 3 no daemon, 4 refused,
+5 cancelled, 130 interrupted). Every command that prints takes ``-o json|table``.
 Errors print as one clear message naming the place and the fix, never as a traceback.
 
 Owns the click commands, each at module level, grouped by what they need: plan and event
@@ -26,6 +25,7 @@ import gc
 
 import click
 
+from foundation.status import EXIT_CODE_MEANINGS
 from orchestrator.cli._lazy import LazyGroup
 from orchestrator.gc_tuning import tune_gc
 
@@ -52,13 +52,23 @@ COMMANDS: dict[str, str] = {
     "locks": "orchestrator.cli.control:locks",
     "cancel": "orchestrator.cli.control:cancel",
     "agent-tools": "orchestrator.cli.agent_tools:agent_tools",
+    "logs": "orchestrator.cli.logs:logs",
 }
+
+#: ``orchestrator --help``'s epilog: the exit-code table (``\b`` keeps click from rewrapping).
+EPILOG = (
+    "\b\nExit codes:\n"
+    + "\n".join(f"  {int(code):>3}  {meaning}" for code, meaning in EXIT_CODE_MEANINGS.items())
+    + "\n\n\b\nShell completion (bash):\n"
+    + '  eval "$(_ORCHESTRATOR_COMPLETE=bash_source orchestrator)"'
+)
 
 
 @click.group(
     cls=LazyGroup,
     lazy=COMMANDS,
     context_settings={"help_option_names": ["-h", "--help"]},
+    epilog=EPILOG,
 )
 @click.version_option(package_name="orchestrator")
 def cli() -> None:

@@ -6,6 +6,7 @@ of them need; the daemon client and the analysis are imported by the functions t
 
 from __future__ import annotations
 
+import functools
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -13,6 +14,8 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import anyio
 import click
+from rich.console import Console
+from rich.table import Table
 
 from foundation.errors import OrchestratorError, first_orchestrator_error
 from foundation.status import ExitCode
@@ -26,6 +29,8 @@ __all__ = [
     "fail",
     "history_option",
     "json_option",
+    "output_option",
+    "print_table",
     "run_client",
     "settings_of",
     "socket_option",
@@ -113,5 +118,38 @@ def socket_option(func: F) -> F:
     )(func)
 
 
-def json_option(func: F) -> F:
-    return click.option("--json", "as_json", is_flag=True, help="Print JSON.")(func)
+#: Piped tables are this wide at most, so that no cell (a run id) is ever cut.
+_PIPED_WIDTH = 100_000
+
+
+def output_option(func: F) -> F:
+    """``-o/--output json|table``, the same on every command: ``json`` prints JSON (a
+    document, or JSON lines for a stream of events), ``table`` (the default) the human
+    rendering. The command receives it as ``as_json: bool``; ``--json`` is kept as a hidden
+    alias of ``-o json``."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, output: str | None, json_flag: bool, **kwargs: Any) -> Any:
+        return func(*args, as_json=json_flag or output == "json", **kwargs)
+
+    wrapper = click.option("--json", "json_flag", is_flag=True, hidden=True)(wrapper)
+    return click.option(  # type: ignore[return-value]  # wraps keeps the click params
+        "-o",
+        "--output",
+        "output",
+        type=click.Choice(["json", "table"]),
+        default=None,
+        help="json: machine-readable JSON; table (default): for people.",
+    )(wrapper)
+
+
+#: The older name of :func:`output_option`.
+json_option = output_option
+
+
+def print_table(table: Table, console: Console | None = None) -> None:
+    """Print ``table``; piped (not a terminal), as wide as its cells need, never cut."""
+    console = console or Console()
+    if not console.is_terminal:
+        console = Console(file=console.file, width=_PIPED_WIDTH, no_color=True)
+    console.print(table, crop=False)

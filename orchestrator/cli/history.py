@@ -20,7 +20,13 @@ from orchestrator.analysis.calibration import (
     real_makespans,
     render_calibration,
 )
-from orchestrator.cli._common import fail, history_option, settings_of, state_dir_option
+from orchestrator.cli._common import (
+    fail,
+    history_option,
+    output_option,
+    settings_of,
+    state_dir_option,
+)
 from orchestrator.evidence_view import EvidenceReport, evidence_json, load_evidence, render_evidence
 from orchestrator.settings import Settings
 from orchestrator.store import HistoryRecord, open_store
@@ -32,7 +38,7 @@ __all__ = ["analyze_command", "evidence", "report_"]
 @click.command("analyze")
 @click.argument("plan_file", type=click.Path(path_type=Path))
 @state_dir_option
-@click.option("--json", "as_json", is_flag=True, help="Print the analysis as JSON.")
+@output_option
 @history_option
 @click.option(
     "--calibration",
@@ -105,7 +111,7 @@ async def _plan_history(
 @click.argument("run_id")
 @click.option("--stream", default=None, help="Only this stream's evidence.")
 @state_dir_option
-@click.option("--json", "as_json", is_flag=True, help="Print the evidence as JSON.")
+@output_option
 def evidence(run_id: str, stream: str | None, state_dir: Path | None, as_json: bool) -> None:
     """Show RUN_ID's evidence: what each step checked, from which source, verified by the
     daemon or claimed by an agent, with metrics, excerpt and sha256; and each gate's verdict."""

@@ -13,7 +13,7 @@ import click
 from agents.plans import load_plan
 from foundation.errors import OrchestratorError
 from foundation.status import ExitCode
-from orchestrator.cli._common import fail
+from orchestrator.cli._common import fail, output_option
 from streams.agents_from import tool_notes
 from streams.schema import schema_text
 
@@ -22,12 +22,29 @@ __all__ = ["package", "schema", "validate", "verify_log"]
 
 @click.command()
 @click.argument("plan_file", type=click.Path(path_type=Path))
-def validate(plan_file: Path) -> None:
-    """Check PLAN_FILE; print every problem as file:line:column and exit 2 if any."""
+@output_option
+def validate(plan_file: Path, as_json: bool) -> None:
+    """Check PLAN_FILE; print every problem as file:line:column and exit 2 if any (JSON:
+    ``valid``, the counts and notes, or ``problems``)."""
     try:
         plan = load_plan(plan_file)
     except OrchestratorError as exc:
-        fail(exc)
+        if not as_json:
+            fail(exc)
+        click.echo(json.dumps({"file": str(plan_file), "valid": False, "problems": [str(exc)]}))
+        sys.exit(exc.exit_code)
+    if as_json:
+        document = {
+            "file": str(plan_file),
+            "valid": True,
+            "plan": plan.plan,
+            "streams": len(plan.streams),
+            "steps": plan.total_steps(),
+            "agents": len(plan.agents),
+            "notes": list(tool_notes(plan.agents)),
+        }
+        click.echo(json.dumps(document, indent=2))
+        return
     click.echo(
         f"{plan_file}: valid plan {plan.plan!r}: {len(plan.streams)} streams, "
         f"{plan.total_steps()} steps, {len(plan.agents)} agents"
@@ -45,7 +62,7 @@ def schema() -> None:
 @click.command()
 @click.argument("plan_file", type=click.Path(path_type=Path))
 @click.option("--agent", "agent", required=True, help="The agent whose package to show.")
-@click.option("--json", "as_json", is_flag=True, help="Print the package as JSON.")
+@output_option
 @click.option("--token-limit", type=int, default=None, help="Override the token limit.")
 def package(plan_file: Path, agent: str, as_json: bool, token_limit: int | None) -> None:
     """Show the context package AGENT would receive for PLAN_FILE (nothing runs)."""
@@ -63,7 +80,7 @@ def package(plan_file: Path, agent: str, as_json: bool, token_limit: int | None)
 @click.argument(
     "event_files", nargs=-1, required=True, type=click.Path(path_type=Path, exists=True)
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@output_option
 def verify_log(event_files: tuple[Path, ...], as_json: bool) -> None:
     """Check EVENT_FILES: caps never exceeded, no lock held twice, fences increasing,
     dependencies respected. Several files (several processes) are merged by time."""

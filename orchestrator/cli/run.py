@@ -1,13 +1,16 @@
-"""``orchestrator run``: one plan in this process, with live progress; the exit code is the
-outcome (0 succeeded, 1 a stream failed or was skipped, 2 invalid plan or usage, 4 refused
-by ``min_confidence``, 130 interrupted)."""
+"""``orchestrator run``: one plan in this process, with live progress (``-o json``: its
+events as JSON lines on stdout); the exit code is the outcome (0 succeeded, 1 a stream
+failed or was skipped, 2 invalid plan or usage, 4 refused by ``min_confidence``, 130
+interrupted)."""
 
 from __future__ import annotations
 
+import json
 import signal
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import anyio
 import click
@@ -19,7 +22,13 @@ from agents.processes.containment import open_containment
 from foundation.errors import ConfidenceTooLow, OrchestratorError, UsageError
 from foundation.status import ExitCode
 from orchestrator import analysis
-from orchestrator.cli._common import fail, history_option, settings_of, state_dir_option
+from orchestrator.cli._common import (
+    fail,
+    history_option,
+    output_option,
+    settings_of,
+    state_dir_option,
+)
 from orchestrator.events import JsonlSink
 from orchestrator.progress import progress_sink
 from orchestrator.runs import (
@@ -58,6 +67,7 @@ __all__ = ["run"]
 @click.option("--plain", is_flag=True, help="Plain progress lines even on a terminal.")
 @click.option("--force", is_flag=True, help="Run even below the plan's min_confidence.")
 @history_option
+@output_option
 def run(
     plan_file: Path,
     events_path: Path | None,
@@ -67,6 +77,7 @@ def run(
     plain: bool,
     force: bool,
     history_scope: analysis.HistoryScope,
+    as_json: bool,
 ) -> None:
     """Run PLAN_FILE in this process with live progress; the exit code is the outcome."""
     settings = settings_of(state_dir=state_dir, redis_url=redis_url, lease_s=lease_s)
@@ -99,6 +110,7 @@ def run(
             path,
             console,
             plain,
+            as_json,
         )
     except OrchestratorError as exc:
         fail(exc)
@@ -123,11 +135,14 @@ async def _run(
     path: Path,
     console: Console,
     plain: bool,
+    as_json: bool = False,
 ) -> RunResult | None:
     sink = JsonlSink(path)
     if sink.error is not None:  # it never raises; here, before anything runs, refuse
         raise UsageError(f"cannot write the event file {path}: {sink.error.strerror}")
-    progress = progress_sink(console, sys.stdout, plain=plain)
+    progress: Any = (
+        _JsonLines(sys.stdout) if as_json else progress_sink(console, sys.stdout, plain=plain)
+    )
     result: RunResult | None = None
     interrupts = _Interrupts()
     try:
@@ -182,6 +197,23 @@ def _only_error(group: BaseExceptionGroup[Any]) -> OrchestratorError:
         first = first.exceptions[0]
     assert isinstance(first, OrchestratorError)
     return first
+
+
+class _JsonLines:
+    """``-o json``: every event as one JSON line on ``out``, as ``watch -o json`` prints."""
+
+    def __init__(self, out: TextIO) -> None:
+        self._out = out
+
+    def __enter__(self) -> _JsonLines:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._out.flush()
+
+    def emit(self, event: Mapping[str, Any]) -> None:
+        self._out.write(json.dumps(event, default=str) + "\n")
+        self._out.flush()
 
 
 class _Interrupts:

@@ -100,7 +100,9 @@ class Blocker:
         return f"{self.resource} ({self.reason}; held by {who})"
 
 
-#: Called once, synchronously, when a need cannot be granted at the moment it is queued.
+#: Called synchronously when a need cannot be granted at the moment it is queued, and again
+#: whenever what blocks it changes while it waits (a lock it waits for passes to another
+#: holder), so that a waiting step's ``held by`` never goes stale.
 OnBlocked = Callable[[tuple[Blocker, ...]], None]
 
 

@@ -47,6 +47,9 @@ class _Waiter:
     enqueued_at: float
     event: anyio.Event
     grant: Grant | None = None
+    on_blocked: OnBlocked | None = None
+    #: What ``on_blocked`` was last told.
+    reported: tuple[Blocker, ...] = ()
 
     def sort_key(self) -> tuple[float, int]:
         return (self.key, self.seq)
@@ -95,6 +98,9 @@ class InProcessCoordinator:
         self._caps: dict[str, int | None] = {}
         self._fences: dict[str, int] = {}
         self._state: dict[str, VersionedValue] = {}
+        # Waiters told what blocks them, by lock: told again when the lock changes hands.
+        self._lock_watchers: dict[str, dict[str, _Waiter]] = {}
+        self._changed_locks: set[str] = set()
 
     def raise_fence_floor(self, floors: Mapping[str, int]) -> None:
         """Issue each lock's next fencing token above ``floors[lock]`` (the highest a
@@ -135,7 +141,11 @@ class InProcessCoordinator:
         if waiter.grant is not None:
             return waiter.grant
         if on_blocked is not None:
-            on_blocked(self.blockers(need))
+            waiter.on_blocked = on_blocked
+            waiter.reported = self.blockers(need)
+            for lock in need.locks:
+                self._lock_watchers.setdefault(lock, {})[need.holder] = waiter
+            on_blocked(waiter.reported)
         try:
             with anyio.fail_after(timeout_s):
                 await waiter.event.wait()
@@ -228,7 +238,27 @@ class InProcessCoordinator:
             return float("inf")
         return cap - self._class_count[resource_class]
 
+    def _unwatch(self, waiter: _Waiter) -> None:
+        if waiter.on_blocked is not None:
+            for lock in waiter.need.locks:
+                self._lock_watchers.get(lock, {}).pop(waiter.need.holder, None)
+
+    def _report_changes(self) -> None:
+        """Tell each waiter whose lock changed hands what blocks it now (if that changed)."""
+        changed, self._changed_locks = self._changed_locks, set()
+        told: set[str] = set()
+        for lock in changed:
+            for holder, waiter in list(self._lock_watchers.get(lock, {}).items()):
+                if holder in told or waiter.grant is not None or waiter.on_blocked is None:
+                    continue
+                told.add(holder)
+                blockers = self.blockers(waiter.need)
+                if blockers != waiter.reported:
+                    waiter.reported = blockers
+                    waiter.on_blocked(blockers)
+
     def _leave(self, waiter: _Waiter) -> None:
+        self._unwatch(waiter)
         if self._waiting.pop(waiter.need.holder, None) is waiter:
             self._queues[waiter.need.resource_class].remove(waiter)
             # A starving waiter may have reserved what others wait for.
@@ -244,6 +274,8 @@ class InProcessCoordinator:
         for lock in grant.need.locks:
             if self._lock_owner.get(lock) == grant.need.holder:
                 del self._lock_owner[lock]
+                if lock in self._lock_watchers:
+                    self._changed_locks.add(lock)
         queue = self._queues.get(grant.need.resource_class)
         if grant.need.locks or grant.need.cap is not None or (queue and queue.waiters):
             self._dispatch()  # else: an unlimited slot without locks frees nothing
@@ -255,6 +287,9 @@ class InProcessCoordinator:
             fences[lock] = self._fences.get(lock, 0) + 1
             self._fences[lock] = fences[lock]
             self._lock_owner[lock] = need.holder
+            if lock in self._lock_watchers:
+                self._changed_locks.add(lock)
+        self._unwatch(waiter)
         self._class_count[need.resource_class] += 1
         self._class_holders.setdefault(need.resource_class, {})[need.holder] = None
         waiter.grant = Grant(need=need, fences=fences, lost=anyio.Event())
@@ -284,6 +319,8 @@ class InProcessCoordinator:
         finally:
             for waiter in granted:
                 self._queues[waiter.need.resource_class].remove(waiter)
+        if self._changed_locks:
+            self._report_changes()
 
     def _dispatch_pass(self, granted: list[_Waiter]) -> None:
         now = anyio.current_time()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import math
 import sqlite3
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -136,6 +137,10 @@ class SubmitParams(_Params):
 class RunsListParams(_Params):
     limit: int = Field(default=50, ge=1, le=1000)
     status: list[RunStatus] | None = None
+    #: Only runs of this plan id.
+    plan: str | None = Field(default=None, max_length=256)
+    #: Only runs created at or after this time (ISO 8601; without a zone, UTC).
+    since: datetime | None = None
 
 
 class RunIdParams(_Params):

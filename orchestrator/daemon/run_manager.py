@@ -356,8 +356,7 @@ class RunManager:
                     subscriber.close()
                 self.active.pop(active.run_id, None)
                 active.done.set()
-        status = active.result.status.value if active.result else "cancelled"
-        _log.info("run_ended", run_id=active.run_id, status=status)
+        _log_run_end(active)
         self._collect_garbage()
 
     def _collect_garbage(self) -> None:
@@ -423,3 +422,24 @@ class Subscription:
         self.run.pipeline.subscribers.discard(self.send)
         self.send.close()
         self.receive.close()
+
+
+def _log_run_end(active: ActiveRun) -> None:
+    """``run_ended``: ``info`` for a run that succeeded, ``warning`` with its reason (each
+    stream that did not succeed and why) for any other end."""
+    result = active.result
+    if result is None:
+        _log.warning("run_ended", run_id=active.run_id, status="cancelled", reason="cancelled")
+        return
+    status = result.status.value
+    if status == "succeeded":
+        _log.info("run_ended", run_id=active.run_id, status=status)
+        return
+    reasons = [
+        f"{sid}: {outcome.status.value}" + (f": {outcome.reason}" if outcome.reason else "")
+        for sid, outcome in result.streams.items()
+        if outcome.status.value != "succeeded"
+    ]
+    _log.warning(
+        "run_ended", run_id=active.run_id, status=status, reason="; ".join(reasons) or status
+    )

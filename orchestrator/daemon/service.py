@@ -19,6 +19,7 @@ import signal
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
+from datetime import UTC
 from functools import partial
 from typing import Any
 
@@ -49,7 +50,7 @@ from orchestrator.daemon.rpc import (
     params_error,
 )
 from orchestrator.daemon.run_manager import RunManager
-from orchestrator.daemon.views import agents_of, locks_of, run_detail, run_summary
+from orchestrator.daemon.views import agents_of, created_at, locks_of, run_detail, run_summary
 from orchestrator.runs import open_coordinator, tune_gc
 from orchestrator.settings import Settings
 from orchestrator.store import RunStore, open_store
@@ -63,6 +64,8 @@ Method = Callable[[Any, Connection], Awaitable[Any]]
 
 #: Notifications a watcher gets in one write at most.
 _SEND_BATCH = 256
+#: How many of the newest runs runs.list searches when filtering by plan or time.
+_FILTER_SCAN = 10_000
 #: runs.get answers kept for reuse (one per run, oldest dropped first).
 _DETAIL_CACHE = 16
 
@@ -147,8 +150,22 @@ class Daemon:
         return {"run_id": run_id, "plan": plan.plan}
 
     async def runs_list(self, params: RunsListParams, conn: Connection) -> dict[str, Any]:
-        runs = await self.store.list_runs(limit=params.limit, statuses=params.status)
-        return {"runs": [run_summary(r) for r in runs]}
+        if params.plan is None and params.since is None:
+            runs = await self.store.list_runs(limit=params.limit, statuses=params.status)
+            return {"runs": [run_summary(r) for r in runs]}
+        # The store filters by status only: scan the newest runs for the rest.
+        scanned = await self.store.list_runs(limit=_FILTER_SCAN, statuses=params.status)
+        since = params.since
+        if since is not None and since.tzinfo is None:
+            since = since.replace(tzinfo=UTC)
+        summaries = [
+            summary
+            for run in scanned
+            if params.plan is None or run.plan == params.plan
+            if since is None or created_at(run) >= since
+            for summary in (run_summary(run),)
+        ]
+        return {"runs": summaries[: params.limit]}
 
     async def runs_get(self, params: RunIdParams, conn: Connection) -> dict[str, Any]:
         run = await self.store.get_run(params.run_id)

@@ -14,22 +14,36 @@ from orchestrator.coordination.base import CoordinationSnapshot
 from orchestrator.progress import RunView
 from orchestrator.store import RunRecord, StepRecord, StreamRecord
 
-__all__ = ["agents_of", "locks_of", "run_detail", "run_summary"]
+__all__ = ["agents_of", "created_at", "locks_of", "run_detail", "run_summary"]
 
 
 def _ts(value: datetime | None) -> str | None:
     return value.isoformat().replace("+00:00", "Z") if value is not None else None
 
 
+def created_at(run: RunRecord) -> datetime:
+    """When the run was created, never later than it started or finished: a run of
+    ``orchestrator run`` is recorded in the store only after its events."""
+    return min(t for t in (run.created_at, run.started_at, run.finished_at) if t is not None)
+
+
 def run_summary(run: RunRecord) -> dict[str, Any]:
+    """A run's line: ids, status, times, and ``duration_s`` from its start to its end
+    (to now while it runs; None before it starts)."""
+    started = run.started_at
+    duration_s: float | None = None
+    if started is not None:
+        end = run.finished_at or datetime.now(started.tzinfo)
+        duration_s = round(max(0.0, (end - started).total_seconds()), 3)
     return {
         "run_id": run.run_id,
         "plan": run.plan,
         "status": run.status,
         "reason": run.reason,
-        "created_at": _ts(run.created_at),
-        "started_at": _ts(run.started_at),
+        "created_at": _ts(created_at(run)),
+        "started_at": _ts(started),
         "finished_at": _ts(run.finished_at),
+        "duration_s": duration_s,
     }
 
 

@@ -20,7 +20,7 @@ from foundation.status import RUN_STATUSES, ExitCode, RunStatus
     [
         ("succeeded", 0),
         ("failed", 1),
-        ("cancelled", 130),
+        ("cancelled", 5),  # someone cancelled it: distinct from Ctrl-C (130)
         ("suspended", 130),  # drained: `run` said 130, `watch` said 1
         ("interrupted", 130),  # the daemon stopped it: `watch` said 1, the README 130
         ("unknown", 1),  # the stream ended before run_finished

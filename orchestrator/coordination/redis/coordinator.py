@@ -60,7 +60,7 @@ import orjson
 import redis
 
 from foundation.errors import CoordinatorUnavailable, LockWaitTimeout
-from orchestrator.coordination.base import CoordinationSnapshot, Grant, Need, OnBlocked
+from orchestrator.coordination.base import Blocker, CoordinationSnapshot, Grant, Need, OnBlocked
 from orchestrator.coordination.redis import _replies as replies
 from orchestrator.coordination.redis._conn import (
     async_client,
@@ -310,7 +310,7 @@ class RedisCoordinator(RedisSharedState):
         started = time.monotonic()
         # A cancel scope costs more than the rest of an uncontended acquire: only if needed.
         limit = anyio.fail_after(timeout_s) if timeout_s is not None else contextlib.nullcontext()
-        reported = False
+        reported: tuple[Blocker, ...] | None = None
         try:
             with limit:
                 while True:
@@ -336,9 +336,12 @@ class RedisCoordinator(RedisSharedState):
                     if reply[0] == "granted":
                         deadline = sent + self._lease_s
                         return self._hold(waiter, Granted(replies.fences(reply[2]), deadline))
-                    if on_blocked is not None and not reported:
-                        reported = True
-                        on_blocked(replies.blockers(reply[2]))
+                    if on_blocked is not None:
+                        # Told again when what blocks it changes (a new holder).
+                        blockers = replies.blockers(reply[2])
+                        if blockers != reported:
+                            reported = blockers
+                            on_blocked(blockers)
                     if waiter.outcome is None:
                         waiter.event = event = anyio.Event()
                         with anyio.move_on_after(self._recheck_s):

@@ -9,6 +9,7 @@ import pytest
 
 from foundation.errors import LockWaitTimeout
 from orchestrator.coordination import Coordinator, InProcessCoordinator, Need
+from orchestrator.coordination.base import Blocker, Grant, OnBlocked
 from tests.servers import open_redis_coordinator
 
 
@@ -131,3 +132,43 @@ async def test_shared_state_compare_and_set(coordinator: Coordinator) -> None:
     assert await coordinator.state_cas("k", {"n": 2}, expected_version=1) == 2
     value = await coordinator.state_get("k")
     assert value is not None and value.value == {"n": 2} and value.version == 2
+
+
+async def test_a_waiter_is_told_again_when_its_lock_changes_hands(
+    coordinator: Coordinator,
+) -> None:
+    """What blocks a waiter is reported again when the lock passes to another holder, so a
+    step's ``held by`` never names a holder that has let go (issue 17)."""
+    first = await coordinator.acquire(need("restart", cap=None, locks=("redis",)))
+    told: dict[str, list[tuple[str, ...]]] = {"validate": [], "later": []}
+    queued = {name: anyio.Event() for name in told}
+    grants: dict[str, Grant] = {}
+    handed_over = anyio.Event()
+
+    def blocked_of(name: str) -> OnBlocked:
+        def blocked(blockers: tuple[Blocker, ...]) -> None:
+            told[name].append(tuple(h for b in blockers for h in b.holders))
+            queued[name].set()
+            if told[name][-1] == ("validate",):
+                handed_over.set()
+
+        return blocked
+
+    async def wait_for(name: str) -> None:
+        grants[name] = await coordinator.acquire(
+            need(name, cap=None, locks=("redis",)), timeout_s=20, on_blocked=blocked_of(name)
+        )
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(wait_for, "validate")
+        await queued["validate"].wait()
+        tg.start_soon(wait_for, "later")
+        await queued["later"].wait()
+        assert told["later"][-1] == ("restart",)
+        await coordinator.release(first)  # "validate" takes redis; "later" still waits
+        with anyio.fail_after(15):
+            await handed_over.wait()
+        await coordinator.release(grants["validate"])
+    await coordinator.release(grants["later"])
+    assert told["validate"] == [("restart",)]  # told once: granted when the holder left
+    assert told["later"] == [("restart",), ("validate",)]
