@@ -17,8 +17,9 @@ from foundation.status import EXIT_CODE_MEANINGS, ExitCode
 from orchestrator.cli import cli
 
 ROOT = Path(__file__).resolve().parent.parent
-#: Commands that write files (their -o names the file) or serve, or print JSON always.
-NOT_PRINTING = {"import", "report", "daemon", "mcp", "schema"}
+#: Commands that write files (their -o names the file) or serve, or print JSON always;
+#: agent-tools is a stdio bridge whose stdout is the MCP protocol itself.
+NOT_PRINTING = {"import", "report", "daemon", "mcp", "schema", "agent-tools"}
 
 
 def test_every_printing_command_takes_the_same_output_option() -> None:

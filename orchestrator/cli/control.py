@@ -31,7 +31,6 @@ from orchestrator.cli._common import (
     socket_option,
 )
 from orchestrator.daemon.client import ControlClient
-from streams.durations import format_duration, parse_duration
 
 __all__ = ["agents", "cancel", "locks", "status", "submit", "watch"]
 
@@ -143,6 +142,8 @@ def _since(value: str | None) -> str | None:
     ISO-8601 UTC time."""
     if value is None:
         return None
+    from streams.durations import parse_duration  # only with --since: status stays light
+
     try:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
@@ -162,6 +163,8 @@ def _since(value: str | None) -> str | None:
 
 
 def _duration(value: Any) -> str:
+    from streams.durations import format_duration  # the streams package: not at start-up
+
     return format_duration(float(value)) if value is not None else ""
 
 

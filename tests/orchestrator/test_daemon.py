@@ -156,12 +156,21 @@ def test_cancel_stops_the_run_and_records_it(daemon: DaemonProcess, tmp_path: Pa
     assert again.returncode != 0 and "already ended" in again.stderr
 
 
+def _stream_stored(daemon: DaemonProcess, run_id: str, stream: str) -> str | None:
+    """The status the run store holds for ``stream`` of ``run_id``."""
+    run = daemon.call("runs.get", {"run_id": run_id})
+    return next((s["status"] for s in run["streams"] if s["stream"] == stream), None)
+
+
 def test_runs_survive_sigkill_idempotent_step_reruns(tmp_path: Path, store: str | None) -> None:
     plan, log, go = write_plan(tmp_path, idempotent=True)
     first = DaemonProcess(tmp_path, store=store).start()
     try:
         run_id = first.cli("submit", str(plan)).stdout.strip()
         _wait_until(lambda: log.exists() and "hold" in log.read_text())
+        # 'side' (not idempotent) must be stored finished before the kill: were it caught
+        # running, the new daemon would rightly fail it as interrupted.
+        _wait_until(lambda: _stream_stored(first, run_id, "side") == "succeeded")
         first.kill()
         go.touch()
         second = DaemonProcess(tmp_path, store=store).start()

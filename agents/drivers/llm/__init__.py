@@ -1,6 +1,10 @@
 """The LLM driver: ``driver: {llm: {provider, model, ...}}`` agents performing sentence
 steps with pydantic-ai, every tool call through the daemon's
-:class:`~agents.tools.ToolGate` (``docs/llm-agents.md``)."""
+:class:`~agents.tools.ToolGate` (``docs/llm-agents.md``).
+
+Owns the agent loop (pydantic-ai), the tools offered to the model, budgets and retries. Must
+not import ``orchestrator``: locks and events reach it through the ports of
+:mod:`agents.tools`."""
 
 from agents.drivers.llm.budget import TokenBudget
 from agents.drivers.llm.driver import REPORT_TOOL, LlmDriver, ModelFactory
