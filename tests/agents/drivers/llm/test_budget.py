@@ -1,0 +1,133 @@
+"""The run's ``token_budget`` enforced per model request: reservations never grant more than
+is left, a waiting request wakes when another settles, and in a whole run of parallel LLM
+steps (the scheduler, the real anthropic client, a scripted Messages API server honouring
+``max_tokens``) the tokens spent stay within the documented bound while the steps past the
+budget fail with the reason."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from agents.drivers.llm import REQUEST_OUTPUT_CAP, TokenBudget
+from orchestrator.scheduler import RunStatus
+from tests.agents.drivers.llm.anthropic_server import anthropic_server, counter_brain
+from tests.helpers import events_named, plan_from, run_plan
+
+AGENTS = 8
+INPUT = 500
+OUTPUT = 2000  # per answer, below the request cap: only a budget's cap cuts it
+# The eight steps need 3 requests of 2,500 tokens each, 60,000 in all: even with the bound's
+# overshoot (8 * INPUT) not all can succeed; and however they interleave, some can.
+BUDGET = 50_000
+
+
+async def test_a_reservation_never_takes_more_than_is_left() -> None:
+    budget = TokenBudget(1000)
+    assert await budget.reserve(0, 600) == 600
+    assert await budget.reserve(100, 400) == 400
+    assert budget.reserved == 1000
+    budget.settle(600, 150)
+    budget.settle(400, 400)
+    assert (budget.spent, budget.reserved, budget.remaining()) == (550, 0, 450)
+    # nothing else held: what is left, when more than the floor (the input estimate)
+    assert await budget.reserve(449, 10_000) == 450
+    budget.settle(450, 450)
+    assert await budget.reserve(0, 1) == 0  # spent, and nothing held that could come back
+
+
+async def test_a_request_waits_for_tokens_held_by_others_and_wakes_when_they_settle() -> None:
+    budget = TokenBudget(1000)
+    held = await budget.reserve(0, 1000)
+    got: list[int] = []
+
+    async def waiter() -> None:
+        got.append(await budget.reserve(100, 500))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(waiter)
+        await anyio.wait_all_tasks_blocked()
+        assert got == []  # all 1,000 are held by the first request
+        budget.settle(held, 300)  # it spent 300: 700 came back
+    assert got == [500] and budget.reserved == 500
+
+
+async def test_a_waiting_request_gets_nothing_once_the_holder_spends_it_all() -> None:
+    budget = TokenBudget(1000)
+    held = await budget.reserve(0, 1000)
+    got: list[int] = []
+
+    async def waiter() -> None:
+        got.append(await budget.reserve(0, 500))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(waiter)
+        await anyio.wait_all_tasks_blocked()
+        budget.settle(held, 1000)
+    assert got == [0]
+
+
+def test_an_unlimited_budget_grants_what_is_asked_and_counts_what_is_spent() -> None:
+    budget = TokenBudget(None)
+    assert anyio.run(budget.reserve, 0, 123) == 123
+    budget.settle(123, 50)
+    assert (budget.spent, budget.reserved, budget.remaining()) == (50, 0, None)
+
+
+def _agent(base_url: str) -> dict[str, Any]:
+    llm = {"provider": "anthropic", "model": "scripted", "base_url": base_url}
+    return {"class": "io", "can": ["file.read", "file.write"], "driver": {"llm": llm}}
+
+
+@pytest.mark.timeout(120)
+async def test_parallel_llm_steps_stay_within_the_runs_budget(tmp_path: Path) -> None:
+    (tmp_path / "counter.txt").write_text("0\n")
+    # The first requests reserve no input estimate and the request cap each: six caps fit
+    # in the budget, so six are sent at once and the other two wait until one settles.
+    # The server holds the six until all have arrived.
+    first = [REQUEST_OUTPUT_CAP] * (BUDGET // REQUEST_OUTPUT_CAP)
+    together = threading.Barrier(len(first), timeout=60)
+    arrived: list[int] = []
+    lock = threading.Lock()
+
+    def brain(request: dict[str, Any]) -> list[dict[str, Any]]:
+        with lock:
+            arrived.append(request["max_tokens"])
+            n = len(arrived)
+        if n <= len(first):
+            together.wait()
+        return counter_brain(request)
+
+    with anthropic_server(brain) as server:
+        server.input_tokens, server.output_tokens = INPUT, OUTPUT
+        agents = {f"agent-{i}": _agent(server.base_url) for i in range(AGENTS)}
+        streams = [
+            {"id": f"s{i}", "team": [f"agent-{i}"], "steps": ["Add one to counter.txt"]}
+            for i in range(AGENTS)
+        ]
+        plan = plan_from(streams, agents=agents, caps={"io": AGENTS}, token_budget=BUDGET)
+        result, events = await run_plan(plan, workdir=tmp_path)
+    finished = events_named(events, "step_finished")
+    assert len(finished) == AGENTS
+    spent = sum(e["usage"]["input_tokens"] + e["usage"]["output_tokens"] for e in finished)
+    billed = sum(i + o for i, o in server.billed)
+    assert spent == billed  # every token the server reported is on some step_finished
+    # The bound (docs/llm-agents.md): output never passes the budget, since each request's
+    # max_tokens is what it could reserve; only input beyond a request's estimate can, at
+    # most one request per running step: a first request (no estimate) sends INPUT tokens.
+    assert spent <= BUDGET + AGENTS * INPUT, (spent, BUDGET)
+    assert all(r["max_tokens"] <= REQUEST_OUTPUT_CAP for r in server.requests)
+    assert sorted(arrived[: len(first)]) == first
+    ok = [e for e in finished if e["status"] == "succeeded"]
+    failed = [e for e in finished if e["status"] != "succeeded"]
+    assert ok and failed and result.status is not RunStatus.SUCCEEDED
+    assert (tmp_path / "counter.txt").read_text() == f"{len(ok)}\n"
+    for event in failed:
+        reason = event["reason"]
+        assert reason.startswith(
+            ("the run's token_budget ran out", "the run's token_budget is spent")
+        ), reason
