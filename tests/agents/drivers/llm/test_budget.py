@@ -1,5 +1,6 @@
 """The run's ``token_budget`` enforced per model request: reservations never grant more than
-is left, a waiting request wakes when another settles, and in a whole run of parallel LLM
+is left, a waiting request wakes when another settles, a cancelled request gives its
+reservation back, openai requests carry the cap too, and in a whole run of parallel LLM
 steps (the scheduler, the real anthropic client, a scripted Messages API server honouring
 ``max_tokens``) the tokens spent stay within the documented bound while the steps past the
 budget fail with the reason."""
@@ -12,10 +13,17 @@ from typing import Any
 
 import anyio
 import pytest
+from pydantic_ai.messages import ModelMessage, ModelRequest, ModelResponse, UserPromptPart
+from pydantic_ai.models import ModelRequestParameters
+from pydantic_ai.models.function import AgentInfo, FunctionModel
 
-from agents.drivers.llm import REQUEST_OUTPUT_CAP, TokenBudget
+from agents.drivers.llm import REQUEST_OUTPUT_CAP, MeteredModel, TokenBudget, build_model
+from orchestrator.events import MemorySink
 from orchestrator.scheduler import RunStatus
 from tests.agents.drivers.llm.anthropic_server import anthropic_server, counter_brain
+from tests.agents.drivers.llm.conftest import llm_spec, make_call, make_driver
+from tests.agents.drivers.llm.openai_server import counter_brain as counter_brain_openai
+from tests.agents.drivers.llm.openai_server import openai_server
 from tests.helpers import events_named, plan_from, run_plan
 
 AGENTS = 8
@@ -131,3 +139,36 @@ async def test_parallel_llm_steps_stay_within_the_runs_budget(tmp_path: Path) ->
         assert reason.startswith(
             ("the run's token_budget ran out", "the run's token_budget is spent")
         ), reason
+
+
+async def test_a_cancelled_request_gives_its_reservation_back() -> None:
+    async def never_answers(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        await anyio.sleep_forever()
+        raise AssertionError("unreachable")
+
+    budget = TokenBudget(1000)
+    model = MeteredModel(FunctionModel(never_answers), budget, None)
+    messages: list[ModelMessage] = [ModelRequest(parts=[UserPromptPart("go")])]
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(model.request, messages, None, ModelRequestParameters())
+        await anyio.wait_all_tasks_blocked()
+        assert budget.reserved == 1000  # alone: it holds what is left, below the cap
+        tg.cancel_scope.cancel()
+    assert (budget.reserved, budget.spent) == (0, 0)
+
+
+async def test_openai_requests_carry_the_output_cap_the_budget_left(
+    tmp_path: Path, sink: MemorySink
+) -> None:
+    (tmp_path / "counter.txt").write_text("1\n")
+    budget = TokenBudget(5000)
+    with openai_server(counter_brain_openai) as server:
+        spec = llm_spec(base_url=server.base_url)
+        result = await make_driver(build_model, budget=budget).perform(
+            make_call(tmp_path, sink, spec=spec)
+        )
+    assert result.ok, result.summary
+    caps = [r.get("max_completion_tokens", r.get("max_tokens")) for r in server.requests]
+    # the first request's cap is all that was left; each next one less what was spent
+    assert caps[0] == 5000 and all(c is not None and c < 5000 for c in caps[1:]), caps
+    assert budget.spent == result.usage.input_tokens + result.usage.output_tokens
