@@ -172,3 +172,28 @@ async def test_openai_requests_carry_the_output_cap_the_budget_left(
     # the first request's cap is all that was left; each next one less what was spent
     assert caps[0] == 5000 and all(c is not None and c < 5000 for c in caps[1:]), caps
     assert budget.spent == result.usage.input_tokens + result.usage.output_tokens
+
+
+async def test_a_steps_max_tokens_caps_its_requests_and_a_cut_answer_fails_it(
+    tmp_path: Path, sink: MemorySink
+) -> None:
+    (tmp_path / "counter.txt").write_text("1\n")
+    with anthropic_server(counter_brain) as server:
+        server.input_tokens, server.output_tokens = INPUT, OUTPUT
+        spec = llm_spec(provider="anthropic", base_url=server.base_url, max_tokens=3000)
+        enough = await make_driver(build_model).perform(make_call(tmp_path, sink, spec=spec))
+        spec = llm_spec(provider="anthropic", base_url=server.base_url, max_tokens=1500)
+        cut = await make_driver(build_model).perform(make_call(tmp_path, sink, spec=spec))
+    # 3000: the first request (cap 3000) spends 2,500; the next would resend 2,500 with 500
+    # left, so it is not sent.
+    assert not enough.ok and enough.summary.startswith("max_tokens (3000) reached")
+    assert enough.usage.requests == 1 and server.requests[0]["max_tokens"] == 3000
+    # 1500: the answer is cut at the cap (the server stops at max_tokens): not acted on.
+    assert not cut.ok
+    assert cut.summary == (
+        "max_tokens (1500) reached: the answer was cut at its 1500-token output cap"
+    )
+    assert server.requests[1]["max_tokens"] == 1500
+    assert cut.usage.output_tokens == 1500  # only the input passes the limit
+    # the first step's read ran; the cut answer's tool call did not
+    assert [e["tool"] for e in events_named(sink.events, "tool_called")] == ["file.read"]
