@@ -55,10 +55,6 @@ class TokenBudget:
         """Tokens not spent (None: unlimited; 0 or less: spent)."""
         return None if self.total is None else self.total - self.spent
 
-    def spend(self, usage: Usage) -> None:
-        """Count ``usage`` spent outside a reservation."""
-        self.spent += usage.input_tokens + usage.output_tokens
-
     async def reserve(self, floor: int, want: int) -> int:
         """Reserve ``want`` tokens (``want`` > ``floor``); returns what was reserved. While
         other requests hold reservations and less than ``want`` is free, waits for them to
