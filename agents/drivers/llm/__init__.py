@@ -6,7 +6,7 @@ Owns the agent loop (pydantic-ai), the tools offered to the model, budgets and r
 not import ``orchestrator``: locks and events reach it through the ports of
 :mod:`agents.tools`."""
 
-from agents.drivers.llm.budget import TokenBudget
+from agents.drivers.llm.budget import REQUEST_OUTPUT_CAP, MeteredModel, TokenBudget
 from agents.drivers.llm.driver import REPORT_TOOL, LlmDriver, ModelFactory
 from agents.drivers.llm.models import RetryingModel, api_key, build_model
 from agents.drivers.llm.params import LlmParams, Report, ReportEvidence
@@ -14,8 +14,10 @@ from agents.drivers.llm.tools import tool_name
 
 __all__ = [
     "REPORT_TOOL",
+    "REQUEST_OUTPUT_CAP",
     "LlmDriver",
     "LlmParams",
+    "MeteredModel",
     "ModelFactory",
     "Report",
     "ReportEvidence",

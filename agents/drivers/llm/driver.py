@@ -8,7 +8,8 @@ locks, stale writes, evidence, undo, ``tool_called`` events) and a ``report`` to
 step succeeded, with that text as its summary.
 
 It ends failed, with the reason, when a budget runs out (``max_turns`` model requests,
-``max_tokens`` input + output tokens per attempt, the plan's per-run ``token_budget``), when
+``max_tokens`` input + output tokens per attempt, the plan's per-run ``token_budget``; the
+tokens are reserved and settled per request by :class:`~.budget.MeteredModel`), when
 the model's requests keep failing (:mod:`.models`), or when the model keeps calling tools
 wrongly past pydantic-ai's retries. A call of a tool the agent was not offered is recorded
 by the gate as ``refused`` (the model is told the tools it has). The result carries the
@@ -25,11 +26,10 @@ from pydantic_ai import Agent, CallToolsNode, ToolOutput, UsageLimits
 from pydantic_ai.exceptions import AgentRunError, UsageLimitExceeded
 from pydantic_ai.messages import ToolCallPart
 from pydantic_ai.models import Model
-from pydantic_ai.usage import RunUsage
 
 from agents.base import ActionResult, Evidence, UndoRecord, Usage
 from agents.drivers.base import DriverCall
-from agents.drivers.llm.budget import TokenBudget
+from agents.drivers.llm.budget import MeteredModel, TokenBudget
 from agents.drivers.llm.models import RetryingModel, api_key, build_model, describe
 from agents.drivers.llm.params import LlmParams, Report
 from agents.drivers.llm.tools import action_of, tool_name, tools_for
@@ -46,12 +46,6 @@ REPORT_TOOL = "report"
 #: Makes the model of a step: (spec, API key or None) -> model. Tests pass FunctionModels.
 ModelFactory = Callable[[LlmSpec, str | None], Model]
 _SUMMARY = 500
-
-
-def _usage(run: RunUsage | None) -> Usage:
-    if run is None:
-        return Usage()
-    return Usage(run.input_tokens, run.output_tokens, run.requests)
 
 
 def _first_line(text: str) -> str:
@@ -99,11 +93,15 @@ class LlmDriver:
             key = api_key(spec, call.context.env)
         except ActionFailed as exc:
             return self._failed(session, exc.reason, None, spec)
-        model = RetryingModel(
-            self._model_factory(spec, key),
-            retries=spec.retries,
-            backoff_s=spec.retry_backoff,
-            secret=key,
+        model = MeteredModel(
+            RetryingModel(
+                self._model_factory(spec, key),
+                retries=spec.retries,
+                backoff_s=spec.retry_backoff,
+                secret=key,
+            ),
+            self._budget,
+            spec.max_tokens,
         )
         secrets = [key] if key else []
         gate = ToolGate(
@@ -127,32 +125,27 @@ class LlmDriver:
             instructions=params.system,
             tools=tools_for(params.can, self._registry, gate, session),
         )
-        limits = [t for t in (spec.max_tokens, remaining) if t is not None]
-        usage_limits = UsageLimits(
-            request_limit=spec.max_turns, total_tokens_limit=min(limits) if limits else None
-        )
+        # Tokens are metered per request by MeteredModel; pydantic-ai counts the requests.
+        usage_limits = UsageLimits(request_limit=spec.max_turns)
         offered = {tool_name(a) for a in params.can if a in self._registry} | {REPORT_TOOL}
-        run_usage: RunUsage | None = None
         try:
-            async with agent.iter(params.prompt(), usage_limits=usage_limits) as run:
+            # Entering the agent enters its model: the provider's HTTP client (and its
+            # kept-alive connections) is closed when the step ends.
+            async with agent, agent.iter(params.prompt(), usage_limits=usage_limits) as run:
                 async for node in run:
-                    run_usage = run.usage
                     if isinstance(node, CallToolsNode):
                         await self._record_unoffered(gate, session, node, offered)
-                run_usage = run.usage
                 result = run.result
         except UsageLimitExceeded as exc:
-            reason = self._budget_reason(spec, remaining, str(exc))
-            return self._failed(session, reason, run_usage, spec)
+            reason = f"max_turns ({spec.max_turns} model requests) reached: {exc}"
+            return self._failed(session, reason, model.usage, spec)
         except ActionFailed as exc:
-            return self._failed(session, exc.reason, run_usage, spec)
+            return self._failed(session, exc.reason, model.usage, spec)
         except AgentRunError as exc:
             reason = f"the model misbehaved: {scrub(describe(exc), secrets)}"
-            return self._failed(session, reason, run_usage, spec)
-        finally:
-            self._budget.spend(_usage(run_usage))
+            return self._failed(session, reason, model.usage, spec)
         assert result is not None  # the run ended with an output
-        return self._finished(session, result.output, _usage(run_usage), spec)
+        return self._finished(session, result.output, model.usage, spec)
 
     async def _record_unoffered(
         self, gate: ToolGate, session: ToolSession, node: CallToolsNode[Any, Any], offered: set[str]
@@ -163,14 +156,6 @@ class LlmDriver:
             if isinstance(part, ToolCallPart) and part.tool_name not in offered:
                 arguments = part.args_as_dict() if part.args else {}
                 await gate.call(session, action_of(part.tool_name, self._registry), arguments)
-
-    @staticmethod
-    def _budget_reason(spec: LlmSpec, remaining: int | None, detail: str) -> str:
-        if "request" in detail.lower():
-            return f"max_turns ({spec.max_turns} model requests) reached: {detail}"
-        if remaining is not None and (spec.max_tokens is None or remaining < spec.max_tokens):
-            return f"the run's token_budget ran out ({remaining} tokens were left): {detail}"
-        return f"max_tokens ({spec.max_tokens}) reached: {detail}"
 
     def _finished(
         self, session: ToolSession, output: Report | str, usage: Usage, spec: LlmSpec
@@ -208,9 +193,9 @@ class LlmDriver:
         )
 
     def _failed(
-        self, session: ToolSession, reason: str, usage: RunUsage | None, spec: LlmSpec
+        self, session: ToolSession, reason: str, usage: Usage | None, spec: LlmSpec
     ) -> ActionResult:
-        return self._result(session, ok=False, summary=reason, usage=_usage(usage), spec=spec)
+        return self._result(session, ok=False, summary=reason, usage=usage or Usage(), spec=spec)
 
     @staticmethod
     def _result(

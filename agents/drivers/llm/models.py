@@ -1,7 +1,8 @@
 """The pydantic-ai model of an agent's ``driver: {llm: ...}``, with bounded retries.
 
 :func:`build_model` makes the provider's model (``openai``: Chat Completions against
-``base_url``; ``anthropic``: the Messages API) with the API key read from the variable named
+``base_url``; ``anthropic``: the Messages API under ``base_url``'s root, see
+:func:`anthropic_root`) with the API key read from the variable named
 by ``api_key_env``. The key goes to the provider's client and nowhere else: every message
 that leaves :class:`RetryingModel` is scrubbed of it.
 
@@ -9,8 +10,9 @@ that leaves :class:`RetryingModel` is scrubbed of it.
 response that is not what the API promises) ``retries`` times with exponential backoff from
 ``retry_backoff`` (or the provider's ``retry-after``), then raises
 :class:`~foundation.errors.ActionFailed` with the provider's message. The SDKs' own retries
-are turned off, so the budget is this one for both providers. Refusals that waiting cannot
-fix (401, 400, 404) are not retried.
+are turned off (``ModelSettings(max_retries=0)``, which pydantic-ai forwards to the openai and
+anthropic clients; pydantic-ai retries no request itself), so the budget is this one for both
+providers. Refusals that waiting cannot fix (401, 400, 404) are not retried.
 """
 
 from __future__ import annotations
@@ -35,7 +37,14 @@ from foundation.errors import ActionFailed
 from foundation.secrets import scrub
 from streams.model import LlmSpec
 
-__all__ = ["RetryingModel", "api_key", "build_model", "describe", "model_failed"]
+__all__ = [
+    "RetryingModel",
+    "anthropic_root",
+    "api_key",
+    "build_model",
+    "describe",
+    "model_failed",
+]
 
 _RETRY_AFTER_MAX_S = 60.0
 _RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 529})
@@ -71,8 +80,17 @@ def build_model(spec: LlmSpec, key: str | None) -> Model:
     from pydantic_ai.models.anthropic import AnthropicModel
     from pydantic_ai.providers.anthropic import AnthropicProvider
 
-    aprovider = AnthropicProvider(api_key=key or "no-key", base_url=spec.base_url)
+    aprovider = AnthropicProvider(api_key=key or "no-key", base_url=anthropic_root(spec.base_url))
     return AnthropicModel(spec.model, provider=aprovider, settings=settings)
+
+
+def anthropic_root(base_url: str | None) -> str | None:
+    """The Messages API's root for ``base_url``: the anthropic client adds ``/v1/messages``
+    itself, so a URL written the OpenAI way (``.../v1``) loses its ``/v1``."""
+    if base_url is None:
+        return None
+    root = base_url.rstrip("/")
+    return root.removesuffix("/v1") if root.endswith("/v1") else root
 
 
 def _retryable(exc: Exception) -> bool:
