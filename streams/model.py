@@ -225,21 +225,28 @@ class ClaudeCodeDriverSpec(_Model):
     claude_code: ClaudeCodeSpec = Field(description="How to run claude -p.")
 
 
-_DRIVER_KINDS = ("llm", "claude_code")
+#: The union's tags, by the key that selects each member. pydantic puts the tag into an
+#: error's location (``driver.<tag>.llm.provider``); a tag that starts with a capital is
+#: left out of the location shown to the user, like pydantic's model names, so it reads as
+#: written (``driver.llm.provider``).
+_DRIVER_TAGS = {"llm": "LlmDriver", "claude_code": "ClaudeCodeDriver"}
+_COMMAND_TAG = "CommandDriver"
 
 
 def _driver_kind(value: Any) -> str:
     if isinstance(value, dict):
-        return next((k for k in _DRIVER_KINDS if k in value), "command")
+        return next((t for k, t in _DRIVER_TAGS.items() if k in value), _COMMAND_TAG)
     if isinstance(value, LlmDriverSpec):
-        return "llm"
-    return "claude_code" if isinstance(value, ClaudeCodeDriverSpec) else "command"
+        return _DRIVER_TAGS["llm"]
+    if isinstance(value, ClaudeCodeDriverSpec):
+        return _DRIVER_TAGS["claude_code"]
+    return _COMMAND_TAG
 
 
 AnyDriverSpec = Annotated[
-    Annotated[DriverSpec, Tag("command")]
-    | Annotated[LlmDriverSpec, Tag("llm")]
-    | Annotated[ClaudeCodeDriverSpec, Tag("claude_code")],
+    Annotated[DriverSpec, Tag(_COMMAND_TAG)]
+    | Annotated[LlmDriverSpec, Tag(_DRIVER_TAGS["llm"])]
+    | Annotated[ClaudeCodeDriverSpec, Tag(_DRIVER_TAGS["claude_code"])],
     Discriminator(_driver_kind),
 ]
 
