@@ -161,6 +161,12 @@ class DriverSpec(_Model):
         description="Largest answer accepted, in bytes.",
     )
     kill_grace: Duration = Field(default=5.0, description="SIGTERM to SIGKILL, on a hang.")
+    tools: Literal["none", "mcp"] = Field(
+        default="none",
+        description="mcp: serve the agent's `can` actions as an MCP tool server for each "
+        "sentence step (every call through the daemon's gate); the process gets "
+        "ORCH_TOOLS_SOCKET, ORCH_TOOLS_TOKEN and ORCH_MCP_CONFIG (docs/llm-agents.md).",
+    )
 
 
 class LlmSpec(_Model):
