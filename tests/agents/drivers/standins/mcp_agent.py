@@ -1,8 +1,9 @@
 """A generic external agent (``driver: {command: [...], tools: mcp}``) that works through the
 daemon's tools: it reads its request on stdin, starts the MCP server named in
 ``$ORCH_MCP_CONFIG`` (the ``orchestrator agent-tools`` bridge) with the official MCP client,
-lists its tools, writes ``note.txt`` (reading it first if it exists), tries ``command`` (outside its scope), and answers with
-what it saw. Without ``ORCH_MCP_CONFIG`` it answers ``failed``."""
+lists its tools, writes ``note.txt`` (reading it first if it exists), tries ``command``
+(outside its scope), and answers with what it saw. Without ``ORCH_MCP_CONFIG`` it
+answers ``failed``."""
 
 from __future__ import annotations
 
