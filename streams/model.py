@@ -36,6 +36,7 @@ __all__ = [
     "ClaudeCodeSpec",
     "DriverSpec",
     "EvidenceRequirement",
+    "FilesSpec",
     "GateCriterion",
     "GateSpec",
     "LlmDriverSpec",
@@ -450,6 +451,19 @@ def _expand_sentences(steps: Any, lead: Any, prefix: str) -> Any:
     ]
 
 
+class FilesSpec(_Model):
+    """Where file actions (``file.*``, an agent's file tools) may work besides the run's
+    working directory: ``roots`` names folders (relative to the plan file, or absolute)
+    that a call picks with ``root: NAME`` (``streams/file_roots.py`` says which are usable)."""
+
+    roots: dict[Identifier, Annotated[str, Field(min_length=1, max_length=4096)]] = Field(
+        default_factory=dict,
+        description="Folders by name (relative to the plan file, or absolute): each must "
+        "exist, be reached through no symlink and not overlap the working directory or "
+        "another root.",
+    )
+
+
 class Plan(_Model):
     """A phase plan file."""
 
@@ -474,6 +488,10 @@ class Plan(_Model):
         default=None,
         ge=1,
         description="Model tokens (input + output) all LLM agents of one run may use.",
+    )
+    files: FilesSpec | None = Field(
+        default=None,
+        description="Folders besides the working directory that file actions may use.",
     )
     agents: dict[Name, AgentSpec] = Field(min_length=1)
     streams: list[StreamSpec] = Field(min_length=1)

@@ -70,9 +70,7 @@ def rendered(view: RunView) -> str:
     return console.export_text()
 
 
-def test_orchestrator_run_shows_tokens_per_stream_and_run(
-    server: Scripted, tmp_path: Path
-) -> None:
+def test_orchestrator_run_shows_tokens_per_stream_and_run(server: Scripted, tmp_path: Path) -> None:
     plan = write_plan(tmp_path, server.base_url)
     (tmp_path / "go").touch()
     done = subprocess.run(
