@@ -133,10 +133,12 @@ def test_status_shows_tokens_live_finished_and_after_a_restart(
     try:
         run_id = daemon.cli("submit", str(plan)).stdout.strip()
         deadline = time.monotonic() + 60
-        while True:  # live: the LLM step is done, the run holds on `hold`
+        # Live: the LLM step is done, the run holds on `hold`. The live view is applied just
+        # after the store commits a batch, so wait for both rather than read them in a race.
+        while True:
             reply = status_json(daemon, run_id)
             steps = {s["step"]: s["status"] for st in reply["streams"] for s in st["steps"]}
-            if steps.get("hold") == "running":
+            if steps.get("hold") == "running" and reply["usage"] == SPENT:
                 break
             assert time.monotonic() < deadline, reply
             time.sleep(0.05)
