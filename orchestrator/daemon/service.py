@@ -54,6 +54,7 @@ from orchestrator.daemon.views import (
     agents_of,
     created_at,
     locks_of,
+    may_use_models,
     run_detail,
     run_summary,
     usage_by_stream,
@@ -190,8 +191,11 @@ class Daemon:
             return {**cached[1], **run_summary(run)}
         streams = await self.store.get_streams(params.run_id)
         steps = await self.store.get_steps(params.run_id)
-        # A live run's view counts its tokens; a finished one's are in its stored events.
-        usage = None if active else usage_by_stream(await self.store.step_outputs(params.run_id))
+        # A live run's view counts its tokens; a finished one's are in its stored events
+        # (read only for plans with model-driven agents: others have none to count).
+        usage = None
+        if active is None and may_use_models(run.plan_source):
+            usage = usage_by_stream(await self.store.step_outputs(params.run_id))
         detail = run_detail(run, streams, steps, active.pipeline.view if active else None, usage)
         self._details[params.run_id] = (key, detail)
         while len(self._details) > _DETAIL_CACHE:

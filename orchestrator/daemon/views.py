@@ -16,7 +16,15 @@ from orchestrator.step_output import StepOutput
 from orchestrator.store import RunRecord, StepRecord, StreamRecord
 from orchestrator.token_usage import TokenUsage
 
-__all__ = ["agents_of", "created_at", "locks_of", "run_detail", "run_summary", "usage_by_stream"]
+__all__ = [
+    "agents_of",
+    "created_at",
+    "locks_of",
+    "may_use_models",
+    "run_detail",
+    "run_summary",
+    "usage_by_stream",
+]
 
 
 def _ts(value: datetime | None) -> str | None:
@@ -47,6 +55,13 @@ def run_summary(run: RunRecord) -> dict[str, Any]:
         "finished_at": _ts(run.finished_at),
         "duration_s": duration_s,
     }
+
+
+def may_use_models(plan_source: str) -> bool:
+    """Whether a plan can have steps that report model usage: only ``llm`` and
+    ``claude_code`` drivers do, and such a plan names one in its text (searched, not parsed:
+    a false positive only costs reading the run's ``step_finished`` events)."""
+    return "llm" in plan_source or "claude_code" in plan_source
 
 
 def usage_by_stream(outputs: Iterable[StepOutput]) -> dict[str, TokenUsage]:
