@@ -44,6 +44,7 @@ class ActionContext:
     the protected resource passes it along so stale writers can be refused. ``env`` is the
     complete environment a subprocess gets (nothing else from the daemon leaks in).
     ``kill_grace_s`` is how long a terminated subprocess gets before it is killed.
+    ``file_roots`` are the folders besides ``workdir`` that file actions may use.
     """
 
     run_id: str
@@ -56,6 +57,8 @@ class ActionContext:
     workdir: Path
     kill_grace_s: float = 5.0
     state: SharedState | None = None
+    #: The plan's usable file roots by name (``files.roots``), for ``file.*``'s ``root``.
+    file_roots: Mapping[str, Path] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

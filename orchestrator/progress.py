@@ -21,6 +21,7 @@ from rich.table import Table
 from rich.text import Text
 
 from orchestrator.events import call_soon as _call_soon
+from orchestrator.token_usage import TokenUsage, format_tokens
 from streams.durations import format_duration
 
 __all__ = [
@@ -66,6 +67,8 @@ class StreamView:
     reason: str = ""
     #: Steps of the rollback (and undo) phase, shown as such while the stream rolls back.
     rollback_steps: set[str] = field(default_factory=set)
+    #: Model tokens and requests of the stream's steps (LLM drivers only; zero otherwise).
+    usage: TokenUsage = field(default_factory=TokenUsage)
 
     def elapsed(self, now: float) -> float:
         if self.started_at is None:
@@ -119,6 +122,14 @@ class RunView:
     @property
     def steps_done(self) -> int:
         return sum(sv.done for sv in self.streams.values())
+
+    @property
+    def usage(self) -> TokenUsage:
+        """The run's model tokens and requests: its streams' together."""
+        total = TokenUsage()
+        for sv in self.streams.values():
+            total += sv.usage
+        return total
 
     def elapsed(self, now: float) -> float:
         """The run's elapsed time: from its start to its end (or ``now``)."""
@@ -208,6 +219,8 @@ class RunView:
             view.waiting.pop(step, None)
             if event.get("status") == "succeeded" and not event.get("phase"):
                 view.done += 1
+            if name == "step_finished":
+                view.usage.add(event.get("usage"))
         elif name == "rollback_started":
             view.status = "rolling back"
             view.reason = f"rolling back: {event.get('reason')}"
@@ -245,6 +258,9 @@ def header(view: RunView, now: float) -> Text:
     title.append(
         f"  {format_duration(view.elapsed(now))} elapsed, {view.steps_done}/{total} steps done"
     )
+    tokens = format_tokens(view.usage)
+    if tokens:
+        title.append(f", tokens: {tokens}")
     return title
 
 
@@ -264,13 +280,17 @@ def render_view(view: RunView, now: float) -> RenderableType:
     table.add_column("steps", justify="right")
     table.add_column("now")
     table.add_column("elapsed / timeline", no_wrap=True)
+    # Only runs with model calls get a tokens column: others look as they always did.
+    tokens = any(sv.usage for sv in view.streams.values())
+    if tokens:
+        table.add_column("tokens", no_wrap=True)
     for sv in view.streams.values():
         doing = _doing(sv)
         waits = "; ".join(f"{step} waits for {what}" for step, what in sv.waiting.items())
         now_text = Text(doing or waits or sv.reason or "")
         if waits and doing:
             now_text.append(f"  |  {waits}", style="yellow")
-        table.add_row(
+        row: list[RenderableType] = [
             sv.id,
             Text(sv.status, style=_STATUS_STYLE.get(sv.status, "")),
             ProgressBar(
@@ -283,7 +303,10 @@ def render_view(view: RunView, now: float) -> RenderableType:
             f"{sv.done}/{sv.total}",
             now_text,
             _timeline(sv, now),
-        )
+        ]
+        if tokens:
+            row.append(format_tokens(sv.usage))
+        table.add_row(*row)
     # Its own line, not the table's title, which would wrap to the table's width.
     return Group(header(view, now), table)
 
@@ -370,7 +393,8 @@ class PlainProgress:
             text = f"{ts} [{stream}] {step} {e.get('status')} in {e.get('duration_s')}s{count}"
             if e.get("status") != "succeeded":
                 text += f": {e.get('reason')}"
-            return text
+            tokens = format_tokens(e.get("usage"))
+            return f"{text} (tokens: {tokens})" if tokens else text
         if name == "step_retrying":
             return f"{ts} [{stream}] {step} retrying: {e.get('message')}"
         if name == "gate_evaluated":
@@ -395,9 +419,16 @@ class PlainProgress:
             return f"{ts} [{stream}] rollback {e.get('status')} in {e.get('duration_s')}s{within}"
         if name == "stream_finished":
             reason = f": {e.get('reason')}" if e.get("reason") else ""
-            return f"{ts} [{stream}] {e.get('status')}{reason}"
+            sv = self.view.streams.get(str(stream))
+            tokens = format_tokens(sv.usage) if sv else ""
+            return f"{ts} [{stream}] {e.get('status')}{reason}" + (
+                f" (tokens: {tokens})" if tokens else ""
+            )
         if name == "run_finished":
-            return f"{ts} run {e.get('run_id')} {e.get('status')}"
+            tokens = format_tokens(self.view.usage)
+            return f"{ts} run {e.get('run_id')} {e.get('status')}" + (
+                f" (tokens: {tokens})" if tokens else ""
+            )
         return None
 
 

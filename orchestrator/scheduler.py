@@ -61,6 +61,7 @@ from orchestrator.step_runner import (
 )
 from orchestrator.stream_gate import GateVerdict, decide_gate
 from orchestrator.tool_locks import CoordinatorToolLocks
+from streams.file_roots import plan_roots
 from streams.model import Plan, StepSpec, StreamSpec
 from streams.validation import effective_needs
 
@@ -197,6 +198,7 @@ class Scheduler:
                 release_timeout_s=self.config.release_timeout_s,
                 backoff_s=plan.defaults.backoff,
                 backoff_max_s=plan.defaults.backoff_max,
+                file_roots=plan_roots(plan, self.config.workdir),
             ),
             drain=self._drain,
             rng=random.Random(self.config.seed),

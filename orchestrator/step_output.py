@@ -55,6 +55,8 @@ class StepOutput:
     stdout_tail: str
     stderr_tail: str
     output_bytes: int | None
+    #: The attempt's model usage (``{input_tokens, output_tokens, requests}``), if it had any.
+    usage: Mapping[str, Any] | None = None
 
 
 def step_output(event: Mapping[str, Any]) -> StepOutput | None:
@@ -76,4 +78,5 @@ def step_output(event: Mapping[str, Any]) -> StepOutput | None:
         stdout_tail=str(event.get("stdout_tail") or ""),
         stderr_tail=str(event.get("stderr_tail") or ""),
         output_bytes=size if type(size) is int else None,
+        usage=usage if isinstance(usage := event.get("usage"), Mapping) else None,
     )

@@ -137,6 +137,7 @@ class StepRunnerConfig:
     release_timeout_s: float
     backoff_s: float
     backoff_max_s: float
+    file_roots: Mapping[str, Path] = field(default_factory=dict)
 
 
 class StepRunner:
@@ -372,6 +373,7 @@ class StepRunner:
             workdir=self.config.workdir,
             kill_grace_s=self.config.kill_grace_s,
             state=self.coordinator,
+            file_roots=self.config.file_roots,
         )
         # Secrets of the step's environment and parameters are masked in every event from now.
         log.redactor.add([*env_secrets(ctx.env), *param_secrets(job.task.params.model_dump())])

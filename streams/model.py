@@ -36,6 +36,7 @@ __all__ = [
     "ClaudeCodeSpec",
     "DriverSpec",
     "EvidenceRequirement",
+    "FilesSpec",
     "GateCriterion",
     "GateSpec",
     "LlmDriverSpec",
@@ -161,6 +162,12 @@ class DriverSpec(_Model):
         description="Largest answer accepted, in bytes.",
     )
     kill_grace: Duration = Field(default=5.0, description="SIGTERM to SIGKILL, on a hang.")
+    tools: Literal["none", "mcp"] = Field(
+        default="none",
+        description="mcp: serve the agent's `can` actions as an MCP tool server for each "
+        "sentence step (every call through the daemon's gate); the process gets "
+        "ORCH_TOOLS_SOCKET, ORCH_TOOLS_TOKEN and ORCH_MCP_CONFIG (docs/llm-agents.md).",
+    )
 
 
 class LlmSpec(_Model):
@@ -225,21 +232,28 @@ class ClaudeCodeDriverSpec(_Model):
     claude_code: ClaudeCodeSpec = Field(description="How to run claude -p.")
 
 
-_DRIVER_KINDS = ("llm", "claude_code")
+#: The union's tags, by the key that selects each member. pydantic puts the tag into an
+#: error's location (``driver.<tag>.llm.provider``); a tag that starts with a capital is
+#: left out of the location shown to the user, like pydantic's model names, so it reads as
+#: written (``driver.llm.provider``).
+_DRIVER_TAGS = {"llm": "LlmDriver", "claude_code": "ClaudeCodeDriver"}
+_COMMAND_TAG = "CommandDriver"
 
 
 def _driver_kind(value: Any) -> str:
     if isinstance(value, dict):
-        return next((k for k in _DRIVER_KINDS if k in value), "command")
+        return next((t for k, t in _DRIVER_TAGS.items() if k in value), _COMMAND_TAG)
     if isinstance(value, LlmDriverSpec):
-        return "llm"
-    return "claude_code" if isinstance(value, ClaudeCodeDriverSpec) else "command"
+        return _DRIVER_TAGS["llm"]
+    if isinstance(value, ClaudeCodeDriverSpec):
+        return _DRIVER_TAGS["claude_code"]
+    return _COMMAND_TAG
 
 
 AnyDriverSpec = Annotated[
-    Annotated[DriverSpec, Tag("command")]
-    | Annotated[LlmDriverSpec, Tag("llm")]
-    | Annotated[ClaudeCodeDriverSpec, Tag("claude_code")],
+    Annotated[DriverSpec, Tag(_COMMAND_TAG)]
+    | Annotated[LlmDriverSpec, Tag(_DRIVER_TAGS["llm"])]
+    | Annotated[ClaudeCodeDriverSpec, Tag(_DRIVER_TAGS["claude_code"])],
     Discriminator(_driver_kind),
 ]
 
@@ -437,6 +451,19 @@ def _expand_sentences(steps: Any, lead: Any, prefix: str) -> Any:
     ]
 
 
+class FilesSpec(_Model):
+    """Where file actions (``file.*``, an agent's file tools) may work besides the run's
+    working directory: ``roots`` names folders (relative to the plan file, or absolute)
+    that a call picks with ``root: NAME`` (``streams/file_roots.py`` says which are usable)."""
+
+    roots: dict[Identifier, Annotated[str, Field(min_length=1, max_length=4096)]] = Field(
+        default_factory=dict,
+        description="Folders by name (relative to the plan file, or absolute): each must "
+        "exist, be reached through no symlink and not overlap the working directory or "
+        "another root.",
+    )
+
+
 class Plan(_Model):
     """A phase plan file."""
 
@@ -461,6 +488,10 @@ class Plan(_Model):
         default=None,
         ge=1,
         description="Model tokens (input + output) all LLM agents of one run may use.",
+    )
+    files: FilesSpec | None = Field(
+        default=None,
+        description="Folders besides the working directory that file actions may use.",
     )
     agents: dict[Name, AgentSpec] = Field(min_length=1)
     streams: list[StreamSpec] = Field(min_length=1)

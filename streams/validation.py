@@ -11,12 +11,14 @@ from __future__ import annotations
 import difflib
 import itertools
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 
 from pydantic import ValidationError
 
 from foundation.errors import PlanProblem
 from streams._positions import Loc, Positions, describe_error
 from streams.catalog import ActionCatalog
+from streams.file_roots import resolve_roots
 from streams.gates import check_gate_expressions
 from streams.model import Plan, StepSpec, StreamSpec
 
@@ -108,8 +110,23 @@ class _Checker:
         line, column = self.pos.at(loc, key=key)
         self.problems.append(PlanProblem(self.label, line, column, reason, fix))
 
+    def _file_roots(self) -> None:
+        """Declared roots must be usable, checked against the plan file's folder (the run's
+        working directory); a plan given as text only is checked when it runs."""
+        files = self.plan.files
+        folder = Path(self.label).parent
+        if files is None or not files.roots or not Path(self.label).is_file():
+            return
+        for name, reason in resolve_roots(folder, files.roots)[1].items():
+            self.add(
+                ("files", "roots", name),
+                f"file root {name!r}: {reason}",
+                "give an existing folder outside the plan's folder, not through a symlink",
+            )
+
     def run(self) -> list[PlanProblem]:
         plan = self.plan
+        self._file_roots()
         for name, agent in plan.agents.items():
             if not agent.can and agent.driver is None:
                 sentences = _sentence_steps(plan, name)

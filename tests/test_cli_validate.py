@@ -118,6 +118,35 @@ def test_validate_an_invalid_plan_prints_every_problem_with_its_place(tmp_path: 
     assert "stream 'b' depends on itself" in places[locate(INVALID, "b]")]
 
 
+@pytest.mark.parametrize(
+    ("driver", "needle", "message"),
+    [
+        (
+            "{llm: {provider: foo, model: m}}",
+            "foo",
+            "agents.sec.driver.llm.provider: Input should be 'openai' or 'anthropic'",
+        ),
+        (
+            "{claude_code: {max_turns: 0}}",
+            "0}",
+            "agents.sec.driver.claude_code.max_turns: Input should be greater than or equal to 1",
+        ),
+        ("{command: [5]}", "5]", "agents.sec.driver.command.0: Input should be a valid string"),
+    ],
+)
+def test_a_bad_driver_is_located_where_it_was_written(
+    tmp_path: Path, driver: str, needle: str, message: str
+) -> None:
+    text = VALID.replace(
+        "sec: {class: io, can: [command, sleep]}", f"sec: {{class: io, driver: {driver}}}"
+    )
+    plan = tmp_path / "bad.yaml"
+    plan.write_text(text, encoding="utf-8")
+    done = orchestrator("validate", str(plan))
+    assert done.returncode == 2
+    assert done.stderr.splitlines()[1:] == [f"{plan}:{locate(text, needle)}: {message}"]
+
+
 def test_validate_malformed_yaml(tmp_path: Path) -> None:
     plan = tmp_path / "broken.yaml"
     text = "plan: demo\ncaps: {cpu: 2\nagents: {}\n"

@@ -8,7 +8,12 @@
   file that it created.
 
 Paths are relative to the run's working directory and confined to it
-(:mod:`agents.actions.file_paths`: no ``..``, no absolute paths, no symlinks followed).
+(:mod:`agents.actions.file_paths`: no ``..``, no absolute paths, no symlinks followed), or,
+with ``root: NAME``, to a folder the plan declares (``files: {roots: {NAME: dir}}``), with the
+same confinement. Resource names (locks, the read ledger's versions) are ``file:<path>`` in
+the working directory and ``file@NAME:<path>`` in a declared root: root names are
+identifiers (no ``:``, ``@``), and no ``file:`` name starts with ``file@``, so they never
+collide.
 
 Stale writes: ``expected_version`` on a write or edit is the version the writer last read.
 When the file exists and its version differs, or the writer says ``unread`` (it never read
@@ -24,6 +29,8 @@ from __future__ import annotations
 import base64
 import difflib
 import hashlib
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -48,6 +55,7 @@ __all__ = [
     "FileReadParams",
     "FileRestoreParams",
     "FileWriteParams",
+    "file_resource",
     "file_resources",
     "register",
     "version_of",
@@ -73,6 +81,12 @@ class _Params(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     path: str = _PATH
+    root: str | None = Field(
+        default=None,
+        max_length=128,
+        description="A folder the plan declares under files.roots (by its name) that path "
+        "is relative to; default: the working directory.",
+    )
 
 
 class FileReadParams(_Params):
@@ -141,9 +155,50 @@ def version_of(data: bytes | None) -> str:
     return ABSENT if data is None else hashlib.sha256(data).hexdigest()
 
 
+def file_resource(rel: str, root: str | None = None) -> str:
+    """The resource name of ``rel`` (normalised): ``file:<rel>`` in the working directory,
+    ``file@<root>:<rel>`` in the plan's declared root ``root`` (see the module docstring)."""
+    return f"file:{rel}" if root is None else f"file@{root}:{rel}"
+
+
 def file_resources(params: Any) -> list[str]:
-    """The lock one call touches: ``file:<relative path>`` (PathRefused for a bad path)."""
-    return [f"file:{relative_path(params.path)}"]
+    """The lock one call touches (PathRefused for a bad path): see :func:`file_resource`."""
+    return [file_resource(relative_path(params.path), params.root)]
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    """Where one call's file is: the folder it is confined to, its normalised relative path
+    and how it is named in resources and messages."""
+
+    base: Path
+    rel: str
+    root: str | None
+
+    @property
+    def resource(self) -> str:
+        return file_resource(self.rel, self.root)
+
+    @property
+    def shown(self) -> str:
+        return self.rel if self.root is None else f"{self.root}:{self.rel}"
+
+    def undo_params(self) -> dict[str, Any]:
+        return {"path": self.rel} if self.root is None else {"path": self.rel, "root": self.root}
+
+
+def _target(ctx: ActionContext, params: _Params) -> _Target:
+    """The call's target; PathRefused for a bad path or a root the plan does not declare."""
+    rel = relative_path(params.path)
+    if params.root is None:
+        return _Target(ctx.workdir, rel, None)
+    base = ctx.file_roots.get(params.root)
+    if base is None:
+        declared = ", ".join(sorted(ctx.file_roots)) or "none"
+        raise PathRefused(
+            params.path, f"root {params.root!r} is not declared by the plan (declared: {declared})"
+        )
+    return _Target(base, rel, params.root)
 
 
 def _refused(action: str, exc: PathRefused) -> ActionResult:
@@ -154,22 +209,23 @@ def _refused(action: str, exc: PathRefused) -> ActionResult:
     )
 
 
-async def _load(ctx: ActionContext, rel: str) -> bytes | None:
-    data = await anyio.to_thread.run_sync(read_file, ctx.workdir, rel, MAX_BYTES)
+async def _load(target: _Target) -> bytes | None:
+    data = await anyio.to_thread.run_sync(read_file, target.base, target.rel, MAX_BYTES)
     if data is not None and len(data) > MAX_BYTES:
-        raise PathRefused(rel, f"is larger than {MAX_BYTES} bytes")
+        raise PathRefused(target.shown, f"is larger than {MAX_BYTES} bytes")
     return data
 
 
 async def run_read(ctx: ActionContext, params: FileReadParams) -> ActionResult:
     """The file's text and version; not ok when it does not exist or is not UTF-8 text."""
     try:
-        rel = relative_path(params.path)
-        data = await _load(ctx, rel)
+        t = _target(ctx, params)
+        rel = t.shown
+        data = await _load(t)
     except PathRefused as exc:
         return _refused("file.read", exc)
     version = version_of(data)
-    versions = {f"file:{rel}": version}
+    versions = {t.resource: version}
     if data is None:
         return ActionResult(
             ok=False, summary=f"{rel}: no such file", details={"path": rel, "versions": versions}
@@ -213,10 +269,9 @@ def _stale_reason(expected: str | None, current: bytes | None) -> str | None:
     return f"it changed since you read it (now version {now}): file.read it again"
 
 
-async def _replace(
-    ctx: ActionContext, action: str, rel: str, before: bytes | None, after: bytes
-) -> ActionResult:
-    await anyio.to_thread.run_sync(write_file, ctx.workdir, rel, after)
+async def _replace(t: _Target, action: str, before: bytes | None, after: bytes) -> ActionResult:
+    rel = t.shown
+    await anyio.to_thread.run_sync(write_file, t.base, t.rel, after)
     old_text = "" if before is None else before.decode("utf-8", "replace")
     diff = "".join(
         difflib.unified_diff(
@@ -239,7 +294,7 @@ async def _replace(
     undo = UndoRecord(
         "file.restore",
         {
-            "path": rel,
+            **t.undo_params(),
             "content_b64": None if before is None else base64.b64encode(before).decode(),
             "written_sha256": sha_after,
         },
@@ -252,7 +307,7 @@ async def _replace(
         output=mask_text(diff[:_EXCERPT]),
         evidence=(evidence,),
         undo=undo,
-        details={**detail, "version": sha_after, "versions": {f"file:{rel}": sha_after}},
+        details={**detail, "version": sha_after, "versions": {t.resource: sha_after}},
     )
 
 
@@ -267,14 +322,15 @@ def _stale(action: str, rel: str, reason: str, current: bytes | None) -> ActionR
 async def run_write(ctx: ActionContext, params: FileWriteParams) -> ActionResult:
     """Write the file (atomically) unless the writer's view of it is stale."""
     try:
-        rel = relative_path(params.path)
-        before = await _load(ctx, rel)
+        t = _target(ctx, params)
+        rel = t.shown
+        before = await _load(t)
     except PathRefused as exc:
         return _refused("file.write", exc)
     if (reason := _stale_reason(params.expected_version, before)) is not None:
         return _stale("file.write", rel, reason, before)
     try:
-        return await _replace(ctx, "file.write", rel, before, params.content.encode())
+        return await _replace(t, "file.write", before, params.content.encode())
     except PathRefused as exc:
         return _refused("file.write", exc)
 
@@ -282,8 +338,9 @@ async def run_write(ctx: ActionContext, params: FileWriteParams) -> ActionResult
 async def run_edit(ctx: ActionContext, params: FileEditParams) -> ActionResult:
     """Apply the replacements (all or none) unless the writer's view is stale."""
     try:
-        rel = relative_path(params.path)
-        before = await _load(ctx, rel)
+        t = _target(ctx, params)
+        rel = t.shown
+        before = await _load(t)
     except PathRefused as exc:
         return _refused("file.edit", exc)
     if before is None:
@@ -303,14 +360,15 @@ async def run_edit(ctx: ActionContext, params: FileEditParams) -> ActionResult:
                 summary=f"file.edit {rel}: edit {number}: old_string {found}; nothing written",
             )
         text = text.replace(op.old_string, op.new_string, -1 if op.replace_all else 1)
-    return await _replace(ctx, "file.edit", rel, before, text.encode())
+    return await _replace(t, "file.edit", before, text.encode())
 
 
 async def run_restore(ctx: ActionContext, params: FileRestoreParams) -> ActionResult:
     """Put back the previous content, or remove a file that did not exist before."""
     try:
-        rel = relative_path(params.path)
-        current = await _load(ctx, rel)
+        t = _target(ctx, params)
+        rel = t.shown
+        current = await _load(t)
     except PathRefused as exc:
         return _refused("file.restore", exc)
     now = version_of(current)
@@ -322,12 +380,12 @@ async def run_restore(ctx: ActionContext, params: FileRestoreParams) -> ActionRe
         )
     detail: dict[str, Any] = {"path": rel, "sha256_before": now}
     if params.content_b64 is None:
-        removed = await anyio.to_thread.run_sync(remove_file, ctx.workdir, rel)
+        removed = await anyio.to_thread.run_sync(remove_file, t.base, t.rel)
         detail["sha256_after"] = ABSENT
         summary = f"removed {rel}" if removed else f"{rel} was already gone"
     else:
         original = base64.b64decode(params.content_b64)
-        await anyio.to_thread.run_sync(write_file, ctx.workdir, rel, original)
+        await anyio.to_thread.run_sync(write_file, t.base, t.rel, original)
         detail["sha256_after"] = version_of(original)
         summary = f"restored {rel} ({len(original)} bytes)"
     evidence = Evidence(
@@ -337,7 +395,7 @@ async def run_restore(ctx: ActionContext, params: FileRestoreParams) -> ActionRe
         sha256=None if detail["sha256_after"] == ABSENT else detail["sha256_after"],
         at=utc_timestamp(),
     )
-    versions = {f"file:{rel}": detail["sha256_after"]}
+    versions = {t.resource: detail["sha256_after"]}
     return ActionResult(
         ok=True, summary=summary, evidence=(evidence,), details={**detail, "versions": versions}
     )

@@ -17,16 +17,27 @@ gets SIGTERM, then SIGKILL after ``driver.kill_grace``, and the cancellation goe
 
 The agent's metrics and evidence are its own claims: the result carries them marked
 ``verified=False`` (source ``agent``), so a gate can tell them from what the daemon measured.
+
+With ``driver.tools: mcp`` a sentence step's process also gets the daemon's tools: for the
+step, :class:`ExternalDriver` serves the agent's ``can`` actions as the step's MCP tool server
+(:func:`~agents.drivers.mcp_tools.serve_step_tools`, every call through a
+:class:`~agents.tools.ToolGate` session of the step) and adds ``ORCH_TOOLS_SOCKET``,
+``ORCH_TOOLS_TOKEN`` and ``ORCH_MCP_CONFIG`` (an MCP config file naming the ``orchestrator
+agent-tools`` bridge) to its environment. The gate's evidence (verified) joins the agent's
+claims, and the undo records of its calls become the step's undo.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 import os
+import shutil
 import signal
 import subprocess
-from collections.abc import Mapping
+import tempfile
+from collections.abc import Mapping, Sequence
 from contextlib import suppress
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -47,9 +58,14 @@ from foundation.secrets import scrub as scrub_secrets
 from streams.model import DriverSpec, StepSpec
 
 if TYPE_CHECKING:
+    from agents.registry import ActionRegistry
+    from agents.tools import LockService
     from context_packages import AgentPackage
 
-__all__ = ["ExternalDriver", "ExternalParams", "agent_env", "run_external"]
+__all__ = ["MCP_CONFIG_ENV", "ExternalDriver", "ExternalParams", "agent_env", "run_external"]
+
+#: The variable naming the MCP config file a ``tools: mcp`` agent is given.
+MCP_CONFIG_ENV = "ORCH_MCP_CONFIG"
 
 #: Variables the daemon sets for every step (see the step runner) that an agent also gets;
 #: ``ORCH_FENCE_<LOCK>`` ones too. Other ``ORCH_`` names are the daemon's own settings.
@@ -81,6 +97,8 @@ class ExternalParams(BaseModel):
     package_token_limit: int = Field(ge=1)
     package_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     deadline_s: float | None = Field(default=None, ge=0)
+    #: The agent's scope: the tools served when ``driver.tools`` is ``mcp``.
+    can: tuple[str, ...] = ()
 
     @model_validator(mode="after")
     def _one_task(self) -> Self:
@@ -97,9 +115,11 @@ class ExternalParams(BaseModel):
         step: StepSpec,
         package: AgentPackage,
         timeout_s: float | None,
+        can: list[str] | tuple[str, ...] = (),
     ) -> ExternalParams:
-        """Params for ``step``, performed by the agent whose context package is ``package``,
-        under a ``timeout_s`` step timeout (announced to the agent as its deadline)."""
+        """Params for ``step``, performed by the agent whose context package is ``package``
+        and whose scope is ``can``, under a ``timeout_s`` step timeout (announced to the
+        agent as its deadline)."""
         return cls(
             driver=driver,
             plan=plan,
@@ -112,25 +132,63 @@ class ExternalParams(BaseModel):
             package_token_limit=package.token_limit,
             package_sha256=package.sha256,
             deadline_s=timeout_s,
+            can=tuple(can),
         )
 
 
 class ExternalDriver:
     """The :class:`~agents.drivers.base.AgentDriver` of agents with a ``driver:`` in the plan:
     performs a step with :func:`run_external`. ``params`` of its calls are
-    :class:`ExternalParams` (built by :meth:`ExternalParams.for_step`)."""
+    :class:`ExternalParams` (built by :meth:`ExternalParams.for_step`). ``registry`` and
+    ``locks`` serve the tools of ``driver.tools: mcp`` agents (see the module docstring)."""
 
-    __slots__ = ()
+    __slots__ = ("_locks", "_registry")
+
+    def __init__(
+        self, registry: ActionRegistry | None = None, locks: LockService | None = None
+    ) -> None:
+        self._registry = registry
+        self._locks = locks
 
     @property
     def name(self) -> str:
         return "external"
 
     async def perform(self, call: DriverCall) -> ActionResult:
-        """Run the agent's process for ``call``; see :func:`run_external`."""
-        if not isinstance(call.params, ExternalParams):
-            raise TypeError(f"the external driver takes ExternalParams, not {call.params!r}")
-        return await run_external(call.context, call.params)
+        """Run the agent's process for ``call``; see :func:`run_external`. Raises
+        RuntimeError for a ``tools: mcp`` step when built without registry and locks."""
+        params = call.params
+        if not isinstance(params, ExternalParams):
+            raise TypeError(f"the external driver takes ExternalParams, not {params!r}")
+        if params.driver.tools == "mcp" and params.instruction is not None:
+            return await self._with_tools(call, params)
+        return await run_external(call.context, params)
+
+    async def _with_tools(self, call: DriverCall, params: ExternalParams) -> ActionResult:
+        if self._registry is None or self._locks is None:
+            raise RuntimeError("tools: mcp agents need ExternalDriver(registry, locks)")
+        # mcp and the gate's imports are heavy: only for agents that are served tools.
+        from agents.drivers.llm.driver import undo_of
+        from agents.drivers.mcp_tools import serve_step_tools, write_mcp_config
+        from agents.tools import ToolGate, ToolSession
+
+        session = ToolSession(context=call.context, can=frozenset(params.can))
+        gate = ToolGate(self._registry, self._locks, call.events)
+        directory = Path(tempfile.mkdtemp(prefix="orch-agent-tools-"))  # 0700
+        try:
+            async with serve_step_tools(self._registry, gate, session) as served:
+                config = write_mcp_config(directory / "mcp.json", served)
+                extra = {**served.env(), MCP_CONFIG_ENV: str(config)}
+                result = await run_external(
+                    call.context, params, extra_env=extra, extra_secrets=[served.token]
+                )
+        finally:
+            shutil.rmtree(directory, ignore_errors=True)
+        return dataclasses.replace(
+            result,
+            evidence=(*result.evidence, *session.evidence),
+            undo=undo_of(session.undo),
+        )
 
     def __repr__(self) -> str:
         return "ExternalDriver()"
@@ -150,16 +208,25 @@ def agent_env(ctx: ActionContext, driver: DriverSpec) -> dict[str, str]:
     return env
 
 
-async def run_external(ctx: ActionContext, params: ExternalParams) -> ActionResult:
-    """Run one step through the agent's process; see the module docstring.
+async def run_external(
+    ctx: ActionContext,
+    params: ExternalParams,
+    *,
+    extra_env: Mapping[str, str] | None = None,
+    extra_secrets: Sequence[str] = (),
+) -> ActionResult:
+    """Run one step through the agent's process; see the module docstring. ``extra_env``
+    (the tool server's variables) is added to :func:`agent_env`'s environment;
+    ``extra_secrets`` (its token) are scrubbed from what the agent says, like the values of
+    its secret-named variables.
 
     Returns a failed result for every agent misbehaviour; lets cancellation through after
     stopping the process group.
     """
     driver = params.driver
     cwd = Path(await anyio.Path(ctx.workdir / (driver.cwd or ".")).resolve())
-    env = agent_env(ctx, driver)
-    scrub = _Scrubber(_secret_values(env))
+    env = {**agent_env(ctx, driver), **(extra_env or {})}
+    scrub = _Scrubber(sorted({*_secret_values(env), *extra_secrets}, key=len, reverse=True))
     program = driver.command[0]
     if not await anyio.Path(cwd).is_dir():
         return ActionResult(

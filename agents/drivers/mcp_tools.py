@@ -16,8 +16,10 @@ closed without an answer.
 
 from __future__ import annotations
 
+import json
 import secrets
 import shutil
+import sys
 import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -36,10 +38,20 @@ from agents.drivers.llm.tools import action_of, tool_name, tool_schema
 from agents.registry import ActionRegistry
 from agents.tools import ToolGate, ToolSession
 
-__all__ = ["SOCKET_ENV", "TOKEN_ENV", "StepTools", "serve_step_tools"]
+__all__ = [
+    "MCP_SERVER_NAME",
+    "SOCKET_ENV",
+    "TOKEN_ENV",
+    "StepTools",
+    "serve_step_tools",
+    "write_mcp_config",
+]
 
 SOCKET_ENV = "ORCH_TOOLS_SOCKET"
 TOKEN_ENV = "ORCH_TOOLS_TOKEN"
+#: The server's name in an MCP config (:func:`write_mcp_config`): clients that prefix tool
+#: names with their server's (Claude Code) call them ``mcp__orchestrator__file_read``.
+MCP_SERVER_NAME = "orchestrator"
 #: Longest JSON-RPC line accepted from a client.
 _LINE_LIMIT = 8 * 1024 * 1024
 _TOKEN_WAIT_S = 10.0
@@ -55,6 +67,20 @@ class StepTools:
 
     def env(self) -> dict[str, str]:
         return {SOCKET_ENV: str(self.socket), TOKEN_ENV: self.token}
+
+
+def write_mcp_config(path: Path, tools: StepTools) -> Path:
+    """Write ``path`` (mode 0600: it holds the token), the usual MCP client config naming one
+    stdio server, :data:`MCP_SERVER_NAME`: the ``orchestrator agent-tools`` bridge (this
+    Python) with ``tools``' variables in its environment. Returns ``path``."""
+    bridge = {
+        "command": sys.executable,
+        "args": ["-m", "orchestrator", "agent-tools"],
+        "env": tools.env(),
+    }
+    path.touch(mode=0o600)
+    path.write_text(json.dumps({"mcpServers": {MCP_SERVER_NAME: bridge}}), encoding="utf-8")
+    return path
 
 
 def _server(registry: ActionRegistry, gate: ToolGate, session: ToolSession) -> Server[Any]:

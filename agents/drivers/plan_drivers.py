@@ -51,7 +51,7 @@ class PlanDrivers:
         self.registry = registry
         self.packages: dict[str, AgentPackage] = {}
         self._actions: dict[str, ActionDriver] = {}
-        self._external = ExternalDriver()
+        self._external = ExternalDriver(registry, tool_locks)
         self._tool_locks = tool_locks
         self._llm = llm
 
@@ -96,7 +96,12 @@ class PlanDrivers:
             return DriverTask(self._claude_code(), claude_params, package)
         timeout_s = step.timeout if step.timeout is not None else self.plan.defaults.timeout
         params = ExternalParams.for_step(
-            driver=driver, plan=self.plan.plan, step=step, package=package, timeout_s=timeout_s
+            driver=driver,
+            plan=self.plan.plan,
+            step=step,
+            package=package,
+            timeout_s=timeout_s,
+            can=agent.can,
         )
         return DriverTask(self._external, params, package)
 

@@ -6,7 +6,9 @@ model is told; it never raises for what the model did wrong. In order:
 
 1. Scope: a tool outside the agent's ``can`` never runs: ``refused``, naming the scope.
 2. Parameters: validated by the action's model (``error`` with pydantic's reasons, values
-   left out); a path that is absolute, holds ``..`` or leads through a symlink: ``refused``.
+   left out); a path that is absolute, holds ``..`` or leads through a symlink: ``refused``
+   (out of the working directory, or out of the plan's declared root a ``file.*`` call
+   names with ``root``; an undeclared root is refused too).
 3. Stale writes: an action with an ``expected_version`` parameter gets the version this
    session last saw of the call's resource (:class:`~agents.tools.ledger.ReadLedger`),
    whatever the model passed; the action refuses with ``stale`` when the file differs.

@@ -31,6 +31,7 @@ from orchestrator.cli._common import (
     socket_option,
 )
 from orchestrator.daemon.client import ControlClient
+from orchestrator.token_usage import format_tokens
 
 __all__ = ["agents", "cancel", "locks", "status", "submit", "watch"]
 
@@ -224,13 +225,19 @@ def status(
             )
         print_table(table, console)
         return
+    # Tokens only when the run made model calls: other runs' views are unchanged.
+    tokens = format_tokens(reply.get("usage"))
     console.print(
         f"run {reply['run_id']} ({reply['plan']}): {reply['status']} "
         f"{reply['reason'] or ''}".rstrip()
+        + (f" (tokens: {tokens})" if tokens else ""),
+        soft_wrap=True,  # one line, however long: scripts read it
     )
-    table = Table("stream", "step", "status", "attempt", "agent", "duration", "reason", box=None)
+    columns = ["stream", "step", "status", "attempt", "agent", "duration", "reason"]
+    table = Table(*columns, *(["tokens"] if tokens else []), box=None)
     for stream in reply["streams"]:
-        table.add_row(stream["stream"], "", stream["status"], "", "", "", stream["reason"] or "")
+        row = [stream["stream"], "", stream["status"], "", "", "", stream["reason"] or ""]
+        table.add_row(*row, *([format_tokens(stream.get("usage"))] if tokens else []))
         for step in stream["steps"]:
             duration = f"{step['duration_s']:.2f}s" if step["duration_s"] is not None else ""
             table.add_row(
@@ -241,6 +248,7 @@ def status(
                 step["agent"] or "",
                 duration,
                 step["reason"] or "",
+                *([""] if tokens else []),
             )
     print_table(table, console)
 

@@ -50,7 +50,15 @@ from orchestrator.daemon.rpc import (
     params_error,
 )
 from orchestrator.daemon.run_manager import RunManager
-from orchestrator.daemon.views import agents_of, created_at, locks_of, run_detail, run_summary
+from orchestrator.daemon.views import (
+    agents_of,
+    created_at,
+    locks_of,
+    may_use_models,
+    run_detail,
+    run_summary,
+    usage_by_stream,
+)
 from orchestrator.runs import open_coordinator, tune_gc
 from orchestrator.settings import Settings
 from orchestrator.store import RunStore, open_store
@@ -183,7 +191,12 @@ class Daemon:
             return {**cached[1], **run_summary(run)}
         streams = await self.store.get_streams(params.run_id)
         steps = await self.store.get_steps(params.run_id)
-        detail = run_detail(run, streams, steps, active.pipeline.view if active else None)
+        # A live run's view counts its tokens; a finished one's are in its stored events
+        # (read only for plans with model-driven agents: others have none to count).
+        usage = None
+        if active is None and may_use_models(run.plan_source):
+            usage = usage_by_stream(await self.store.step_outputs(params.run_id))
+        detail = run_detail(run, streams, steps, active.pipeline.view if active else None, usage)
         self._details[params.run_id] = (key, detail)
         while len(self._details) > _DETAIL_CACHE:
             del self._details[next(iter(self._details))]

@@ -12,9 +12,19 @@ from typing import Any
 
 from orchestrator.coordination.base import CoordinationSnapshot
 from orchestrator.progress import RunView
+from orchestrator.step_output import StepOutput
 from orchestrator.store import RunRecord, StepRecord, StreamRecord
+from orchestrator.token_usage import TokenUsage
 
-__all__ = ["agents_of", "created_at", "locks_of", "run_detail", "run_summary"]
+__all__ = [
+    "agents_of",
+    "created_at",
+    "locks_of",
+    "may_use_models",
+    "run_detail",
+    "run_summary",
+    "usage_by_stream",
+]
 
 
 def _ts(value: datetime | None) -> str | None:
@@ -47,13 +57,34 @@ def run_summary(run: RunRecord) -> dict[str, Any]:
     }
 
 
+def may_use_models(plan_source: str) -> bool:
+    """Whether a plan can have steps that report model usage: only ``llm`` and
+    ``claude_code`` drivers do, and such a plan names one in its text (searched, not parsed:
+    a false positive only costs reading the run's ``step_finished`` events)."""
+    return "llm" in plan_source or "claude_code" in plan_source
+
+
+def usage_by_stream(outputs: Iterable[StepOutput]) -> dict[str, TokenUsage]:
+    """Each stream's model tokens and requests, from its finished attempts' ``usage``."""
+    found: dict[str, TokenUsage] = {}
+    for out in outputs:
+        if out.usage:
+            found.setdefault(out.stream, TokenUsage()).add(out.usage)
+    return found
+
+
 def run_detail(
     run: RunRecord,
     streams: Sequence[StreamRecord],
     steps: Sequence[StepRecord],
     live: RunView | None,
+    usage: Mapping[str, TokenUsage] | None = None,
 ) -> dict[str, Any]:
-    """A run with its streams and steps; ``live`` adds what each stream does right now."""
+    """A run with its streams and steps; ``live`` adds what each stream does right now.
+
+    Every stream and the run carry ``usage: {input_tokens, output_tokens, requests}`` (zeros
+    without model calls): from ``live`` while the run is live, else from ``usage`` (by
+    stream, see :func:`usage_by_stream`)."""
     by_stream: dict[str, list[dict[str, Any]]] = {}
     for step in steps:
         by_stream.setdefault(step.stream, []).append(
@@ -71,6 +102,7 @@ def run_detail(
             }
         )
     out_streams = []
+    total = TokenUsage()
     for stream in streams:
         entry: dict[str, Any] = {
             "stream": stream.stream,
@@ -81,6 +113,9 @@ def run_detail(
             "steps": by_stream.get(stream.stream, []),
         }
         view = live.streams.get(stream.stream) if live else None
+        spent = view.usage if view is not None else (usage or {}).get(stream.stream, TokenUsage())
+        total += spent
+        entry["usage"] = spent.as_dict()
         if view is not None:
             entry.update(
                 done=view.done,
@@ -91,7 +126,7 @@ def run_detail(
                 limit_s=view.limit_s,
             )
         out_streams.append(entry)
-    return {**run_summary(run), "streams": out_streams}
+    return {**run_summary(run), "usage": total.as_dict(), "streams": out_streams}
 
 
 def agents_of(runs: Iterable[Any]) -> list[dict[str, Any]]:
