@@ -116,7 +116,8 @@ def main() -> None:
         "load_average": os.getloadavg(),
         "cpus": os.cpu_count(),
         "repeats": args.repeats,
-        "other": str(args.other) if args.other else None,
+        # Not under "other": that key holds the other checkout's figures (the table reads them).
+        "other_root": str(args.other) if args.other else None,
     }
     for name, runs in samples.items():
         report[name] = {
@@ -136,9 +137,9 @@ def main() -> None:
         ("other", f"orchestrator run ({args.other})"),
         ("floor", "bare anyio process"),
     ):
-        if name not in report:
+        r = report.get(name)
+        if not isinstance(r, dict):
             continue
-        r = report[name]
         print(
             f"{label[:28]:28} {r['wall_s']:8.2f} {r['cpu_s']:8.2f} "
             f"{r['cpu_s'] / r['wall_s']:9.2f} {r['rss_mib']:8.1f} {r['cpu_s'] / 10_000 * 1e6:12.0f}"
