@@ -46,6 +46,7 @@ from agents.gpus import GpuAllocator, NvmlProbe
 from agents.registry import ActionRegistry
 from foundation.status import RunStatus
 from orchestrator.coordination.base import PRIORITY_LEVELS, Coordinator
+from orchestrator.coordination.windowed import WindowedQueue
 from orchestrator.events import EventLog
 from orchestrator.prior_results import results_from_events
 from orchestrator.rollback import RollbackReport, roll_back
@@ -245,6 +246,10 @@ class Scheduler:
         status = RunStatus.CANCELLED
         try:
             async with anyio.create_task_group() as tg:
+                if not self._steps.queues_without_tasks:  # Redis: queue here, a window there
+                    windowed = WindowedQueue(self._steps.coordinator, tg)
+                    windowed.release_timeout_s = self.config.release_timeout_s
+                    self._steps.queue_through(windowed.submit)
                 for stream in plan.streams:
                     tg.start_soon(self._run_stream, stream)
             statuses = {o.status for o in self._outcomes.values()}

@@ -37,6 +37,7 @@ from orchestrator.coordination.base import (
     Grant,
     Need,
     QueueingCoordinator,
+    Ticket,
 )
 from orchestrator.events import EventLog
 from orchestrator.evidence_match import provides_of
@@ -65,6 +66,8 @@ __all__ = [
 
 _diag = structlog.get_logger("orchestrator.steps")
 
+Submit = Callable[..., Ticket]
+
 
 class StepRunner:
     """Runs :class:`StepJob`s of one run against one coordinator."""
@@ -88,7 +91,22 @@ class StepRunner:
         self._never_drained = Drain()
         self._random = rng
         self.gpus = gpus
-        self._queueing = isinstance(coordinator, QueueingCoordinator)
+        # The secrets of the base environment, found once (a step adds only ORCH_* and CUDA
+        # variables to it, which are not secrets).
+        self._env_secrets = env_secrets(config.env)
+        # Checked once: an isinstance of a runtime Protocol walks its attributes each time.
+        self._submit: Submit | None = (
+            coordinator.submit if isinstance(coordinator, QueueingCoordinator) else None
+        )
+
+    @property
+    def queues_without_tasks(self) -> bool:
+        return self._submit is not None
+
+    def queue_through(self, submit: Submit) -> None:
+        """Queue jobs through ``submit`` (a coordinator's, or a
+        :class:`~orchestrator.coordination.windowed.WindowedQueue`'s over it)."""
+        self._submit = submit
 
     def backoff_s(self, attempt: int) -> float:
         """Delay before retry ``attempt`` (1-based): exponential, capped, equal jitter."""
@@ -103,7 +121,8 @@ class StepRunner:
         is granted. None when it cannot queue so (the coordinator cannot submit, or the job
         has a lock timeout): run it with :meth:`run` then. Raises :class:`Suspended` while
         draining. Withdraw a queued entry with :meth:`withdraw`."""
-        if not self._queueing or job.lock_timeout_s is not None:
+        submit = self._submit
+        if submit is None or job.lock_timeout_s is not None:
             return None
         if job.drainable and self.drain.started:
             raise Suspended
@@ -116,9 +135,7 @@ class StepRunner:
             entry.grant = grant
             on_granted(entry)
 
-        coordinator = self.coordinator
-        assert isinstance(coordinator, QueueingCoordinator)
-        entry.ticket = coordinator.submit(
+        entry.ticket = submit(
             self._need(job, 0.0), on_granted=granted, on_blocked=self._on_blocked(log, attempt)
         )
         return entry
@@ -351,7 +368,9 @@ class StepRunner:
             state=self.coordinator,
         )
         # Secrets of the step's environment and parameters are masked in every event from now.
-        log.redactor.add([*env_secrets(ctx.env), *param_secrets(job.task.params.model_dump())])
+        secrets = [*self._env_secrets, *param_secrets(job.task.params.model_dump())]
+        if secrets:
+            log.redactor.add(secrets)
         call = DriverCall(
             params=job.task.params,
             context=ctx,

@@ -3,6 +3,7 @@ per-stream DAG that uses it (steps of a full class are queue entries until grant
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 import anyio
@@ -11,6 +12,7 @@ import pytest
 from agents import builtin_registry
 from orchestrator.coordination import InProcessCoordinator, Need
 from orchestrator.coordination.base import Blocker, Grant, QueueingCoordinator
+from orchestrator.coordination.redis import RedisCoordinator
 from orchestrator.events import EventLog, MemorySink
 from orchestrator.scheduler import RunStatus, Scheduler, StepStatus, StreamStatus
 from orchestrator.verify import verify_events
@@ -198,3 +200,57 @@ def test_a_drain_withdraws_queued_steps_and_the_run_is_suspended() -> None:
     assert [e["step"] for e in events_named(events, "step_started")] == ["t0"]
     assert [e["step"] for e in events_named(events, "step_finished")] == ["t0"]
     assert snap.holders == () and snap.waiters == ()
+
+
+def test_on_redis_steps_wait_here_and_only_a_window_waits_at_redis(redis_server: Any) -> None:
+    """A coordinator without ``submit`` (Redis): per class, at most its cap of a run's
+    lock-free steps wait in Redis; the others wait in the run, in order, without tasks."""
+    plan = plan_from(
+        [
+            stream("s", [sleep_step(f"t{i}", "cpu-agent", 0.02, needs=[]) for i in range(30)]),
+            stream("p", [sleep_step("urgent", "cpu-agent", 0.02)], priority="critical"),
+            stream("l", [sleep_step("locked", "cpu-agent", 0.02, locks=["redis"])]),
+        ],
+        caps={"cpu": 1, "io": 3, "network": 2, "light": None},
+    )
+
+    async def go() -> tuple[Any, list[dict[str, Any]], list[int], list[int]]:
+        async with RedisCoordinator(
+            redis_server.url, namespace=f"t{secrets.token_hex(4)}", lease_s=10
+        ) as coordinator:
+            assert not isinstance(coordinator, QueueingCoordinator)
+            sink = MemorySink()
+            scheduler = Scheduler(
+                plan,
+                run_id="r",
+                coordinator=coordinator,
+                registry=builtin_registry(),
+                events=EventLog("r", [sink]),
+            )
+            at_redis: list[int] = []
+            tasks: list[int] = []
+
+            async def look() -> None:
+                for _ in range(10):
+                    await anyio.sleep(0.03)
+                    at_redis.append(len((await coordinator.snapshot()).waiters))
+                    tasks.append(len(anyio.get_running_tasks()))
+
+            with anyio.fail_after(60):
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(look)
+                    result = await scheduler.run()
+            return result, sink.events, at_redis, tasks
+
+    result, events, at_redis, tasks = anyio.run(go)
+    assert result.status is RunStatus.SUCCEEDED
+    assert verify_events([events]).ok
+    # cpu: one in Redis's queue at most (the window is the cap), the locked step beside it.
+    assert max(at_redis) <= 2, at_redis
+    assert max(tasks) < 20, tasks  # never one task per waiting step
+    assert len(events_named(events, "step_queued")) == 32
+    started = [e["step"] for e in events_named(events, "step_started")]
+    # t0 was in Redis's queue first; then the highest priority, then FIFO (the locked one
+    # goes whenever its lock and a slot are free).
+    expected = ["t0", "urgent", *(f"t{i}" for i in range(1, 30))]
+    assert [s for s in started if s != "locked"] == expected
