@@ -102,10 +102,8 @@ class StepDag:
             # they began: give the grants back and record the ends.
             granted, self._granted = list(self._granted.values()), {}
             for entry in granted:
-                with anyio.CancelScope(shield=True):
-                    with anyio.move_on_after(self._runner.config.release_timeout_s):
-                        assert entry.grant is not None
-                        await self._runner.coordinator.release(entry.grant)
+                assert entry.grant is not None
+                await self._runner.release(entry.grant)  # shielded, within its deadline
                 self._ended_unstarted(entry, StepStatus.CANCELLED)
 
     # -- queueing ---------------------------------------------------------------------------

@@ -94,10 +94,20 @@ class StepRunner:
         # The secrets of the base environment, found once (a step adds only ORCH_* and CUDA
         # variables to it, which are not secrets).
         self._env_secrets = env_secrets(config.env)
+        self._releases_at_once = bool(getattr(coordinator, "releases_at_once", False))
         # Checked once: an isinstance of a runtime Protocol walks its attributes each time.
         self._submit: Submit | None = (
             coordinator.submit if isinstance(coordinator, QueueingCoordinator) else None
         )
+
+    async def release(self, grant: Grant) -> None:
+        """Give ``grant`` back, shielded and within ``release_timeout_s`` unless the
+        coordinator releases at once (then no checkpoint can interrupt it anyway)."""
+        if self._releases_at_once:
+            await self.coordinator.release(grant)
+            return
+        with anyio.move_on_after(self.config.release_timeout_s, shield=True):
+            await self.coordinator.release(grant)
 
     @property
     def queues_without_tasks(self) -> bool:
@@ -174,23 +184,13 @@ class StepRunner:
                 assert queued is not None
                 queued_at = queued.queued_at
                 if drain.started:  # granted, but draining before it started: give it back
-                    with anyio.move_on_after(self.config.release_timeout_s, shield=True):
-                        await self.coordinator.release(granted)
+                    await self.release(granted)
                     raise Suspended
+            given, granted = granted, None
             try:
-                with self._before_start(drain, log, attempt):
-                    if granted is None:
-                        grant = await self.coordinator.acquire(
-                            self._need(job, age_credit_s),
-                            timeout_s=job.lock_timeout_s,
-                            on_blocked=self._on_blocked(log, attempt, on_queued),
-                        )
-                        if on_queued is not None:
-                            on_queued()
-                    else:
-                        grant, granted = granted, None
-                        await _unless_cancelled(grant, self)
-                    gpus = await self._take_gpus(job, grant, log, attempt)
+                grant, gpus = await self._hold(
+                    job, given, drain, log, attempt, age_credit_s, on_queued
+                )
             except GpuError as exc:  # the grant has been given back
                 return clock.stamp(self._without_gpu(job, attempt, exc, log))
             except LockWaitTimeout as exc:  # GpuWaitTimeout too: the grant was given back
@@ -256,12 +256,46 @@ class StepRunner:
             },
         )
 
+    async def _hold(
+        self,
+        job: StepJob,
+        given: Grant | None,
+        drain: Drain,
+        log: EventLog,
+        attempt: int,
+        age_credit_s: float,
+        on_queued: Callable[[], None] | None,
+    ) -> tuple[Grant, tuple[int, ...]]:
+        """The attempt's grant (``given`` by the queue, else acquired now) and its GPUs."""
+        if given is not None and job.gpus == 0:
+            # Nothing left to wait for, so no drain scope: only a cancel meanwhile stops it.
+            with self._before_start(None, log, attempt):
+                await _unless_cancelled(given, self)
+            return given, ()
+        with self._before_start(drain, log, attempt):
+            if given is None:
+                grant = await self.coordinator.acquire(
+                    self._need(job, age_credit_s),
+                    timeout_s=job.lock_timeout_s,
+                    on_blocked=self._on_blocked(log, attempt, on_queued),
+                )
+                if on_queued is not None:
+                    on_queued()
+            else:
+                grant = given
+                await _unless_cancelled(grant, self)
+            return grant, await self._take_gpus(job, grant, log, attempt)
+
     @staticmethod
     @contextmanager
-    def _before_start(drain: Drain, log: EventLog, attempt: int) -> Iterator[None]:
-        """``drain.interruptible()``; a cancel meanwhile (queued, waiting for locks, backing
-        off) records the step's end, so no step stays ``waiting`` once its run is over."""
+    def _before_start(drain: Drain | None, log: EventLog, attempt: int) -> Iterator[None]:
+        """``drain.interruptible()`` (None: no drain to heed); a cancel meanwhile (queued,
+        waiting for locks, backing off) records the step's end, so no step stays
+        ``waiting`` once its run is over."""
         try:
+            if drain is None:
+                yield
+                return
             with drain.interruptible():
                 yield
         except anyio.get_cancelled_exc_class():
@@ -319,8 +353,7 @@ class StepRunner:
                 ),
             )
         except BaseException:
-            with anyio.move_on_after(self.config.release_timeout_s, shield=True):
-                await self.coordinator.release(grant)
+            await self.release(grant)
             raise
 
     def _without_gpu(self, job: StepJob, attempt: int, exc: GpuError, log: EventLog) -> StepOutcome:
@@ -435,8 +468,7 @@ class StepRunner:
                 if status is StepStatus.SUCCEEDED and before_release is not None:
                     await before_release()
             finally:
-                with anyio.move_on_after(self.config.release_timeout_s, shield=True):
-                    await self.coordinator.release(grant)
+                await self.release(grant)
         return StepOutcome(status, reason, attempt, result, retryable=retryable)
 
     @staticmethod
@@ -522,8 +554,7 @@ async def _unless_cancelled(grant: Grant, runner: StepRunner) -> None:
     try:
         await anyio.lowlevel.checkpoint_if_cancelled()
     except BaseException:
-        with anyio.move_on_after(runner.config.release_timeout_s, shield=True):
-            await runner.coordinator.release(grant)
+        await runner.release(grant)
         raise
 
 

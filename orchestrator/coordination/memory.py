@@ -113,7 +113,14 @@ class InProcessCoordinator:
     a waiter whose aged key is older than this gets what it needs reserved.
     """
 
+    #: :meth:`release` never suspends, so a caller needs no (shielded) cancel scope around
+    #: it; a subclass whose release awaits something must set this to False.
+    releases_at_once = True
+
     def __init__(self, *, aging_s: float = 30.0, starve_after_s: float = 120.0) -> None:
+        #: ``lost`` of every grant: an in-process grant has no lease, so it is never set and
+        #: never watched (``Grant.leased`` is False); one event for all saves one per grant.
+        self._never_lost: anyio.Event | None = None
         self._aging_s = aging_s
         self._starve_after_s = starve_after_s
         self._seq = itertools.count()
@@ -252,6 +259,11 @@ class InProcessCoordinator:
 
     # -- internals --------------------------------------------------------------------------
 
+    def _lost_event(self) -> anyio.Event:
+        if self._never_lost is None:
+            self._never_lost = anyio.Event()
+        return self._never_lost
+
     def _grant_unqueued(self, need: Need, now: float) -> Grant | None:
         """The grant of an unlimited class without locks, made at once: nothing anyone
         waits for can stand in its way (a starving waiter reserves only slots and locks),
@@ -261,7 +273,7 @@ class InProcessCoordinator:
         if need.cap is not None or need.locks:
             return None
         self._caps[need.resource_class] = None
-        grant = Grant(need=need, fences={}, lost=anyio.Event())
+        grant = Grant(need=need, fences={}, lost=self._lost_event())
         self._class_count[need.resource_class] += 1
         self._class_holders.setdefault(need.resource_class, {})[need.holder] = None
         self._held[need.holder] = _Held(grant, now)
@@ -363,7 +375,7 @@ class InProcessCoordinator:
         self._unwatch(waiter)
         self._class_count[need.resource_class] += 1
         self._class_holders.setdefault(need.resource_class, {})[need.holder] = None
-        waiter.grant = Grant(need=need, fences=fences, lost=anyio.Event())
+        waiter.grant = Grant(need=need, fences=fences, lost=self._lost_event())
         self._held[need.holder] = _Held(waiter.grant, now)
         del self._waiting[need.holder]
         # Left in its class queue until the pass ends, so the pass can index queues in place.
