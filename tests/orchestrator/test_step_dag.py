@@ -254,3 +254,43 @@ def test_on_redis_steps_wait_here_and_only_a_window_waits_at_redis(redis_server:
     # goes whenever its lock and a slot are free).
     expected = ["t0", "urgent", *(f"t{i}" for i in range(1, 30))]
     assert [s for s in started if s != "locked"] == expected
+
+
+def test_on_redis_a_cut_stream_leaves_nothing_queued_or_held(redis_server: Any) -> None:
+    """Cut while one step runs, one waits in Redis (the window) and three wait in the run:
+    every step ends cancelled, and Redis has no holder or waiter of the run left."""
+    plan = plan_from(
+        [
+            stream(
+                "s",
+                [sleep_step(f"t{i}", "cpu-agent", 5, needs=[]) for i in range(5)],
+                timeline="0s..1s",
+            )
+        ],
+        caps={"cpu": 1, "io": 3, "network": 2, "light": None},
+    )
+
+    async def go() -> tuple[Any, list[dict[str, Any]], Any]:
+        async with RedisCoordinator(
+            redis_server.url, namespace=f"t{secrets.token_hex(4)}", lease_s=10
+        ) as coordinator:
+            sink = MemorySink()
+            scheduler = Scheduler(
+                plan,
+                run_id="r",
+                coordinator=coordinator,
+                registry=builtin_registry(),
+                events=EventLog("r", [sink]),
+            )
+            with anyio.fail_after(60):
+                result = await scheduler.run()
+            return result, sink.events, await coordinator.snapshot()
+
+    result, events, snap = anyio.run(go)
+    assert result.streams["s"].status is StreamStatus.FAILED
+    assert set(result.streams["s"].steps.values()) == {StepStatus.CANCELLED}
+    assert len(result.streams["s"].steps) == 5
+    unstarted = [e["step"] for e in events_named(events, "step_finished", started=False)]
+    assert sorted(unstarted) == ["t1", "t2", "t3", "t4"]
+    assert snap.holders == () and snap.waiters == ()
+    assert verify_events([events]).ok
