@@ -18,7 +18,7 @@ def tune_gc() -> None:
     """Make full garbage collections rare in this process; idempotent, call at start.
 
     Loading a plan builds a node tree of every value in the file, and a run holds every
-    queued step's task, coroutine frames, need and bound event context at once: with
+    queued step's queue entry, need and bound event context at once: with
     CPython's default thresholds each quarter of growth of that long-lived heap triggers a
     full collection that rescans all of it. In benchmarks/scheduler.py (10,000 steps) that
     was 60% of load_plan on YAML (1.5 s -> 0.6 s) and 40% of a run's CPU (5 full

@@ -345,28 +345,28 @@ class PlainProgress:
     def __init__(self, out: TextIO) -> None:
         self.view = RunView()
         self._out = out
-        self._flush_pending = False
+        self._lines: list[str] = []
 
     def __enter__(self) -> PlainProgress:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._out.flush()
+        self._flush()
 
     def emit(self, event: Mapping[str, Any]) -> None:
         self.view.apply(event)
         line = self._line(event)
         if line:
-            self._out.write(line + "\n")
-            # Flushed once per event-loop tick (at once outside a loop), not once per line.
-            if not self._flush_pending:
-                if _call_soon(self._flush):
-                    self._flush_pending = True
-                else:
-                    self._out.flush()
+            # Written and flushed once per event-loop tick (at once outside a loop), not
+            # once per line: an unbuffered stdout (PYTHONUNBUFFERED) costs a write each.
+            self._lines.append(line)
+            if len(self._lines) == 1 and not _call_soon(self._flush):
+                self._flush()
 
     def _flush(self) -> None:
-        self._flush_pending = False
+        lines, self._lines = self._lines, []
+        if lines:
+            self._out.write("\n".join(lines) + "\n")
         self._out.flush()
 
     def _line(self, e: Mapping[str, Any]) -> str | None:

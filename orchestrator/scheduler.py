@@ -46,10 +46,12 @@ from agents.gpus import GpuAllocator, NvmlProbe
 from agents.registry import ActionRegistry
 from foundation.status import RunStatus
 from orchestrator.coordination.base import PRIORITY_LEVELS, Coordinator
+from orchestrator.coordination.windowed import WindowedQueue
 from orchestrator.events import EventLog
 from orchestrator.prior_results import results_from_events
 from orchestrator.rollback import RollbackReport, roll_back
 from orchestrator.service_time import stream_timing
+from orchestrator.step_dag import StepDag
 from orchestrator.step_runner import (
     Drain,
     StepJob,
@@ -57,7 +59,6 @@ from orchestrator.step_runner import (
     StepRunner,
     StepRunnerConfig,
     StepStatus,
-    Suspended,
 )
 from orchestrator.stream_gate import GateVerdict, decide_gate
 from orchestrator.tool_locks import CoordinatorToolLocks
@@ -247,6 +248,10 @@ class Scheduler:
         status = RunStatus.CANCELLED
         try:
             async with anyio.create_task_group() as tg:
+                if not self._steps.queues_without_tasks:  # Redis: queue here, a window there
+                    windowed = WindowedQueue(self._steps.coordinator, tg)
+                    windowed.release_timeout_s = self.config.release_timeout_s
+                    self._steps.queue_through(windowed.submit)
                 for stream in plan.streams:
                     tg.start_soon(self._run_stream, stream)
             statuses = {o.status for o in self._outcomes.values()}
@@ -410,68 +415,20 @@ class Scheduler:
         )
 
     async def _run_steps(self, stream: StreamSpec, outcome: StreamOutcome, log: EventLog) -> None:
-        needs = effective_needs(stream.steps)
-        dependents: dict[str, list[str]] = {step_id: [] for step_id in needs}
-        for step_id, deps in needs.items():
-            for dep in deps:
-                dependents[dep].append(step_id)
-        by_id = {step.id: step for step in stream.steps}
         failed: list[str] = []
-        suspended: list[str] = []
         first_attempt = self._resume_steps(stream, outcome, failed, log)
-        waiting = {
-            step_id: sum(outcome.steps.get(d) is not StepStatus.SUCCEEDED for d in deps)
-            for step_id, deps in needs.items()
-        }
-
-        async def run_one(
-            step: StepSpec,
-            tg: anyio.abc.TaskGroup,
-            *,
-            task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
-        ) -> None:
-            queued = False
-
-            def on_queued() -> None:
-                nonlocal queued
-                if not queued:
-                    queued = True
-                    task_status.started()
-
-            async def start_successors() -> None:
-                # Awaited while this step still holds its grant: each successor stands in
-                # the coordinator's queue (tg.start returns then) before the release.
-                if failed or self._drain.started:
-                    return
-                for child in dependents[step.id]:
-                    waiting[child] -= 1
-                    if waiting[child] == 0:
-                        await tg.start(run_one, by_id[child], tg)
-
-            status = StepStatus.CANCELLED
-            try:
-                job = self._job(stream, step, first_attempt=first_attempt.get(step.id, 1))
-                result = await self._steps.run(
-                    job, log, on_queued=on_queued, before_release=start_successors
-                )
-                status = result.status
-                if status is StepStatus.SUCCEEDED:
-                    outcome.completed.append((step, result))
-            except Suspended:
-                suspended.append(step.id)
-                return
-            finally:
-                on_queued()  # a step that never queued (drained first) must not hang tg.start
-                if step.id not in suspended:
-                    outcome.steps[step.id] = status
-            if status is not StepStatus.SUCCEEDED:
-                failed.append(step.id)
-
-        async with anyio.create_task_group() as tg:
-            if not failed:
-                for step in stream.steps:
-                    if step.id not in outcome.steps and waiting[step.id] == 0:
-                        tg.start_soon(run_one, step, tg)
+        dag = StepDag(
+            steps=stream.steps,
+            runner=self._steps,
+            drain=self._drain,
+            job=lambda step, first: self._job(stream, step, first_attempt=first),
+            first_attempt=first_attempt,
+            statuses=outcome.steps,
+            completed=outcome.completed,
+            failed=failed,
+            log=log,
+        )
+        await dag.run()
         if failed:
             outcome.status = StreamStatus.FAILED
             outcome.reason = "step failed: " + ", ".join(

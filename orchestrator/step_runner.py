@@ -7,16 +7,18 @@ grant (cancelled at once if a leased grant is lost), records every attempt as
 events, retries failures with exponential backoff and jitter, and re-queues (without using up
 a retry) when the lock wait passes ``lock_timeout``. While a :class:`Drain` is on, no new
 attempt starts: the job raises :class:`Suspended` instead.
+
+A job's first attempt can also queue without a task (:meth:`StepRunner.queue`, when the
+coordinator can :meth:`~orchestrator.coordination.base.QueueingCoordinator.submit`): the
+caller starts the job's task when the grant comes and hands it the :class:`Queued` entry.
 """
 
 from __future__ import annotations
 
-import enum
 import random
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
-from pathlib import Path
+from dataclasses import dataclass, replace
 from typing import Any
 
 import anyio
@@ -24,19 +26,36 @@ import structlog
 
 from agents.actions.gpu import no_gpu_result
 from agents.base import ActionContext, ActionResult
-from agents.drivers import DriverCall, DriverTask, StepGrant
+from agents.drivers import DriverCall, StepGrant
 from agents.gpus import GpuAllocator, GpuError, GpuUnavailable, cuda_env
 from agents.processes.containment import lease_lapsed, step_lease
 from foundation.errors import ActionFailed, CoordinationError, LockLost, LockWaitTimeout
 from foundation.secrets import env_secrets, param_secrets, strip_controls
-from orchestrator.coordination.base import Blocker, Coordinator, Grant, Need
+from orchestrator.coordination.base import (
+    Blocker,
+    Coordinator,
+    Grant,
+    Need,
+    QueueingCoordinator,
+    Ticket,
+)
 from orchestrator.events import EventLog
 from orchestrator.evidence_match import provides_of
 from orchestrator.step_output import output_fields
+from orchestrator.step_types import (
+    Drain,
+    Queued,
+    StepJob,
+    StepOutcome,
+    StepRunnerConfig,
+    StepStatus,
+    Suspended,
+)
 from orchestrator.store.errors import StoreUnavailable
 
 __all__ = [
     "Drain",
+    "Queued",
     "StepJob",
     "StepOutcome",
     "StepRunner",
@@ -47,97 +66,7 @@ __all__ = [
 
 _diag = structlog.get_logger("orchestrator.steps")
 
-
-class StepStatus(enum.StrEnum):
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    TIMED_OUT = "timed_out"
-    CANCELLED = "cancelled"
-    INTERRUPTED = "interrupted"  # was running when the daemon stopped; not safe to re-run
-
-
-class Suspended(Exception):
-    """Control flow: the run is draining, so this job starts no new attempt."""
-
-
-class Drain:
-    """Once started, stops every job from starting a new attempt and wakes every job that
-    is queueing or backing off, so a draining run only waits for running actions."""
-
-    def __init__(self) -> None:
-        self.started = False
-        self._scopes: set[anyio.CancelScope] = set()
-
-    def start(self) -> None:
-        self.started = True
-        for scope in list(self._scopes):
-            scope.cancel()
-
-    @contextmanager
-    def interruptible(self) -> Iterator[None]:
-        """Run the body unless draining; raise Suspended if draining starts meanwhile."""
-        if self.started:
-            raise Suspended
-        with anyio.CancelScope() as scope:
-            self._scopes.add(scope)
-            try:
-                yield
-            finally:
-                self._scopes.discard(scope)
-        if scope.cancelled_caught and self.started:
-            raise Suspended
-
-
-@dataclass(frozen=True, slots=True)
-class StepJob:
-    """One step to run: who performs which task (driver and parameters), holding which
-    need."""
-
-    stream: str
-    step: str
-    agent: str
-    task: DriverTask
-    resource_class: str
-    cap: int | None
-    locks: tuple[str, ...]
-    priority: int
-    timeout_s: float
-    retries: int
-    lock_timeout_s: float | None
-    first_attempt: int = 1
-    labels: Mapping[str, str] = field(default_factory=dict)
-    evidence_ids: tuple[str, ...] = ()
-    drainable: bool = True  # undo and rollback steps run on through a drain
-    gpus: int = 0
-    gpu_exclusive: bool = True
-    on_no_gpu: str = "fail"  # or "skip"
-
-
-@dataclass(frozen=True, slots=True)
-class StepOutcome:
-    """A step's final status. ``queued_s``: seconds it waited for its slot, locks and GPUs
-    (over all attempts, lock-timeout re-queues included); ``service_s``: the rest of its
-    time from first queueing to the end (its attempts and their retry backoff). History
-    keeps them apart so that predictions do not count contention twice."""
-
-    status: StepStatus
-    reason: str
-    attempts: int
-    result: ActionResult | None = None
-    queued_s: float = 0.0
-    service_s: float = 0.0
-    retryable: bool = True  # False: the action said another attempt cannot help
-
-
-@dataclass(frozen=True, slots=True)
-class StepRunnerConfig:
-    workdir: Path
-    env: Mapping[str, str]
-    kill_grace_s: float
-    release_timeout_s: float
-    backoff_s: float
-    backoff_max_s: float
-    file_roots: Mapping[str, Path] = field(default_factory=dict)
+Submit = Callable[..., Ticket]
 
 
 class StepRunner:
@@ -162,11 +91,64 @@ class StepRunner:
         self._never_drained = Drain()
         self._random = rng
         self.gpus = gpus
+        # The secrets of the base environment, found once (a step adds only ORCH_* and CUDA
+        # variables to it, which are not secrets).
+        self._env_secrets = env_secrets(config.env)
+        self._releases_at_once = bool(getattr(coordinator, "releases_at_once", False))
+        # Checked once: an isinstance of a runtime Protocol walks its attributes each time.
+        self._submit: Submit | None = (
+            coordinator.submit if isinstance(coordinator, QueueingCoordinator) else None
+        )
+
+    async def release(self, grant: Grant) -> None:
+        """Give ``grant`` back, shielded and within ``release_timeout_s`` unless the
+        coordinator releases at once (then no checkpoint can interrupt it anyway)."""
+        if self._releases_at_once:
+            await self.coordinator.release(grant)
+            return
+        with anyio.move_on_after(self.config.release_timeout_s, shield=True):
+            await self.coordinator.release(grant)
+
+    @property
+    def queues_without_tasks(self) -> bool:
+        return self._submit is not None
+
+    def queue_through(self, submit: Submit) -> None:
+        """Queue jobs through ``submit`` (a coordinator's, or a
+        :class:`~orchestrator.coordination.windowed.WindowedQueue`'s over it)."""
+        self._submit = submit
 
     def backoff_s(self, attempt: int) -> float:
         """Delay before retry ``attempt`` (1-based): exponential, capped, equal jitter."""
         base: float = min(self.config.backoff_max_s, self.config.backoff_s * 2.0 ** (attempt - 1))
         return base * (0.5 + self._random.random() / 2)
+
+    def queue(
+        self, job: StepJob, stream_log: EventLog, on_granted: Callable[[Queued], None]
+    ) -> Queued | None:
+        """Queue ``job``'s first attempt without a task; ``on_granted`` is called (from the
+        coordinator's dispatch pass, possibly before this returns) with the entry once it
+        is granted. None when it cannot queue so (the coordinator cannot submit, or the job
+        has a lock timeout): run it with :meth:`run` then. Raises :class:`Suspended` while
+        draining. Withdraw a queued entry with :meth:`withdraw`."""
+        submit = self._submit
+        if submit is None or job.lock_timeout_s is not None:
+            return None
+        if job.drainable and self.drain.started:
+            raise Suspended
+        log = self._bind(job, stream_log)
+        attempt = job.first_attempt
+        log.emit("step_queued", attempt=attempt)
+        entry = Queued(job, log, anyio.current_time())
+
+        def granted(grant: Grant) -> None:
+            entry.grant = grant
+            on_granted(entry)
+
+        entry.ticket = submit(
+            self._need(job, 0.0), on_granted=granted, on_blocked=self._on_blocked(log, attempt)
+        )
+        return entry
 
     async def run(
         self,
@@ -175,6 +157,7 @@ class StepRunner:
         *,
         on_queued: Callable[[], None] | None = None,
         before_release: Callable[[], Awaitable[None]] | None = None,
+        queued: Queued | None = None,
     ) -> StepOutcome:
         """Run ``job`` to its final status; raise :class:`Suspended` when draining first.
 
@@ -182,48 +165,32 @@ class StepRunner:
         was granted at once). ``before_release`` is awaited after a successful attempt while
         its grant is still held, so successors queued there compete for the released slot
         and locks by their keys instead of arriving after the release was handed out.
+        ``queued``: the job's granted :class:`Queued` entry (from :meth:`queue`); its first
+        attempt starts under that grant.
         """
         drain = self.drain if job.drainable else self._never_drained
-        log = stream_log.bind(
-            step=job.step,
-            agent=job.agent,
-            resource_class=job.resource_class,
-            locks=sorted(job.locks),
-            **job.labels,
-        )
+        log = queued.log if queued is not None else self._bind(job, stream_log)
         attempt = job.first_attempt
         last_attempt = job.first_attempt + job.retries
         lock_waits = 0
         age_credit_s = 0.0
-        clock = _StepClock(anyio.current_time())
+        granted = queued.grant if queued is not None else None
+        clock = _StepClock(queued.queued_at if queued is not None else anyio.current_time())
         while True:
-            need = Need(
-                holder=f"{self.run_id}/{job.stream}/{job.step}",
-                resource_class=job.resource_class,
-                cap=job.cap,
-                locks=job.locks,
-                priority=job.priority,
-                age_credit_s=age_credit_s,
-                labels={
-                    "run_id": self.run_id,
-                    "stream": job.stream,
-                    "step": job.step,
-                    "agent": job.agent,
-                    **job.labels,
-                },
-            )
-            log.emit("step_queued", attempt=attempt)
-            queued_at = anyio.current_time()
+            if granted is None:
+                log.emit("step_queued", attempt=attempt)
+                queued_at = anyio.current_time()
+            else:
+                assert queued is not None
+                queued_at = queued.queued_at
+                if drain.started:  # granted, but draining before it started: give it back
+                    await self.release(granted)
+                    raise Suspended
+            given, granted = granted, None
             try:
-                with self._before_start(drain, log, attempt):
-                    grant = await self.coordinator.acquire(
-                        need,
-                        timeout_s=job.lock_timeout_s,
-                        on_blocked=self._on_blocked(log, attempt, on_queued),
-                    )
-                    if on_queued is not None:
-                        on_queued()
-                    gpus = await self._take_gpus(job, grant, log, attempt)
+                grant, gpus = await self._hold(
+                    job, given, drain, log, attempt, age_credit_s, on_queued
+                )
             except GpuError as exc:  # the grant has been given back
                 return clock.stamp(self._without_gpu(job, attempt, exc, log))
             except LockWaitTimeout as exc:  # GpuWaitTimeout too: the grant was given back
@@ -263,12 +230,72 @@ class StepRunner:
                 await anyio.sleep(delay)
             attempt += 1
 
+    def _bind(self, job: StepJob, stream_log: EventLog) -> EventLog:
+        return stream_log.bind(
+            step=job.step,
+            agent=job.agent,
+            resource_class=job.resource_class,
+            locks=sorted(job.locks),
+            **job.labels,
+        )
+
+    def _need(self, job: StepJob, age_credit_s: float) -> Need:
+        return Need(
+            holder=f"{self.run_id}/{job.stream}/{job.step}",
+            resource_class=job.resource_class,
+            cap=job.cap,
+            locks=job.locks,
+            priority=job.priority,
+            age_credit_s=age_credit_s,
+            labels={
+                "run_id": self.run_id,
+                "stream": job.stream,
+                "step": job.step,
+                "agent": job.agent,
+                **job.labels,
+            },
+        )
+
+    async def _hold(
+        self,
+        job: StepJob,
+        given: Grant | None,
+        drain: Drain,
+        log: EventLog,
+        attempt: int,
+        age_credit_s: float,
+        on_queued: Callable[[], None] | None,
+    ) -> tuple[Grant, tuple[int, ...]]:
+        """The attempt's grant (``given`` by the queue, else acquired now) and its GPUs."""
+        if given is not None and job.gpus == 0:
+            # Nothing left to wait for, so no drain scope: only a cancel meanwhile stops it.
+            with self._before_start(None, log, attempt):
+                await _unless_cancelled(given, self)
+            return given, ()
+        with self._before_start(drain, log, attempt):
+            if given is None:
+                grant = await self.coordinator.acquire(
+                    self._need(job, age_credit_s),
+                    timeout_s=job.lock_timeout_s,
+                    on_blocked=self._on_blocked(log, attempt, on_queued),
+                )
+                if on_queued is not None:
+                    on_queued()
+            else:
+                grant = given
+                await _unless_cancelled(grant, self)
+            return grant, await self._take_gpus(job, grant, log, attempt)
+
     @staticmethod
     @contextmanager
-    def _before_start(drain: Drain, log: EventLog, attempt: int) -> Iterator[None]:
-        """``drain.interruptible()``; a cancel meanwhile (queued, waiting for locks, backing
-        off) records the step's end, so no step stays ``waiting`` once its run is over."""
+    def _before_start(drain: Drain | None, log: EventLog, attempt: int) -> Iterator[None]:
+        """``drain.interruptible()`` (None: no drain to heed); a cancel meanwhile (queued,
+        waiting for locks, backing off) records the step's end, so no step stays
+        ``waiting`` once its run is over."""
         try:
+            if drain is None:
+                yield
+                return
             with drain.interruptible():
                 yield
         except anyio.get_cancelled_exc_class():
@@ -326,8 +353,7 @@ class StepRunner:
                 ),
             )
         except BaseException:
-            with anyio.move_on_after(self.config.release_timeout_s, shield=True):
-                await self.coordinator.release(grant)
+            await self.release(grant)
             raise
 
     def _without_gpu(self, job: StepJob, attempt: int, exc: GpuError, log: EventLog) -> StepOutcome:
@@ -376,7 +402,9 @@ class StepRunner:
             file_roots=self.config.file_roots,
         )
         # Secrets of the step's environment and parameters are masked in every event from now.
-        log.redactor.add([*env_secrets(ctx.env), *param_secrets(job.task.params.model_dump())])
+        secrets = [*self._env_secrets, *param_secrets(job.task.params.model_dump())]
+        if secrets:
+            log.redactor.add(secrets)
         call = DriverCall(
             params=job.task.params,
             context=ctx,
@@ -401,9 +429,7 @@ class StepRunner:
             await log.durable(started_seq)  # write-ahead: stored before the action starts
             with anyio.move_on_after(job.timeout_s) as timer:
                 if grant.leased:
-                    status, result, reason, retryable = await self._call_watching(
-                        grant, call, job
-                    )
+                    status, result, reason, retryable = await self._call_watching(grant, call, job)
                 else:
                     status, result, reason, retryable = await self._call(call, job)
             if timer.cancelled_caught:
@@ -443,8 +469,7 @@ class StepRunner:
                 if status is StepStatus.SUCCEEDED and before_release is not None:
                     await before_release()
             finally:
-                with anyio.move_on_after(self.config.release_timeout_s, shield=True):
-                    await self.coordinator.release(grant)
+                await self.release(grant)
         return StepOutcome(status, reason, attempt, result, retryable=retryable)
 
     @staticmethod
@@ -522,6 +547,16 @@ class StepRunner:
         for lock, fence in grant.fences.items():
             env[f"ORCH_FENCE_{_env_name(lock)}"] = str(fence)
         return env
+
+
+async def _unless_cancelled(grant: Grant, runner: StepRunner) -> None:
+    """Give ``grant`` back and raise if this task is cancelled already (its stream was cut
+    while the grant was on its way): a step granted then never starts."""
+    try:
+        await anyio.lowlevel.checkpoint_if_cancelled()
+    except BaseException:
+        await runner.release(grant)
+        raise
 
 
 def _env_name(resource: str) -> str:

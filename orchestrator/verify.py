@@ -178,7 +178,8 @@ def _verify_group(logs: Sequence[Sequence[dict[str, Any]]], report: VerifyReport
                 if (run, key[1], need) not in step_ok:
                     report.violations.append(f"{where}: started before its need {need!r} succeeded")
             active[key] = event
-        elif name == "step_finished":
+        elif name == "step_finished" and event.get("started") is not False:
+            # (``started: false``: cancelled while queued, or resumed as interrupted.)
             key = _key(event)
             started = active.pop(key, None)
             if started is None:

@@ -35,6 +35,9 @@ __all__ = [
     "HolderInfo",
     "Need",
     "OnBlocked",
+    "OnGranted",
+    "QueueingCoordinator",
+    "Ticket",
     "VersionedValue",
     "WaiterInfo",
     "aged_key",
@@ -104,6 +107,12 @@ class Blocker:
 #: whenever what blocks it changes while it waits (a lock it waits for passes to another
 #: holder), so that a waiting step's ``held by`` never goes stale.
 OnBlocked = Callable[[tuple[Blocker, ...]], None]
+
+
+#: Called synchronously, once, from the dispatch pass that grants a submitted need (possibly
+#: within :meth:`QueueingCoordinator.submit` itself). It must not raise nor call back into the
+#: coordinator; the receiver owns the grant from then on and must release it.
+OnGranted = Callable[["Grant"], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,4 +185,31 @@ class Coordinator(Protocol):
 
         Return the new version, or None if another writer got there first.
         """
+        ...
+
+
+class Ticket(Protocol):
+    """A need queued with :meth:`QueueingCoordinator.submit`."""
+
+    def withdraw(self) -> bool:
+        """Leave the queue: True if it was still waiting (it will never be granted), False
+        if it was granted already (the grant was handed to ``on_granted``)."""
+        ...
+
+
+@runtime_checkable
+class QueueingCoordinator(Coordinator, Protocol):
+    """A coordinator that can also queue a need without a task waiting on it (optional:
+    a scheduler falls back to one task per waiting :meth:`~Coordinator.acquire` for a
+    coordinator without it, so backends need not implement it).
+
+    A run with 10,000 ready steps then holds 10,000 small queue entries instead of 10,000
+    suspended tasks; a step's task lives from its grant to its end."""
+
+    def submit(
+        self, need: Need, *, on_granted: OnGranted, on_blocked: OnBlocked | None = None
+    ) -> Ticket:
+        """Queue ``need`` (same order and all-or-nothing rules as :meth:`acquire`, no
+        timeout); ``on_granted`` receives the grant, ``on_blocked`` is called as for
+        :meth:`acquire`."""
         ...

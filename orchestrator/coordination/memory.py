@@ -9,6 +9,10 @@ Waiters are kept per resource class, each list sorted by aged key (the key is fi
 time, see :mod:`orchestrator.coordination.base`). A pass merges the lists of classes that have
 free slots, so its cost grows with the grants it makes and the lock-blocked waiters it skips,
 not with the number of waiters of full classes.
+
+A need can wait with a task (:meth:`InProcessCoordinator.acquire`) or without one
+(:meth:`InProcessCoordinator.submit`: the grant is handed to a callback from the pass that
+makes it); both stand in the same queues.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from orchestrator.coordination.base import (
     HolderInfo,
     Need,
     OnBlocked,
+    OnGranted,
     VersionedValue,
     WaiterInfo,
     aged_key,
@@ -41,11 +46,16 @@ __all__ = ["InProcessCoordinator"]
 
 @dataclass(slots=True)
 class _Waiter:
+    """A queued need; also the :class:`~orchestrator.coordination.base.Ticket` of a
+    submitted one. Granted through ``event`` (acquire) or ``on_granted`` (submit)."""
+
     need: Need
     key: float
     seq: int
     enqueued_at: float
-    event: anyio.Event
+    owner: InProcessCoordinator
+    event: anyio.Event | None = None
+    on_granted: OnGranted | None = None
     grant: Grant | None = None
     on_blocked: OnBlocked | None = None
     #: What ``on_blocked`` was last told.
@@ -53,6 +63,24 @@ class _Waiter:
 
     def sort_key(self) -> tuple[float, int]:
         return (self.key, self.seq)
+
+    def withdraw(self) -> bool:
+        if self.grant is not None:
+            return False
+        self.owner._leave(self)
+        return True
+
+
+class _Granted:
+    """The ticket of a need granted within :meth:`InProcessCoordinator.submit`."""
+
+    __slots__ = ()
+
+    def withdraw(self) -> bool:
+        return False
+
+
+_GRANTED = _Granted()
 
 
 @dataclass(slots=True)
@@ -85,7 +113,14 @@ class InProcessCoordinator:
     a waiter whose aged key is older than this gets what it needs reserved.
     """
 
+    #: :meth:`release` never suspends, so a caller needs no (shielded) cancel scope around
+    #: it; a subclass whose release awaits something must set this to False.
+    releases_at_once = True
+
     def __init__(self, *, aging_s: float = 30.0, starve_after_s: float = 120.0) -> None:
+        #: ``lost`` of every grant: an in-process grant has no lease, so it is never set and
+        #: never watched (``Grant.leased`` is False); one event for all saves one per grant.
+        self._never_lost: anyio.Event | None = None
         self._aging_s = aging_s
         self._starve_after_s = starve_after_s
         self._seq = itertools.count()
@@ -114,41 +149,18 @@ class InProcessCoordinator:
     async def acquire(
         self, need: Need, *, timeout_s: float | None = None, on_blocked: OnBlocked | None = None
     ) -> Grant:
-        if need.holder in self._held or need.holder in self._waiting:
-            raise ValueError(f"holder {need.holder!r} already holds or waits")
         now = anyio.current_time()
-        if need.cap is None and not need.locks:
-            # An unlimited class and no lock: nothing anyone waits for can stand in the way
-            # (a starving waiter reserves only slots and locks), so it is granted without
-            # queueing, and without a dispatch pass.
-            self._caps[need.resource_class] = None
-            grant = Grant(need=need, fences={}, lost=anyio.Event())
-            self._class_count[need.resource_class] += 1
-            self._class_holders.setdefault(need.resource_class, {})[need.holder] = None
-            self._held[need.holder] = _Held(grant, now)
+        grant = self._grant_unqueued(need, now)
+        if grant is not None:
             return grant
-        waiter = _Waiter(
-            need=need,
-            key=aged_key(now, need.priority, need.age_credit_s, self._aging_s),
-            seq=next(self._seq),
-            enqueued_at=now,
-            event=anyio.Event(),
-        )
-        self._caps[need.resource_class] = need.cap
-        self._waiting[need.holder] = waiter
-        self._queues.setdefault(need.resource_class, _ClassQueue()).insert(waiter)
-        self._dispatch()
+        event = anyio.Event()
+        waiter = self._enqueue(need, now, event=event)
         if waiter.grant is not None:
             return waiter.grant
-        if on_blocked is not None:
-            waiter.on_blocked = on_blocked
-            waiter.reported = self.blockers(need)
-            for lock in need.locks:
-                self._lock_watchers.setdefault(lock, {})[need.holder] = waiter
-            on_blocked(waiter.reported)
+        self._watch(waiter, on_blocked)
         try:
             with anyio.fail_after(timeout_s):
-                await waiter.event.wait()
+                await event.wait()
         except TimeoutError:
             if waiter.grant is not None:  # granted in the same instant the deadline hit
                 return waiter.grant
@@ -167,6 +179,21 @@ class InProcessCoordinator:
             raise
         assert waiter.grant is not None
         return waiter.grant
+
+    def submit(
+        self, need: Need, *, on_granted: OnGranted, on_blocked: OnBlocked | None = None
+    ) -> _Waiter | _Granted:
+        """Queue ``need`` without a waiting task: ``on_granted`` receives the grant (at once
+        if it is free now). ``withdraw()`` on the returned ticket leaves the queue."""
+        now = anyio.current_time()
+        grant = self._grant_unqueued(need, now)
+        if grant is not None:
+            on_granted(grant)
+            return _GRANTED
+        waiter = self._enqueue(need, now, on_granted=on_granted)
+        if waiter.grant is None:
+            self._watch(waiter, on_blocked)
+        return waiter
 
     async def release(self, grant: Grant) -> None:
         self._release_now(grant)
@@ -232,6 +259,62 @@ class InProcessCoordinator:
 
     # -- internals --------------------------------------------------------------------------
 
+    def _lost_event(self) -> anyio.Event:
+        if self._never_lost is None:
+            self._never_lost = anyio.Event()
+        return self._never_lost
+
+    def _grant_unqueued(self, need: Need, now: float) -> Grant | None:
+        """The grant of an unlimited class without locks, made at once: nothing anyone
+        waits for can stand in its way (a starving waiter reserves only slots and locks),
+        so it needs no queueing and no dispatch pass. None for any other need."""
+        if need.holder in self._held or need.holder in self._waiting:
+            raise ValueError(f"holder {need.holder!r} already holds or waits")
+        if need.cap is not None or need.locks:
+            return None
+        self._caps[need.resource_class] = None
+        grant = Grant(need=need, fences={}, lost=self._lost_event())
+        self._class_count[need.resource_class] += 1
+        self._class_holders.setdefault(need.resource_class, {})[need.holder] = None
+        self._held[need.holder] = _Held(grant, now)
+        return grant
+
+    def _enqueue(
+        self,
+        need: Need,
+        now: float,
+        *,
+        event: anyio.Event | None = None,
+        on_granted: OnGranted | None = None,
+    ) -> _Waiter:
+        """Queue ``need`` and run a dispatch pass (which may grant it at once)."""
+        waiter = _Waiter(
+            need=need,
+            key=aged_key(now, need.priority, need.age_credit_s, self._aging_s),
+            seq=next(self._seq),
+            enqueued_at=now,
+            owner=self,
+            event=event,
+            on_granted=on_granted,
+        )
+        self._caps[need.resource_class] = need.cap
+        self._waiting[need.holder] = waiter
+        self._queues.setdefault(need.resource_class, _ClassQueue()).insert(waiter)
+        self._dispatch()
+        return waiter
+
+    def _watch(self, waiter: _Waiter, on_blocked: OnBlocked | None) -> None:
+        """Tell ``on_blocked`` what blocks the (not granted) waiter now, and again whenever
+        a lock it waits for changes hands."""
+        if on_blocked is None:
+            return
+        need = waiter.need
+        waiter.on_blocked = on_blocked
+        waiter.reported = self.blockers(need)
+        for lock in need.locks:
+            self._lock_watchers.setdefault(lock, {})[need.holder] = waiter
+        on_blocked(waiter.reported)
+
     def _free_slots(self, resource_class: str) -> float:
         cap = self._caps.get(resource_class)
         if cap is None:
@@ -292,11 +375,14 @@ class InProcessCoordinator:
         self._unwatch(waiter)
         self._class_count[need.resource_class] += 1
         self._class_holders.setdefault(need.resource_class, {})[need.holder] = None
-        waiter.grant = Grant(need=need, fences=fences, lost=anyio.Event())
+        waiter.grant = Grant(need=need, fences=fences, lost=self._lost_event())
         self._held[need.holder] = _Held(waiter.grant, now)
         del self._waiting[need.holder]
         # Left in its class queue until the pass ends, so the pass can index queues in place.
-        waiter.event.set()
+        if waiter.on_granted is not None:
+            waiter.on_granted(waiter.grant)
+        elif waiter.event is not None:
+            waiter.event.set()
 
     def _locks_free(self, need: Need, reserved: set[str]) -> bool:
         return all(lock not in self._lock_owner and lock not in reserved for lock in need.locks)

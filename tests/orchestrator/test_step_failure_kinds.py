@@ -11,7 +11,7 @@ import anyio
 
 from foundation.errors import LockLost
 from orchestrator.coordination import InProcessCoordinator
-from orchestrator.coordination.base import Grant, Need
+from orchestrator.coordination.base import Grant, Need, OnGranted
 from orchestrator.scheduler import RunStatus, StepStatus
 from tests.helpers import AGENTS, events_named, plan_from, run_plan, sleep_step, stream
 
@@ -61,8 +61,13 @@ class _LeaseLosingCoordinator(InProcessCoordinator):
         self._granted: dict[str, Grant] = {}
 
     async def acquire(self, need: Need, **kwargs: Any) -> Grant:
-        grant = await super().acquire(need, **kwargs)
-        self._granted[need.holder] = grant
+        return self._lose(await super().acquire(need, **kwargs))
+
+    def submit(self, need: Need, *, on_granted: OnGranted, **kwargs: Any) -> Any:
+        return super().submit(need, on_granted=lambda g: on_granted(self._lose(g)), **kwargs)
+
+    def _lose(self, grant: Grant) -> Grant:
+        self._granted[grant.need.holder] = grant
         leased = replace(grant, leased=True)
         leased.lost.set()
         return leased

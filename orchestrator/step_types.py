@@ -1,0 +1,159 @@
+"""What the step runner works with: a job, its outcome, its queue entry, the drain switch.
+
+Apart from :mod:`orchestrator.step_runner` (which re-exports them) to keep modules small.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import anyio
+
+from agents.base import ActionResult
+from agents.drivers import DriverTask
+from orchestrator.coordination.base import Grant, Ticket
+from orchestrator.events import EventLog
+
+__all__ = [
+    "Drain",
+    "Queued",
+    "StepJob",
+    "StepOutcome",
+    "StepRunnerConfig",
+    "StepStatus",
+    "Suspended",
+]
+
+
+class StepStatus(enum.StrEnum):
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"  # was running when the daemon stopped; not safe to re-run
+
+
+class Suspended(Exception):
+    """Control flow: the run is draining, so this job starts no new attempt."""
+
+
+class Drain:
+    """Once started, stops every job from starting a new attempt and wakes every job that
+    is queueing or backing off, so a draining run only waits for running actions."""
+
+    def __init__(self) -> None:
+        self.started = False
+        self._scopes: set[anyio.CancelScope] = set()
+        self._callbacks: dict[int, Callable[[], None]] = {}
+
+    def start(self) -> None:
+        self.started = True
+        for scope in list(self._scopes):
+            scope.cancel()
+        for callback in list(self._callbacks.values()):
+            callback()
+
+    @contextmanager
+    def calling(self, callback: Callable[[], None]) -> Iterator[None]:
+        """Within the body, :meth:`start` also calls ``callback`` (for jobs queued without a
+        task: their owner withdraws them)."""
+        key = id(callback)
+        self._callbacks[key] = callback
+        try:
+            yield
+        finally:
+            self._callbacks.pop(key, None)
+
+    @contextmanager
+    def interruptible(self) -> Iterator[None]:
+        """Run the body unless draining; raise Suspended if draining starts meanwhile."""
+        if self.started:
+            raise Suspended
+        with anyio.CancelScope() as scope:
+            self._scopes.add(scope)
+            try:
+                yield
+            finally:
+                self._scopes.discard(scope)
+        if scope.cancelled_caught and self.started:
+            raise Suspended
+
+
+@dataclass(frozen=True, slots=True)
+class StepJob:
+    """One step to run: who performs which task (driver and parameters), holding which
+    need."""
+
+    stream: str
+    step: str
+    agent: str
+    task: DriverTask
+    resource_class: str
+    cap: int | None
+    locks: tuple[str, ...]
+    priority: int
+    timeout_s: float
+    retries: int
+    lock_timeout_s: float | None
+    first_attempt: int = 1
+    labels: Mapping[str, str] = field(default_factory=dict)
+    evidence_ids: tuple[str, ...] = ()
+    drainable: bool = True  # undo and rollback steps run on through a drain
+    gpus: int = 0
+    gpu_exclusive: bool = True
+    on_no_gpu: str = "fail"  # or "skip"
+
+
+@dataclass(frozen=True, slots=True)
+class StepOutcome:
+    """A step's final status. ``queued_s``: seconds it waited for its slot, locks and GPUs
+    (over all attempts, lock-timeout re-queues included); ``service_s``: the rest of its
+    time from first queueing to the end (its attempts and their retry backoff). History
+    keeps them apart so that predictions do not count contention twice."""
+
+    status: StepStatus
+    reason: str
+    attempts: int
+    result: ActionResult | None = None
+    queued_s: float = 0.0
+    service_s: float = 0.0
+    retryable: bool = True  # False: the action said another attempt cannot help
+
+
+@dataclass(slots=True)
+class Queued:
+    """A job's first attempt standing in the coordinator's queue without a task; ``grant``
+    is set when it is granted (then its task must be started: :meth:`StepRunner.run` with
+    ``queued=``)."""
+
+    job: StepJob
+    log: EventLog
+    queued_at: float
+    ticket: Ticket | None = None
+    grant: Grant | None = None
+
+    def cancelled(self) -> None:
+        """Record the end of a job that never started (its run or stream was cancelled)."""
+        self.log.emit(
+            "step_finished",
+            attempt=self.job.first_attempt,
+            status=StepStatus.CANCELLED.value,
+            duration_s=0.0,
+            reason="cancelled before it started",
+            started=False,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class StepRunnerConfig:
+    workdir: Path
+    env: Mapping[str, str]
+    kill_grace_s: float
+    release_timeout_s: float
+    backoff_s: float
+    backoff_max_s: float
+    file_roots: Mapping[str, Path] = field(default_factory=dict)
