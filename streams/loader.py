@@ -5,9 +5,10 @@ duplicate keys, unknown keys (with the allowed ones and a close match), wrong ty
 cross-reference checks of :mod:`streams.validation`. All problems are collected and raised
 together as one :class:`~foundation.errors.PlanInvalid`.
 
-A plan is first read on a fast path that records no positions (libyaml's C parser and
-composer, plain data built straight from the node tree): most plans are valid, and a valid
-plan never needs a position. Only a plan with a problem, or with something the fast path
+A plan is first read on a fast path that records no positions: the plain block-style YAML
+most plans are written in by :mod:`streams._block_yaml`, anything else by libyaml's C parser
+and composer with plain data built straight from the node tree. Most plans are valid, and
+a valid plan never needs a position. Only a plan with a problem, or with something the fast path
 leaves to the careful one (an alias, a merge key, a duplicate or non-scalar key, a rare
 tag, a value PyYAML cannot build), is read again with every position recorded, so every
 problem is still placed exactly. Positions of a valid YAML plan are composed on first use.
@@ -29,6 +30,7 @@ import yaml
 from pydantic import ValidationError
 
 from foundation.errors import PlanInvalid, PlanProblem
+from streams._block_yaml import Unsupported, read_block_yaml
 from streams._limits import (
     MAX_ALIAS_VALUES,
     MAX_DEPTH,
@@ -347,6 +349,8 @@ def _fast_yaml(text: str) -> Any:
     """The data of YAML ``text`` read without positions, or raise :class:`_Slow`."""
     if too_many_values_at(text) is not None:
         raise _Slow
+    with contextlib.suppress(Unsupported):
+        return read_block_yaml(text)
     loader = _CachingLoader(text)
     try:
         node = loader.get_single_node()

@@ -102,12 +102,12 @@ def test_validate_imports_the_plan_models_but_no_heavy_library(tmp_path: Path) -
     result = probe(tmp_path, "validate", str(EXAMPLE))
     assert result["code"] == 0, result
     assert "valid plan" in result["stdout"]
-    # It did validate against every built-in action's parameters...
-    assert loaded(result["modules"], "agents.actions.docker", "agents.actions.redis") == [
-        "agents.actions.docker",
-        "agents.actions.redis",
-    ]
-    # ...without importing the libraries those actions drive.
+    # It validated against the parameters of the one action the plan uses, and imported
+    # no other action's module...
+    actions = [m for m in result["modules"] if m.startswith("agents.actions.")]
+    assert "agents.actions.command" in actions
+    assert loaded(actions, "agents.actions.docker", "agents.actions.redis") == []
+    # ...nor the libraries the actions drive.
     assert loaded(result["modules"], *HEAVY) == []
     assert loaded(result["modules"], "orchestrator.daemon", "pydantic_settings") == []
 
