@@ -19,6 +19,7 @@ import signal
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
+from dataclasses import dataclass
 from datetime import UTC
 from functools import partial
 from typing import Any
@@ -54,7 +55,7 @@ from orchestrator.daemon.run_manager import RunManager
 from orchestrator.daemon.views import agents_of, created_at, locks_of, run_detail, run_summary
 from orchestrator.runs import open_coordinator, tune_gc
 from orchestrator.settings import Settings
-from orchestrator.store import RunStore, open_store
+from orchestrator.store import RunRecord, RunStore, open_store
 from orchestrator.tracing import trace_sinks
 
 __all__ = ["Daemon", "run_daemon"]
@@ -78,6 +79,18 @@ def _raise_fd_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
+@dataclass(frozen=True, slots=True)
+class _Detail:
+    """A runs.get answer kept for reuse: the store's ``last_seq`` and the active run's
+    ``stored_seq`` (-1 once it ended) it was read at, the run's record and its streams
+    part, encoded."""
+
+    last_seq: int
+    stored_seq: int
+    run: RunRecord
+    streams: orjson.Fragment
+
+
 class Daemon:
     """The daemon's request handlers over a store, a coordinator and its runs."""
 
@@ -90,7 +103,7 @@ class Daemon:
         self.runs = runs
         self.started = time.monotonic()
         self._parsing = anyio.CapacityLimiter(1)
-        self._details: dict[str, tuple[tuple[int, int], orjson.Fragment]] = {}
+        self._details: dict[str, _Detail] = {}
         self._methods: dict[str, tuple[type[BaseModel], Method]] = {
             "submit": (SubmitParams, self.submit),
             "runs.list": (RunsListParams, self.runs_list),
@@ -169,28 +182,42 @@ class Daemon:
         return {"runs": summaries[: params.limit]}
 
     async def runs_get(self, params: RunIdParams, conn: Connection) -> dict[str, Any]:
+        # A run's record, streams, steps and live view change only with stored events, so
+        # the last answer is reused while no event was stored since it was read. For a run
+        # that is active the daemon knows that without asking the store (its pipeline's
+        # stored_seq), so a repeated call makes no store call at all: the store's worker
+        # is busy writing events while many steps run. The streams part is kept encoded
+        # (an orjson Fragment, written out as it is): a 1,000-step run's is ~200 KB.
+        active = self.runs.active.get(params.run_id)
+        cached = self._details.get(params.run_id)
+        if (
+            active is not None
+            and cached is not None
+            and cached.stored_seq == active.pipeline.stored_seq
+        ):
+            return {**run_summary(cached.run), "streams": cached.streams}
+        # Read before the store: what the reads below return is at least this new.
+        stored_seq = active.pipeline.stored_seq if active is not None else -1
         run = await self.store.get_run(params.run_id)
         if run is None:
             raise RpcError(
                 ErrorCode.RUN_NOT_FOUND,
                 f"no run {params.run_id!r}; `orchestrator status` lists the runs",
             )
-        active = self.runs.active.get(params.run_id)
-        # Streams, steps and the live view change only with stored events: reuse the last
-        # answer while neither the store's last_seq nor the view's has moved.
-        # The streams part is kept encoded (an orjson Fragment, written out as it is): a
-        # 1,000-step run's is ~200 KB, and encoding it again was most of a call's CPU.
-        key = (run.last_seq, active.pipeline.stored_seq if active else -1)
-        cached = self._details.get(params.run_id)
-        if cached is None or cached[0] != key:
+        if cached is None or (cached.last_seq, cached.stored_seq) != (run.last_seq, stored_seq):
             streams = await self.store.get_streams(params.run_id)
             steps = await self.store.get_steps(params.run_id)
-            detail = run_detail(run, streams, steps, active.pipeline.view if active else None)
-            cached = (key, orjson.Fragment(orjson.dumps(detail["streams"], default=str)))
-            self._details[params.run_id] = cached
-            while len(self._details) > _DETAIL_CACHE:
-                del self._details[next(iter(self._details))]
-        return {**run_summary(run), "streams": cached[1]}
+            live = active.pipeline.view if active is not None else None
+            encoded = orjson.Fragment(
+                orjson.dumps(run_detail(run, streams, steps, live)["streams"], default=str)
+            )
+            cached = _Detail(run.last_seq, stored_seq, run, encoded)
+        else:
+            cached = _Detail(cached.last_seq, cached.stored_seq, run, cached.streams)
+        self._details[params.run_id] = cached
+        while len(self._details) > _DETAIL_CACHE:
+            del self._details[next(iter(self._details))]
+        return {**run_summary(run), "streams": cached.streams}
 
     async def runs_cancel(self, params: RunIdParams, conn: Connection) -> dict[str, Any]:
         if params.run_id not in self.runs.active:
