@@ -37,9 +37,18 @@ class Unsupported(Exception):
 _LINE = re.compile(r"^( *)(- +)?(?:([A-Za-z0-9_][A-Za-z0-9_./-]*):(?= |$) *)?(.*)$", re.M)
 # Characters outside this reader's part: tabs, CR, YAML's other line breaks (NEL, LS, PS),
 # a byte-order mark, and whatever YAML forbids (libyaml refuses those with a position).
-_OUTSIDE = re.compile(
-    "[^\n\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd\U00010000-\U0010ffff]"
-)
+# Most plans are ASCII and need only the first; the second, a class of wide ranges, takes
+# the regex compiler ~7 ms and is compiled on first use.
+_OUTSIDE_ASCII = re.compile("[^\n\x20-\x7e]")
+
+
+@functools.cache
+def _outside() -> re.Pattern[str]:
+    return re.compile(
+        "[^\n\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd\U00010000-\U0010ffff]"
+    )
+
+
 _ANCHOR = re.compile(r"&([0-9A-Za-z_-]+)(?: +(.*))?$")
 _ALIAS = re.compile(r"\*([0-9A-Za-z_-]+)$")
 # Characters that may not start a plain scalar here ("-" is judged on its own).
@@ -269,7 +278,8 @@ class _Reader:
 def read_block_yaml(text: str) -> Any:
     """The data of YAML ``text``, as PyYAML's safe loader builds it; raise
     :class:`Unsupported` for text outside this reader's part of YAML."""
-    if _OUTSIDE.search(text) is not None:
+    outside = _OUTSIDE_ASCII if text.isascii() else _outside()
+    if outside.search(text) is not None:
         raise Unsupported
     tokens = _tokens(text)
     if not tokens or tokens[0][0] != 0:

@@ -232,12 +232,15 @@ def _yaml_problem(label: str, exc: yaml.YAMLError, text: str) -> PlanProblem:
 # What valid JSON may hold and libyaml will not read: surrogate-pair escapes (json.dumps
 # writes every emoji so), lone surrogate escapes, and characters YAML forbids or takes for
 # line breaks. Escaped backslashes are matched first so that `\\u...` is left alone.
-_JSON_NOT_YAML = re.compile(
-    r"\\\\"
-    r"|\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}"
-    r"|\\u[dD][89a-fA-F][0-9a-fA-F]{2}"
-    "|[^\t\n\r\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]"
-)
+# Compiled on first use: a class of wide ranges takes the regex compiler ~7 ms.
+@functools.cache
+def _json_not_yaml() -> re.Pattern[str]:
+    return re.compile(
+        r"\\\\"
+        r"|\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}"
+        r"|\\u[dD][89a-fA-F][0-9a-fA-F]{2}"
+        "|[^\t\n\r\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]"
+    )
 
 
 def _json_for_yaml(match: re.Match[str]) -> str:
@@ -269,7 +272,7 @@ def _parse(text: str, label: str) -> tuple[Any, Positions, list[PlanProblem]]:
             raise PlanInvalid([_too_many_digits(label, line, column).problem]) from None
     is_json = label.endswith(".json")
     # Positions of a JSON plan come from YAML, which reads nearly all JSON as it is.
-    yaml_text = _JSON_NOT_YAML.sub(_json_for_yaml, text) if is_json else text
+    yaml_text = _json_not_yaml().sub(_json_for_yaml, text) if is_json else text
     too_many = too_many_values_at(yaml_text)
     if too_many is not None:
         if is_json:  # read already: its problems are reported, without positions
