@@ -241,7 +241,12 @@ class _Reader:
             if key in result:
                 raise Unsupported  # a duplicate key: reported at its place
             self.at += 1
-            result[key] = self.block_value(rest, column, depth + 1)
+            if rest and rest[0] != "&" and rest[0] != "*":  # the common case, inlined
+                result[key] = _scalar(rest)
+                if self.at < self.end and tokens[self.at][0] > column:
+                    raise Unsupported  # a continued scalar, or a nested block after a value
+            else:
+                result[key] = self.block_value(rest, column, depth + 1)
             if self.at >= self.end:
                 return result
             next_column, kind, _, _ = tokens[self.at]
