@@ -7,11 +7,17 @@ parameters. An agent may only run the actions its ``can`` list allows (checked a
 An action may also say which resources one call touches (``resources(params)``: lock names
 such as ``file:<relative path>`` or ``docker:<container>``), so that an agent's individual
 tool calls can be locked (see :mod:`agents.tools.gate`).
+
+Actions may be registered lazily (:meth:`ActionRegistry.register_lazily`): their names are
+known at once, and the module that defines them (its parameter models, which pydantic
+builds at import) is imported the first time one of them is looked up. A command that
+validates a plan then imports only the actions the plan uses.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+import threading
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,6 +54,36 @@ class ActionRegistry(Mapping[str, ActionDef]):
 
     def __init__(self) -> None:
         self._actions: dict[str, ActionDef] = {}
+        # name -> the function that registers it (and its module's other actions)
+        self._pending: dict[str, Callable[[ActionRegistry], None]] = {}
+        self._order: list[str] = []  # every name, as registered or promised
+        self._names: set[str] = set()
+        self._loading = threading.Lock()  # plans are also checked in worker threads
+
+    def register_lazily(
+        self, names: Iterable[str], register: Callable[[ActionRegistry], None]
+    ) -> None:
+        """Promise the actions ``names``: ``register(self)`` is called, once, when one of
+        them is first looked up, and must register exactly those names."""
+        for name in names:
+            if name in self._actions or name in self._pending:
+                raise ValueError(f"action {name!r} registered twice")
+            self._pending[name] = register
+            self._order.append(name)
+            self._names.add(name)
+
+    def _load(self, name: str) -> None:
+        with self._loading:
+            register = self._pending.get(name)
+            if register is None:  # loaded meanwhile by another thread
+                return
+            promised = {n for n, r in self._pending.items() if r is register}
+            for n in promised:
+                del self._pending[n]
+            register(self)
+        missing = promised - self._actions.keys()
+        if missing:
+            raise ValueError(f"actions {sorted(missing)} promised but not registered")
 
     def register(
         self,
@@ -61,6 +97,11 @@ class ActionRegistry(Mapping[str, ActionDef]):
         def decorate(func: ActionFunc) -> ActionFunc:
             if name in self._actions:
                 raise ValueError(f"action {name!r} registered twice")
+            if name in self._pending:
+                raise ValueError(f"action {name!r} registered twice")
+            if name not in self._names:  # a promised name keeps its place
+                self._order.append(name)
+                self._names.add(name)
             self._actions[name] = ActionDef(name, params, func, summary, resources)
             return func
 
@@ -69,15 +110,24 @@ class ActionRegistry(Mapping[str, ActionDef]):
     def get_action(self, name: str) -> ActionDef:
         """Return the action or raise :class:`UnknownAction` listing the known ones."""
         try:
-            return self._actions[name]
+            return self[name]
         except KeyError:
-            raise UnknownAction(name, sorted(self._actions)) from None
+            raise UnknownAction(name, sorted(self)) from None
 
     def __getitem__(self, name: str) -> ActionDef:
-        return self._actions[name]
+        action = self._actions.get(name)
+        if action is None and name in self._names:
+            self._load(name)  # or wait for another thread's load of it to end
+            action = self._actions.get(name)
+        if action is None:
+            raise KeyError(name)
+        return action
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._names
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._actions)
+        return iter(self._order)
 
     def __len__(self) -> int:
-        return len(self._actions)
+        return len(self._order)

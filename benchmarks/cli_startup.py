@@ -6,8 +6,10 @@ the work, teardown), measured in the same run as its floor, a process that only 
 those libraries (``python -c "import click, ..."``):
 
 - ``--version``: print the version; floor: click and importlib.metadata;
-- ``validate``: load and check ``examples/phase2.yaml``; floor: click, pydantic, yaml, anyio
-  and structlog (which imports rich);
+- ``validate``: load and check ``examples/phase2.yaml``; floor: click, pydantic's
+  ``BaseModel``, yaml, anyio and structlog (which imports rich). ``import pydantic`` alone
+  imports none of what a model needs (pydantic 2 loads ``BaseModel`` on first access), so
+  that earlier floor is measured too and shown beside it;
 - ``status``: ``runs.list`` from a real daemon on a private socket, printed as a table;
   floor: click, anyio, orjson, pydantic_settings, structlog and rich's console and table.
 
@@ -49,12 +51,18 @@ EXAMPLE = ROOT / "examples" / "phase2.yaml"
 #: command -> (its arguments, the imports of its floor)
 COMMANDS: dict[str, tuple[list[str], str]] = {
     "--version": (["--version"], "import click, importlib.metadata"),
-    "validate": (["validate", str(EXAMPLE)], "import click, pydantic, yaml, anyio, structlog"),
+    "validate": (
+        ["validate", str(EXAMPLE)],
+        "import click, yaml, anyio, structlog; from pydantic import BaseModel",
+    ),
     "status": (
         ["status"],
         "import click, anyio, orjson, pydantic_settings, structlog, rich.console, rich.table",
     ),
 }
+
+#: command -> an earlier floor, measured and shown beside the command's own.
+EARLIER_FLOORS: dict[str, str] = {"validate": "import click, pydantic, yaml, anyio, structlog"}
 
 
 def wall_s(argv: Sequence[str], env: dict[str, str], cwd: Path) -> float:
@@ -73,6 +81,8 @@ def bench(repeat: int, baseline: Path | None) -> dict[str, Any]:
     for name in COMMANDS:
         samples[name] = []
         samples[f"{name} floor"] = []
+        if name in EARLIER_FLOORS:
+            samples[f"{name} earlier floor"] = []
         if baseline is not None:
             samples[f"{name} baseline"] = []
     with tempfile.TemporaryDirectory(prefix="orch-clibench-") as tmp:
@@ -85,6 +95,9 @@ def bench(repeat: int, baseline: Path | None) -> dict[str, Any]:
                 for name, (args, floor) in COMMANDS.items():
                     samples[name].append(wall_s([python, "-m", "orchestrator", *args], env, ROOT))
                     samples[f"{name} floor"].append(wall_s([python, "-c", floor], env, ROOT))
+                    if name in EARLIER_FLOORS:
+                        argv = [python, "-c", EARLIER_FLOORS[name]]
+                        samples[f"{name} earlier floor"].append(wall_s(argv, env, ROOT))
                     if baseline is not None:
                         # cwd first on sys.path: the baseline's packages shadow the editable ones
                         base = [python, "-m", "orchestrator", *args]
@@ -106,6 +119,11 @@ def bench(repeat: int, baseline: Path | None) -> dict[str, Any]:
             ),
             "floor_imports": COMMANDS[name][1],
         }
+        if name in EARLIER_FLOORS:
+            earlier_s = medians[f"{name} earlier floor"]
+            row["earlier_floor_ms"] = round(earlier_s * 1e3, 1)
+            row["earlier_floor_ratio"] = round(command / earlier_s, 2)
+            row["earlier_floor_imports"] = EARLIER_FLOORS[name]
         if baseline is not None:
             row["baseline_ms"] = round(medians[f"{name} baseline"] * 1e3, 1)
             row["baseline_ratio"] = round(medians[f"{name} baseline"] / floor, 2)
@@ -130,6 +148,12 @@ def render(result: dict[str, Any]) -> str:
         )
         line += f" {r['baseline_ms']} | {r['baseline_ratio']} |" if has_base else ""
         lines.append(line)
+    lines.extend(
+        f"\n`{r['command']}` against its earlier floor ({r['earlier_floor_imports']}): "
+        f"{r['earlier_floor_ms']} ms, ratio {r['earlier_floor_ratio']}"
+        for r in result["rows"]
+        if "earlier_floor_ms" in r
+    )
     lines.append(
         f"\ninterpreter alone: {result['interpreter_ms']} ms; medians of {result['repeat']}"
     )

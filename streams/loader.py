@@ -5,9 +5,10 @@ duplicate keys, unknown keys (with the allowed ones and a close match), wrong ty
 cross-reference checks of :mod:`streams.validation`. All problems are collected and raised
 together as one :class:`~foundation.errors.PlanInvalid`.
 
-A plan is first read on a fast path that records no positions (libyaml's C parser and
-composer, plain data built straight from the node tree): most plans are valid, and a valid
-plan never needs a position. Only a plan with a problem, or with something the fast path
+A plan is first read on a fast path that records no positions: the plain block-style YAML
+most plans are written in by :mod:`streams._block_yaml`, anything else by libyaml's C parser
+and composer with plain data built straight from the node tree. Most plans are valid, and
+a valid plan never needs a position. Only a plan with a problem, or with something the fast path
 leaves to the careful one (an alias, a merge key, a duplicate or non-scalar key, a rare
 tag, a value PyYAML cannot build), is read again with every position recorded, so every
 problem is still placed exactly. Positions of a valid YAML plan are composed on first use.
@@ -29,6 +30,7 @@ import yaml
 from pydantic import ValidationError
 
 from foundation.errors import PlanInvalid, PlanProblem
+from streams._block_yaml import Unsupported, read_block_yaml
 from streams._limits import (
     MAX_ALIAS_VALUES,
     MAX_DEPTH,
@@ -230,12 +232,15 @@ def _yaml_problem(label: str, exc: yaml.YAMLError, text: str) -> PlanProblem:
 # What valid JSON may hold and libyaml will not read: surrogate-pair escapes (json.dumps
 # writes every emoji so), lone surrogate escapes, and characters YAML forbids or takes for
 # line breaks. Escaped backslashes are matched first so that `\\u...` is left alone.
-_JSON_NOT_YAML = re.compile(
-    r"\\\\"
-    r"|\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}"
-    r"|\\u[dD][89a-fA-F][0-9a-fA-F]{2}"
-    "|[^\t\n\r\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]"
-)
+# Compiled on first use: a class of wide ranges takes the regex compiler ~7 ms.
+@functools.cache
+def _json_not_yaml() -> re.Pattern[str]:
+    return re.compile(
+        r"\\\\"
+        r"|\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}"
+        r"|\\u[dD][89a-fA-F][0-9a-fA-F]{2}"
+        "|[^\t\n\r\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]"
+    )
 
 
 def _json_for_yaml(match: re.Match[str]) -> str:
@@ -267,7 +272,7 @@ def _parse(text: str, label: str) -> tuple[Any, Positions, list[PlanProblem]]:
             raise PlanInvalid([_too_many_digits(label, line, column).problem]) from None
     is_json = label.endswith(".json")
     # Positions of a JSON plan come from YAML, which reads nearly all JSON as it is.
-    yaml_text = _JSON_NOT_YAML.sub(_json_for_yaml, text) if is_json else text
+    yaml_text = _json_not_yaml().sub(_json_for_yaml, text) if is_json else text
     too_many = too_many_values_at(yaml_text)
     if too_many is not None:
         if is_json:  # read already: its problems are reported, without positions
@@ -347,6 +352,8 @@ def _fast_yaml(text: str) -> Any:
     """The data of YAML ``text`` read without positions, or raise :class:`_Slow`."""
     if too_many_values_at(text) is not None:
         raise _Slow
+    with contextlib.suppress(Unsupported):
+        return read_block_yaml(text)
     loader = _CachingLoader(text)
     try:
         node = loader.get_single_node()

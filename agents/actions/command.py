@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agents.base import ActionContext, ActionResult, Evidence
 from agents.processes.containment import end_step_process, open_step_process
+from agents.registry import ActionRegistry
 from foundation.clock import utc_timestamp
 from foundation.secrets import env_secrets, mask_command, scrub, strip_controls
 
@@ -32,6 +33,7 @@ __all__ = [
     "BoundedCapture",
     "CommandParams",
     "parse_metric_lines",
+    "register",
     "run_command",
     "stop_process_group",
 ]
@@ -204,3 +206,8 @@ async def run_command(ctx: ActionContext, params: CommandParams) -> ActionResult
             "stderr_sha256": stderr.sha256,
         },
     )
+
+
+def register(registry: ActionRegistry) -> None:
+    """Add ``command`` to ``registry``."""
+    registry.register("command", CommandParams, "run a program (argv, no shell)")(run_command)

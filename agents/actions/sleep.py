@@ -6,9 +6,10 @@ import anyio
 from pydantic import BaseModel, ConfigDict
 
 from agents.base import ActionContext, ActionResult
+from agents.registry import ActionRegistry
 from streams.durations import Duration
 
-__all__ = ["SleepParams", "run_sleep"]
+__all__ = ["SleepParams", "register", "run_sleep"]
 
 
 class SleepParams(BaseModel):
@@ -29,3 +30,8 @@ async def run_sleep(ctx: ActionContext, params: SleepParams) -> ActionResult:
         summary=f"slept {params.seconds:g}s, {verdict}",
         metrics={"slept_s": params.seconds},
     )
+
+
+def register(registry: ActionRegistry) -> None:
+    """Add ``sleep`` to ``registry``."""
+    registry.register("sleep", SleepParams, "wait a while")(run_sleep)

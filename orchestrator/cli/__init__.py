@@ -21,11 +21,15 @@ tiktoken, ruamel and the analysis package out of ``--version``, ``validate`` and
 
 from __future__ import annotations
 
+import atexit
 import gc
+import os
+import sys
 
 import click
 
 from foundation.status import EXIT_CODE_MEANINGS
+from orchestrator.cli._exit import ExitNow
 from orchestrator.cli._lazy import LazyGroup
 from orchestrator.gc_tuning import tune_gc
 
@@ -80,6 +84,14 @@ def main() -> None:
     """Console-script entry point."""
     try:
         cli(prog_name="orchestrator")
+    except ExitNow as done:
+        # A client that is done: what the teardown would do for it is flushing its output
+        # and running the atexit handlers (logging's, for one).
+        code = 0 if done.code is None else done.code if isinstance(done.code, int) else 1
+        sys.stdout.flush()
+        sys.stderr.flush()
+        atexit._run_exitfuncs()
+        os._exit(code)
     finally:
         # The interpreter's teardown collects garbage over every object still alive: with
         # the plan models, the store and the scheduler imported that took 0.3-1.4 s after a

@@ -30,6 +30,7 @@ from orchestrator.cli._common import (
     run_client,
     socket_option,
 )
+from orchestrator.cli._exit import ExitNow
 from orchestrator.daemon.client import ControlClient
 from orchestrator.token_usage import format_tokens
 
@@ -88,7 +89,7 @@ def submit(
         # The live view (or plain lines) on stderr: stdout stays the run id alone.
         return await _follow(client, run_id, as_json=as_json, plain=plain, to_stderr=True)
 
-    sys.exit(run_client(socket_path, go))
+    raise ExitNow(run_client(socket_path, go))
 
 
 async def _follow(
@@ -135,7 +136,7 @@ def watch(run_id: str, socket_path: Path | None, as_json: bool, plain: bool) -> 
     async def go(client: ControlClient) -> int:
         return await _follow(client, run_id, as_json=as_json, plain=plain)
 
-    sys.exit(run_client(socket_path, go))
+    raise ExitNow(run_client(socket_path, go))
 
 
 def _since(value: str | None) -> str | None:

@@ -14,6 +14,7 @@ from agents.plans import load_plan
 from foundation.errors import OrchestratorError
 from foundation.status import ExitCode
 from orchestrator.cli._common import fail, output_option
+from orchestrator.cli._exit import ExitNow
 from streams.agents_from import tool_notes
 from streams.schema import schema_text
 
@@ -44,13 +45,14 @@ def validate(plan_file: Path, as_json: bool) -> None:
             "notes": list(tool_notes(plan.agents)),
         }
         click.echo(json.dumps(document, indent=2))
-        return
+        raise ExitNow(ExitCode.OK)
     click.echo(
         f"{plan_file}: valid plan {plan.plan!r}: {len(plan.streams)} streams, "
         f"{plan.total_steps()} steps, {len(plan.agents)} agents"
     )
     for note in tool_notes(plan.agents):
         click.echo(f"{plan_file}: note: {note}")
+    raise ExitNow(ExitCode.OK)  # nothing to clean up: no teardown of the plan's models
 
 
 @click.command()

@@ -19,11 +19,13 @@ import signal
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
+from dataclasses import dataclass, replace
 from datetime import UTC
 from functools import partial
 from typing import Any
 
 import anyio
+import orjson
 import structlog
 from anyio.abc import TaskStatus
 from pydantic import BaseModel, ValidationError
@@ -61,7 +63,7 @@ from orchestrator.daemon.views import (
 )
 from orchestrator.runs import open_coordinator, tune_gc
 from orchestrator.settings import Settings
-from orchestrator.store import RunStore, open_store
+from orchestrator.store import RunRecord, RunStore, open_store
 from orchestrator.tracing import trace_sinks
 
 __all__ = ["Daemon", "run_daemon"]
@@ -85,6 +87,22 @@ def _raise_fd_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
+@dataclass(frozen=True, slots=True)
+class _Detail:
+    """A runs.get answer kept for reuse: the store's ``last_seq`` and the active run's
+    ``stored_seq`` (-1 once it ended) it was read at, the run's record and its streams
+    part, encoded, and its token usage."""
+
+    last_seq: int
+    stored_seq: int
+    run: RunRecord
+    streams: orjson.Fragment
+    usage: dict[str, int]
+
+    def answer(self) -> dict[str, Any]:
+        return {**run_summary(self.run), "usage": self.usage, "streams": self.streams}
+
+
 class Daemon:
     """The daemon's request handlers over a store, a coordinator and its runs."""
 
@@ -97,7 +115,7 @@ class Daemon:
         self.runs = runs
         self.started = time.monotonic()
         self._parsing = anyio.CapacityLimiter(1)
-        self._details: dict[str, tuple[tuple[int, int], dict[str, Any]]] = {}
+        self._details: dict[str, _Detail] = {}
         self._methods: dict[str, tuple[type[BaseModel], Method]] = {
             "submit": (SubmitParams, self.submit),
             "runs.list": (RunsListParams, self.runs_list),
@@ -176,31 +194,46 @@ class Daemon:
         return {"runs": summaries[: params.limit]}
 
     async def runs_get(self, params: RunIdParams, conn: Connection) -> dict[str, Any]:
+        # A run's record, streams, steps and live view change only with stored events, so
+        # the last answer is reused while no event was stored since it was read. For a run
+        # that is active the daemon knows that without asking the store (its pipeline's
+        # stored_seq), so a repeated call makes no store call at all: the store's worker
+        # is busy writing events while many steps run. The streams part is kept encoded
+        # (an orjson Fragment, written out as it is): a 1,000-step run's is ~200 KB.
+        active = self.runs.active.get(params.run_id)
+        cached = self._details.get(params.run_id)
+        if (
+            active is not None
+            and cached is not None
+            and cached.stored_seq == active.pipeline.stored_seq
+        ):
+            return cached.answer()
+        # Read before the store: what the reads below return is at least this new.
+        stored_seq = active.pipeline.stored_seq if active is not None else -1
         run = await self.store.get_run(params.run_id)
         if run is None:
             raise RpcError(
                 ErrorCode.RUN_NOT_FOUND,
                 f"no run {params.run_id!r}; `orchestrator status` lists the runs",
             )
-        active = self.runs.active.get(params.run_id)
-        # Streams, steps and the live view change only with stored events: reuse the last
-        # answer while neither the store's last_seq nor the view's has moved.
-        key = (run.last_seq, active.pipeline.stored_seq if active else -1)
-        cached = self._details.get(params.run_id)
-        if cached is not None and cached[0] == key:
-            return {**cached[1], **run_summary(run)}
-        streams = await self.store.get_streams(params.run_id)
-        steps = await self.store.get_steps(params.run_id)
-        # A live run's view counts its tokens; a finished one's are in its stored events
-        # (read only for plans with model-driven agents: others have none to count).
-        usage = None
-        if active is None and may_use_models(run.plan_source):
-            usage = usage_by_stream(await self.store.step_outputs(params.run_id))
-        detail = run_detail(run, streams, steps, active.pipeline.view if active else None, usage)
-        self._details[params.run_id] = (key, detail)
+        if cached is None or (cached.last_seq, cached.stored_seq) != (run.last_seq, stored_seq):
+            streams = await self.store.get_streams(params.run_id)
+            steps = await self.store.get_steps(params.run_id)
+            live = active.pipeline.view if active is not None else None
+            # A live run's view counts its tokens; a finished one's are in its stored events
+            # (read only for plans with model-driven agents: others have none to count).
+            usage = None
+            if active is None and may_use_models(run.plan_source):
+                usage = usage_by_stream(await self.store.step_outputs(params.run_id))
+            detail = run_detail(run, streams, steps, live, usage)
+            encoded = orjson.Fragment(orjson.dumps(detail["streams"], default=str))
+            cached = _Detail(run.last_seq, stored_seq, run, encoded, detail["usage"])
+        else:
+            cached = replace(cached, run=run)
+        self._details[params.run_id] = cached
         while len(self._details) > _DETAIL_CACHE:
             del self._details[next(iter(self._details))]
-        return detail
+        return cached.answer()
 
     async def runs_cancel(self, params: RunIdParams, conn: Connection) -> dict[str, Any]:
         if params.run_id not in self.runs.active:
