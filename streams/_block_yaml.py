@@ -145,6 +145,7 @@ class _Reader:
         self.end = len(tokens)
         self.at = 0
         self.anchors: dict[str, Any] = {}
+        self.named: set[str] = set()
         self.sizes: dict[int, tuple[int, int]] = {}  # (values, height) by id, for aliases
         self.expanded = 0
 
@@ -169,8 +170,11 @@ class _Reader:
         """The anchor's name and what follows it; a name used before (libyaml lets the
         later one win) or an anchored alias is left to libyaml."""
         match = _ANCHOR.match(rest)
-        if match is None or match.group(1) in self.anchors:
+        # An anchor counts from where it is written, not from where its value ends: one
+        # reused inside its own value is a duplicate too.
+        if match is None or match.group(1) in self.named:
             raise Unsupported
+        self.named.add(match.group(1))
         after = match.group(2) or ""
         if after[:1] in ("&", "*"):
             raise Unsupported

@@ -252,3 +252,40 @@ def test_a_damaged_plan_is_read_as_pyyaml_reads_it_or_left_to_libyaml(
     position: int, cut: int, insert: str
 ) -> None:
     _agrees(PLAN[:position] + insert + PLAN[position + cut :])
+
+
+_WORDS = st.sampled_from(
+    ["a: b", "#x", "x #y", "x#y", "'q'", '"d"', "-1", "0x1F", "1_000", "~", "yes", "on",
+     "2001-01-01", ".inf", "a:b", "- x", "[x]", "{x}", "&x", "*x", "|", "x,y", "? x", "null",
+     "1:20", "<<", "it's", "http://x:1/y", ":x", "x:", "", " "]
+)  # fmt: skip
+_KEYS = st.one_of(_WORDS, st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9_./-]{0,6}", fullmatch=True))
+_VALUES = st.one_of(
+    st.just(""),
+    _WORDS.map(lambda word: " " + word),
+    st.sampled_from([" &a", " *a", " &a x", " *b", " # c", " []", " {}", " 'x'", ' "y"']),
+)
+_LINES = st.lists(
+    st.tuples(
+        st.integers(0, 6),
+        st.sampled_from(["", "- "]),
+        st.one_of(st.just(""), _KEYS.map(lambda key: key + ":")),
+        _VALUES,
+    ),
+    min_size=1,
+    max_size=10,
+)
+
+
+@settings(max_examples=1500, suppress_health_check=[HealthCheck.too_slow])
+@given(_LINES)
+def test_lines_put_together_at_random_are_read_as_pyyaml_reads_them_or_left_to_libyaml(
+    lines: list[tuple[int, str, str, str]],
+) -> None:
+    # Found this way: an anchor reused inside its own value (`a: &x` / ` b: &x`), which
+    # PyYAML refuses as a duplicate, was read.
+    _agrees("\n".join(" " * indent + dash + key + value for indent, dash, key, value in lines))
+
+
+def test_an_anchor_reused_inside_its_own_value_is_left_to_libyaml() -> None:
+    assert not _agrees("a: &x\n b: &x\n")
