@@ -3,6 +3,12 @@
 The upserts apply the patches of :mod:`orchestrator.store._derive`: a patch changes a row
 only if its seq is higher than the row's, a None leaves a field as it is, and a step patch
 with a start or a later attempt replaces the attempt's fields.
+
+A batch's events and step patches go in as one statement each, their rows a JSON array of
+arrays read with ``json_each``: ``executemany`` would hand the GIL back and forth once per
+row (it releases it around each step), which, with the event loop busy, made a 20,000-event
+batch take seconds of wall time while the next batch piled up in memory. json_extract
+ends text at a NUL character, so rows whose JSON holds one (``\\u0000``) are bound instead.
 """
 
 from __future__ import annotations
@@ -11,10 +17,24 @@ RUN_COLUMNS = (
     "run_id, plan, plan_source, plan_path, workdir, status, reason, created_at, started_at, "
     "finished_at, options, last_seq"
 )
-INSERT_EVENT = (
-    "INSERT INTO events (run_id, seq, ts, event, body) VALUES (?, ?, ?, ?, ?) "
-    "ON CONFLICT (run_id, seq) DO NOTHING"
+
+
+def _from_json(columns: int) -> str:
+    """A SELECT of ``?`` (the run id) and ``columns`` values of each row of a JSON array
+    (the second ``?``). ``WHERE true`` lets an upsert follow it (SQLite's parsing rule)."""
+    values = ", ".join(f"json_extract(value, '$[{i}]')" for i in range(columns))
+    return f"SELECT ?, {values} FROM json_each(?) WHERE true"
+
+
+_INSERT_EVENT = "INSERT INTO events (run_id, seq, ts, event, body)"
+_EVENT_CONFLICT = "ON CONFLICT (run_id, seq) DO NOTHING"
+#: Events: run id, then a JSON array of ``[seq, ts, event, body]`` rows; or one row bound.
+INSERT_EVENTS = (
+    f"{_INSERT_EVENT} {_from_json(4)} {_EVENT_CONFLICT}",
+    f"{_INSERT_EVENT} VALUES (?, ?, ?, ?, ?) {_EVENT_CONFLICT}",
 )
+#: The seqs of a batch's range that are stored already.
+STORED_SEQS = "SELECT seq FROM events WHERE run_id = ? AND seq BETWEEN ? AND ?"
 PATCH_RUN = """
 UPDATE runs SET
     status = COALESCE(:status, status),
@@ -57,10 +77,11 @@ HISTORY_COLUMNS = (
 )
 # A patch with a start, or of a later attempt, replaces the attempt's fields (see _derive).
 _FRESH = "(excluded.started_at IS NOT NULL OR excluded.attempt > steps.attempt)"
-UPSERT_STEP = f"""
+_INSERT_STEP = """
 INSERT INTO steps (run_id, stream, step, status, attempt, agent, resource_class, started_at,
                    finished_at, duration_s, reason, exit_code, first_seq, last_seq)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+"""
+_STEP_CONFLICT = f"""
 ON CONFLICT (run_id, stream, step) DO UPDATE SET
     status = excluded.status,
     attempt = max(excluded.attempt, steps.attempt),
@@ -79,6 +100,12 @@ ON CONFLICT (run_id, stream, step) DO UPDATE SET
     last_seq = excluded.last_seq
 WHERE steps.last_seq < excluded.last_seq
 """
+#: Step patches: run id, then a JSON array of rows of the other 13 columns, in order; or one
+#: row bound.
+UPSERT_STEPS = (
+    f"{_INSERT_STEP}{_from_json(13)}{_STEP_CONFLICT}",
+    f"{_INSERT_STEP}VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?){_STEP_CONFLICT}",
+)
 
 SET_STATUS = """
 UPDATE runs SET

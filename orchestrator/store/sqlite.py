@@ -394,12 +394,15 @@ def _append(
     if known.rowcount == 0:
         conn.execute("ROLLBACK")
         raise _unknown_run(where, run_id)
-    new = [
-        ev
-        for ev in events
-        if conn.execute(sql.INSERT_EVENT, (run_id, ev.seq, iso(ev.ts), ev.event, ev.json)).rowcount
-    ]
+    # Under the write lock, so nothing can come between: the batch's seqs already stored (a
+    # replay after a lost reply) are left out, and the rest go in as one statement.
+    stored = {
+        row[0] for row in conn.execute(sql.STORED_SEQS, (run_id, events[0].seq, events[-1].seq))
+    }
+    new = [ev for ev in events if ev.seq not in stored] if stored else events
     if new:
+        rows = [(ev.seq, iso(ev.ts), ev.event, ev.json) for ev in new]
+        _insert_rows(conn, sql.INSERT_EVENTS, run_id, rows)
         _apply(conn, run_id, derive(new))
     conn.execute("COMMIT")
     return len(new)
@@ -441,11 +444,12 @@ def _apply(conn: sqlite3.Connection, run_id: str, derived: Derived) -> None:
     for history in derived.history:  # after the streams: a start stored earlier is there
         _add_history(conn, run_id, history)
     if derived.steps:
-        conn.executemany(
-            sql.UPSERT_STEP,
+        _insert_rows(
+            conn,
+            sql.UPSERT_STEPS,
+            run_id,
             [
                 (
-                    run_id,
                     s.stream,
                     s.step,
                     s.status,
@@ -536,6 +540,31 @@ def _query(conn: sqlite3.Connection, sql: str, args: Sequence[Any]) -> list[tupl
 
 
 # -- rows to records -------------------------------------------------------------------------
+
+
+#: Rows per statement of a batch's events or steps: bounds the JSON text (and SQLite's parse
+#: of it) that one statement holds to a few hundred KiB, whatever the batch's size.
+_ROWS_PER_STATEMENT = 1000
+
+
+def _insert_rows(
+    conn: sqlite3.Connection,
+    statements: tuple[str, str],
+    run_id: str,
+    rows: Sequence[Sequence[Any]],
+) -> None:
+    """Insert ``rows`` (each after ``run_id``) with ``statements``: its first reads the rows
+    from a JSON array (one statement per :data:`_ROWS_PER_STATEMENT`, see :mod:`._sqlite_sql`),
+    its second binds one row. The values are text, numbers and None; the text has been
+    through orjson already (in the event's line), so it encodes."""
+    from_json, one_row = statements
+    for start in range(0, len(rows), _ROWS_PER_STATEMENT):
+        chunk = rows[start : start + _ROWS_PER_STATEMENT]
+        text = orjson.dumps(chunk).decode()
+        if "\\u0000" in text:  # json_extract would end the text at the NUL: bind instead
+            conn.executemany(one_row, [(run_id, *row) for row in chunk])
+        else:
+            conn.execute(from_json, (run_id, text))
 
 
 def _iso_or_none(value: Any) -> str | None:
