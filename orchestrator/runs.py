@@ -131,24 +131,29 @@ class RunRecorder:
             await self._wake.wait()
             self._wake = anyio.Event()
             with anyio.CancelScope(shield=True):  # a batch taken is a batch written
-                await self.write()
+                await self._write_batch()
             # Batches of at least this long a stretch (no commit per event-loop tick), unless
             # a full batch is waiting already.
             if len(self._pending) < self.BATCH_MAX_EVENTS:
                 with anyio.move_on_after(self.BATCH_INTERVAL_S):
                     await self._full.wait()
-            self._full = anyio.Event()
 
     async def write(self) -> None:
         """Write every pending event now."""
+        while self.store is not None and self._pending and not self.failed:
+            await self._write_batch()
+
+    async def _write_batch(self) -> None:
         store = self.store
-        while store is not None and self._pending and not self.failed:
-            batch, self._pending = self._pending, []
-            try:
-                with anyio.fail_after(self.timeout_s):
-                    await store.append_events(self.run_id, batch)
-            except (OrchestratorError, TimeoutError) as exc:
-                self._fail(exc)
+        if store is None or not self._pending or self.failed:
+            return
+        batch, self._pending = self._pending, []
+        self._full = anyio.Event()  # set again only once the next batch is full
+        try:
+            with anyio.fail_after(self.timeout_s):
+                await store.append_events(self.run_id, batch)
+        except (OrchestratorError, TimeoutError) as exc:
+            self._fail(exc)
 
     def _fail(self, exc: BaseException) -> None:
         self.failed = True
