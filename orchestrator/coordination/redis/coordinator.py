@@ -216,6 +216,7 @@ class RedisCoordinator(RedisSharedState):
             self._acquire_sha, self._drop_sha = hot.register(ACQUIRE), hot.register(DROP)
             for source in (ACQUIRE, DROP):
                 await self._check(client.script_load(source))
+            await self._check(hot.connect())
             self._hot = hot
             self._client, self._blocking = client, blocking
             self._cas_script = self._scripts["state_cas"]
