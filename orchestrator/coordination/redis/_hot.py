@@ -63,7 +63,7 @@ class ScriptPool:
         self._idle: list[AbstractConnection] = []
         self._open = 0  # connections idle or sending a batch
         self._queue: list[_Call] = []
-        self._freed: asyncio.Future[None] | None = None
+        self._freed: list[asyncio.Future[None]] = []
         self._sources: dict[str, str] = {}
         self._closed = False
 
@@ -94,15 +94,16 @@ class ScriptPool:
         self._queue.append(call)
         try:
             while not call.reply.done():
-                if call.sent:  # another caller's batch carries it and settles it
-                    await asyncio.wait((call.reply,))  # (cancelling us leaves it alone)
+                if call.sent:
+                    # Another caller's batch carries it and settles it (or, if we are
+                    # cancelled meanwhile, reads its reply into the cancelled future).
+                    await call.reply
                 elif self._idle or self._open < POOL_SIZE:
                     await self._send_queued()
-                else:
-                    if self._freed is None:
-                        self._freed = loop.create_future()
-                    waits = (call.reply, self._freed)
-                    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                else:  # until a connection is free (each waiter has its own future)
+                    freed = loop.create_future()
+                    self._freed.append(freed)
+                    await freed
         except BaseException:
             if not call.sent:  # Redis never sees it
                 self._queue.remove(call)
@@ -154,26 +155,30 @@ class ScriptPool:
             else:
                 self._idle.append(conn)
         finally:
-            freed, self._freed = self._freed, None
-            if freed is not None and not freed.done():
-                freed.set_result(None)
+            freed, self._freed = self._freed, []
+            for waiter in freed:
+                if not waiter.done():  # not cancelled
+                    waiter.set_result(None)
 
     async def _settle(
         self, conn: AbstractConnection, call: _Call, *, retried: bool = False
     ) -> bool:
         """Read ``call``'s reply into it; False if Redis did not know its script."""
+        outcome: Exception
         try:
             reply = await conn.read_response(timeout=_NO_TIMEOUT)
-            if call.reply.done():  # cannot happen: nobody cancels it
-                return True
         except redis.exceptions.NoScriptError as exc:
             if not retried:
                 return False
-            call.reply.set_exception(exc)
+            outcome = exc
         except redis.ResponseError as exc:  # an error reply leaves the connection in step
-            call.reply.set_exception(exc)
+            outcome = exc
         else:
-            call.reply.set_result(reply)
+            if not call.reply.done():  # done: its caller was cancelled
+                call.reply.set_result(reply)
+            return True
+        if not call.reply.done():
+            call.reply.set_exception(outcome)
         return True
 
     async def aclose(self) -> None:
