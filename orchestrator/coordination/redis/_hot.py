@@ -74,18 +74,19 @@ class ScriptPool:
         return sha
 
     async def connect(self) -> None:
-        """Open the first connection now (raising what connecting raises), so the first call
-        does not pay for it."""
-        conn: AbstractConnection = self._factory.make_connection()  # type: ignore[no-untyped-call]  # untyped in redis-py
-        self._open += 1
-        try:
-            async with asyncio.timeout(self._connect_timeout_s + self._reply_timeout_s):
-                await conn.connect()  # type: ignore[no-untyped-call]  # untyped in redis-py
-        except BaseException:
-            self._open -= 1
-            await conn.disconnect(nowait=True)
-            raise
-        self._idle.append(conn)
+        """Open every connection now (raising what connecting raises), so that neither the
+        first call nor a burst pays for connecting."""
+        while self._open < POOL_SIZE:
+            conn: AbstractConnection = self._factory.make_connection()  # type: ignore[no-untyped-call]  # untyped in redis-py
+            self._open += 1
+            try:
+                async with asyncio.timeout(self._connect_timeout_s + self._reply_timeout_s):
+                    await conn.connect()  # type: ignore[no-untyped-call]  # untyped in redis-py
+            except BaseException:
+                self._open -= 1
+                await conn.disconnect(nowait=True)
+                raise
+            self._idle.append(conn)
 
     async def evalsha(self, sha: str, key: str, args: Sequence[str | bytes]) -> Any:
         """The reply of the registered script ``sha`` called with one key and ``args``."""
