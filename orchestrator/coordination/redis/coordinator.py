@@ -11,6 +11,8 @@ How (details in :mod:`._scripts` and :mod:`._leases`):
 
 - Each acquire, release and renewal is one Lua script, one round trip; time is Redis's.
   A need for a class without a cap and without locks makes none (:mod:`._local`).
+  Acquires and releases go out on the coordinator's own connections without redis-py's
+  per-command layers; those made while all are busy go out together (:mod:`._hot`).
 - Waiters queue in Redis. A grant made for another process's waiter is pushed to that
   process's inbox list, which it reads with a blocking pop: a release reaches the next
   waiter at once (a grant for a waiter of the releasing process comes back in the
