@@ -1,6 +1,7 @@
 """The Redis backend's hot path (:mod:`orchestrator.coordination.redis._hot`) on a real
 redis-server: calls queued while every connection is busy go out together, a script Redis
-forgot is loaded again, and a cancelled sender neither loses nor mixes up others' replies.
+forgot is loaded again, and a cancelled sender neither loses nor mixes up others' replies;
+and the scripts' compact records keep every lock's fence.
 """
 
 from __future__ import annotations
@@ -12,11 +13,14 @@ import anyio.lowlevel
 import pytest
 import redis
 
+from orchestrator.coordination import Grant, Need
 from orchestrator.coordination.redis import _hot
 from orchestrator.coordination.redis._hot import ScriptPool
 
 if TYPE_CHECKING:
-    from tests.servers import RedisServer
+    from tests.servers import OpenCoordinator, RedisServer
+
+LEASE_S = 1.0
 
 #: Echoes its argument after a busy loop long enough for calls to pile up behind it.
 SLOW_ECHO = "local n = 0 for i = 1, tonumber(ARGV[2]) do n = n + 1 end return ARGV[1]"
@@ -140,3 +144,39 @@ async def test_a_cancelled_sender_leaves_the_calls_queued_behind_it_to_others(
         assert await pool.evalsha(sha, "k", ["after", "1"]) == "after"
     finally:
         await pool.aclose()
+
+
+async def test_a_queued_multi_lock_need_gets_a_fence_per_lock_from_another_process(
+    open_coordinator: OpenCoordinator,
+) -> None:
+    """Fences travel as arrays in the need's lock order (records, replies, inbox notes)."""
+    async with (
+        open_coordinator(lease_s=LEASE_S) as one,
+        open_coordinator(namespace=one.namespace, lease_s=LEASE_S) as two,
+    ):
+        first = await one.acquire(Need("p1/a", "io", None, ("x", "w")))
+        granted: list[Grant] = []
+        queued = anyio.Event()
+
+        async def wait_for_both() -> None:
+            need = Need("p2/b", "io", None, ("y", "x"))
+            granted.append(await two.acquire(need, timeout_s=10, on_blocked=lambda _: queued.set()))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(wait_for_both)
+            await queued.wait()
+            snap = await one.snapshot()
+            assert snap.fences == {"x": first.fences["x"], "w": first.fences["w"]}
+            await one.release(first)  # the grant reaches `two`, another process
+        (second,) = granted
+        assert set(second.fences) == {"y", "x"}
+        assert second.fences["x"] > first.fences["x"]
+        snap = await two.snapshot()
+        (holder,) = snap.holders
+        assert holder.holder == "p2/b" and holder.fences == second.fences
+        assert snap.fences == {
+            "x": second.fences["x"],
+            "w": first.fences["w"],
+            "y": second.fences["y"],
+        }
+        await two.release(second)
