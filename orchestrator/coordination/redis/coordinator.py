@@ -226,6 +226,7 @@ class RedisCoordinator(RedisSharedState):
             renew_client = sync_client(self._url, io_timeout_s=io_timeout_s)
             stack.callback(renew_client.close)
             await self._check(anyio.to_thread.run_sync(renew_client.ping))
+            await self._refuse_older_layout(renew_client)
             inbox_client = sync_client(self._url, io_timeout_s=self._block_s + io_timeout_s)
             stack.callback(inbox_client.close)
             renewer = Renewer(
@@ -275,6 +276,20 @@ class RedisCoordinator(RedisSharedState):
         if stack is not None:
             await stack.aclose()
         self._client = self._blocking = None
+
+    async def _refuse_older_layout(self, client: redis.Redis) -> None:
+        """Refuse a namespace whose locks are held in the lock layout of versions before
+        owner and fence shared one hash field (the ``o`` hash): this version would not see
+        those holders, and they would not see its own, so both could hold one lock."""
+        older = self._prefix + "o"
+        if await self._check(anyio.to_thread.run_sync(client.exists, older)):
+            raise CoordinatorUnavailable(
+                self.where,
+                f"locks of namespace {self._namespace!r} are held by an older orchestrator "
+                f"version (key {older!r}, the earlier lock layout)",
+                fix=f"stop those processes, or use another namespace (ORCH_NAMESPACE); once "
+                f"none runs, delete the key: redis-cli DEL '{older}'",
+            )
 
     async def _check(self, call: Awaitable[T]) -> T:
         """Await a connection-time call, turning every failure into CoordinatorUnavailable."""
