@@ -24,6 +24,7 @@ from agents.actions.file import (
     run_write,
 )
 from agents.base import ActionContext
+from context_packages import build_package
 from foundation.errors import PlanInvalid
 from orchestrator.scheduler import RunStatus
 from streams.loader import load_plan
@@ -161,6 +162,17 @@ def test_the_plan_accepts_a_sibling_and_an_absolute_root(tmp_path: Path) -> None
         plan.write_text(PLAN % declared)
         loaded = load_plan(plan)
         assert loaded.files is not None and loaded.files.roots == {"shared": declared}
+
+
+def test_the_agents_context_package_names_its_file_roots(tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    (tmp_path / "shared").mkdir()
+    plan = work / "plan.yaml"
+    plan.write_text(PLAN % "../shared")
+    scope = build_package(load_plan(plan), "writer").markdown
+    assert "**Files**: paths relative to the run's working directory" in scope
+    assert "with `root: NAME`, relative to a declared root: `shared` (`../shared`)" in scope
 
 
 async def test_a_run_writes_in_a_declared_root_and_refuses_escapes(tmp_path: Path) -> None:
