@@ -9,8 +9,10 @@ list, at most :data:`POOL_SIZE` of them, calls queued while all are busy sent to
 one write, and one ``asyncio.timeout`` around each such batch (plus the connect, when the
 connection is new).
 
-A call that fails in any way but a Redis error reply drops its connection: after a timeout
-or a cancellation its reply may still come, so the connection cannot be reused. A script
+A batch is sent and read shielded from its sender's cancellation (it carries other callers'
+calls, a shielded release among them), bounded by its own timeout. A batch that fails in
+any way but a Redis error reply drops its connection: after a timeout its replies may still
+come, so the connection cannot be reused. A script
 that Redis no longer knows (``NOSCRIPT``: it restarted, or ``SCRIPT FLUSH``) is loaded again
 on the same connection and called again.
 """
@@ -23,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
 import redis
 import redis.asyncio
 from redis.asyncio.connection import AbstractConnection
@@ -44,8 +47,8 @@ class ScriptPool:
     one per call. ``reply_timeout_s`` bounds each batch (sending and reading); a new
     connection also gets ``connect_timeout_s``. A call raises what redis-py raises
     (``redis.ConnectionError``, ``redis.ResponseError``, ...), ``TimeoutError`` when its batch
-    ran out of time, and ``redis.ConnectionError`` when the batch's sender was cancelled
-    while the reply was outstanding (every script is idempotent: the caller retries).
+    ran out of time (every script is idempotent: the caller retries), and
+    ``redis.ConnectionError`` once the pool is closed.
     """
 
     def __init__(self, url: str, *, connect_timeout_s: float, reply_timeout_s: float) -> None:
@@ -92,6 +95,8 @@ class ScriptPool:
         """The reply of the registered script ``sha`` called with one key and ``args``."""
         loop = asyncio.get_running_loop()
         call = _Call(sha, _pack(["EVALSHA", sha, "1", key, *args]), loop.create_future())
+        if self._closed:
+            raise redis.ConnectionError("the coordinator is closed")
         self._queue.append(call)
         try:
             while not call.reply.done():
@@ -127,15 +132,20 @@ class ScriptPool:
         if not conn.is_connected:
             timeout_s += self._connect_timeout_s
         try:
-            async with asyncio.timeout(timeout_s):
-                await conn.send_packed_command(b"".join(c.command for c in batch), False)
-                again = [call for call in batch if not await self._settle(conn, call)]
-                for sha in {call.sha for call in again}:  # NOSCRIPT: load, then once more
-                    await conn.send_packed_command(_pack(["SCRIPT", "LOAD", self._sources[sha]]))
-                    await conn.read_response(timeout=_NO_TIMEOUT)
-                for call in again:
-                    await conn.send_packed_command(call.command, False)
-                    await self._settle(conn, call, retried=True)
+            # Shielded: the batch carries other callers' calls (a shielded release among
+            # them), so cancelling the caller that happens to send it must not fail them;
+            # the batch's own timeout bounds it. The cancellation is delivered after.
+            with anyio.CancelScope(shield=True):
+                async with asyncio.timeout(timeout_s):
+                    await conn.send_packed_command(b"".join(c.command for c in batch), False)
+                    again = [call for call in batch if not await self._settle(conn, call)]
+                    for sha in {call.sha for call in again}:  # NOSCRIPT: load, once more
+                        load = _pack(["SCRIPT", "LOAD", self._sources[sha]])
+                        await conn.send_packed_command(load)
+                        await conn.read_response(timeout=_NO_TIMEOUT)
+                    for call in again:
+                        await conn.send_packed_command(call.command, False)
+                        await self._settle(conn, call, retried=True)
         except BaseException as exc:
             self._open -= 1
             await conn.disconnect(nowait=True)

@@ -138,9 +138,9 @@ async def test_a_cancelled_sender_leaves_the_calls_queued_behind_it_to_others(
             while not pool._queue:
                 await anyio.lowlevel.checkpoint()
             sender.cancel()
-        # The slow call's connection went with it (its reply was outstanding); the queued
-        # call went out on a new one, and so does the next.
-        assert outcome == {"queued": "queued"}
+        # The slow call's batch ran to its end (shielded, bounded by its timeout), so its
+        # reply came; the queued call went out after it, and so does the next.
+        assert outcome == {"slow": "slow", "queued": "queued"}
         assert await pool.evalsha(sha, "k", ["after", "1"]) == "after"
     finally:
         await pool.aclose()
@@ -180,3 +180,42 @@ async def test_a_queued_multi_lock_need_gets_a_fence_per_lock_from_another_proce
             "y": second.fences["y"],
         }
         await two.release(second)
+
+
+async def test_cancelling_the_sender_of_a_batch_fails_no_other_call_in_it(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A batch carries other callers' calls (a shielded release, say): the caller that
+    # sends it being cancelled must not fail them. The batch runs to its end (bounded by
+    # its timeout) and the sender sees its cancellation at its next checkpoint.
+    monkeypatch.setattr(_hot, "POOL_SIZE", 1)
+    pool = ScriptPool(redis_server.url, connect_timeout_s=5.0, reply_timeout_s=10.0)
+    sha = pool.register(SLOW_ECHO + " -- batch")
+    await pool.connect()
+    outcome: dict[str, Any] = {}
+    scopes = {name: anyio.CancelScope() for name in ("blocker", "sender", "rider")}
+
+    async def call(name: str, loops: str) -> None:
+        with scopes[name]:
+            outcome[name] = await pool.evalsha(sha, "k", [name, loops])
+
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(call, "blocker", "3000000")  # holds the only connection a while
+            while pool._idle:
+                await anyio.lowlevel.checkpoint()
+            tg.start_soon(call, "sender", "30000000")  # first to wait: it sends the batch
+            while len(pool._freed) < 1:
+                await anyio.lowlevel.checkpoint()
+            tg.start_soon(call, "rider", "1")  # queued too: it rides in the sender's batch
+            while len(pool._queue) < 2:
+                await anyio.lowlevel.checkpoint()
+            while pool._queue:  # until the batch with both was sent
+                await anyio.lowlevel.checkpoint()
+            scopes["sender"].cancel()
+        # Before the batch was shielded the rider failed with "the call sending this batch
+        # was cancelled". The sender's own reply came too: it had no checkpoint left.
+        assert outcome == {"blocker": "blocker", "sender": "sender", "rider": "rider"}
+        assert await pool.evalsha(sha, "k", ["after", "1"]) == "after"
+    finally:
+        await pool.aclose()
