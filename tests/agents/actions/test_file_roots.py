@@ -102,6 +102,28 @@ async def test_escapes_out_of_every_root_are_refused(
     assert not (tmp_path.parent / "outside.txt").exists()
 
 
+def _swap_for_link(folder: Path, moved: Path, target: Path) -> None:
+    """Move ``folder`` away and put a symlink to ``target`` under its name."""
+    folder.rename(moved)
+    folder.symlink_to(target)
+
+
+async def test_a_root_swapped_for_a_symlink_after_the_run_started_is_not_followed(
+    make_ctx: MakeCtx, shared: Path, tmp_path: Path
+) -> None:
+    ctx = in_roots(make_ctx, shared)  # checked to hold no symlink when the run started
+    assert (await run_write(ctx, FileWriteParams(path="a.txt", root="shared", content="x"))).ok
+    elsewhere = tmp_path.parent / f"{tmp_path.name}-elsewhere"
+    elsewhere.mkdir()
+    _swap_for_link(shared, tmp_path.parent / f"{tmp_path.name}-moved", elsewhere)
+    result = await run_write(ctx, FileWriteParams(path="b.txt", root="shared", content="x"))
+    assert not result.ok and result.details["status"] == "refused", result.summary
+    assert "is now a symlink" in result.summary
+    read = await run_read(ctx, FileReadParams(path="a.txt", root="shared"))
+    assert not read.ok and read.details["status"] == "refused"
+    assert list(elsewhere.iterdir()) == []
+
+
 async def test_an_undeclared_root_is_refused(make_ctx: MakeCtx, shared: Path) -> None:
     ctx = in_roots(make_ctx, shared)
     result = await run_write(ctx, FileWriteParams(path="a.txt", root="other", content="x"))
