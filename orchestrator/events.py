@@ -32,7 +32,7 @@ from typing import IO, Any, Protocol
 import orjson
 import structlog
 
-from foundation.clock import utc_timestamp
+from foundation.clock import utc_timestamp, utc_timestamp_parts
 from foundation.secrets import Redactor
 
 __all__ = [
@@ -93,10 +93,8 @@ def event_line(event: Mapping[str, Any]) -> str:
 
 def _stamp_now() -> tuple[str, tuple[int, int]]:
     """``ts`` for an event made now, and the (second, microsecond) it was written from."""
-    now = time.time()
-    second = int(now)
-    micros = int((now - second) * 1_000_000)
-    return utc_timestamp(now), (second, micros)
+    ts, second, micros = utc_timestamp_parts(time.time())
+    return ts, (second, micros)
 
 
 def call_soon(callback: Callable[[], None]) -> bool:

@@ -48,6 +48,38 @@ _STATUS_STYLE = {
 _BAR_STYLE = {"succeeded": "green", "failed": "red", "rolling back": "yellow"}
 
 
+#: The events :meth:`RunView.apply` reads into a stream's view (others only create it).
+_STREAM_EVENTS = frozenset(
+    {
+        "stream_started",
+        "step_waiting",
+        "step_started",
+        "step_finished",
+        "step_skipped",
+        "rollback_started",
+        "rollback_finished",
+        "stream_finished",
+    }
+)
+#: The events :class:`PlainProgress` prints a line for.
+_PLAIN_EVENTS = frozenset(
+    {
+        "run_started",
+        "stream_started",
+        "step_waiting",
+        "step_started",
+        "step_finished",
+        "step_retrying",
+        "gate_evaluated",
+        "rollback_started",
+        "rollback_step_failed",
+        "rollback_finished",
+        "stream_finished",
+        "run_finished",
+    }
+)
+
+
 def _parse_ts(ts: str) -> float:
     return datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
 
@@ -141,9 +173,12 @@ class RunView:
         name = event.get("agent")
         if not name:
             return None
-        agent = self.agents.setdefault(str(name), AgentView(str(name)))
-        if event.get("resource_class"):
-            agent.resource_class = str(event["resource_class"])
+        agent = self.agents.get(name)  # looked up before one is made: most events find it
+        if agent is None:
+            agent = self.agents.setdefault(str(name), AgentView(str(name)))
+        resource_class = event.get("resource_class")
+        if resource_class:
+            agent.resource_class = str(resource_class)
         return agent, f"{event.get('stream')}/{event.get('step')}"
 
     def _apply_agent(self, name: Any, event: Mapping[str, Any]) -> None:
@@ -196,7 +231,11 @@ class RunView:
         sid = event.get("stream")
         if sid is None:
             return
-        view = self.streams.setdefault(str(sid), StreamView(str(sid)))
+        view = self.streams.get(sid)
+        if view is None:
+            view = self.streams.setdefault(str(sid), StreamView(str(sid)))
+        if name not in _STREAM_EVENTS:
+            return  # changes nothing more (step_queued, evidence_collected, ...)
         step = str(event.get("step", ""))
         if name == "stream_started":
             view.status = "running"
@@ -371,6 +410,8 @@ class PlainProgress:
 
     def _line(self, e: Mapping[str, Any]) -> str | None:
         name = e.get("event")
+        if name not in _PLAIN_EVENTS:
+            return None  # step_queued, evidence_collected, ...: no line, nothing formatted
         ts = str(e.get("ts", ""))[11:23]
         stream = e.get("stream")
         step = e.get("step")
