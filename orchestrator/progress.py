@@ -150,6 +150,8 @@ class RunView:
     finished_at: float | None = None
     #: Steps in the plan (``run_started``'s count; streams add theirs once started).
     total_steps: int = 0
+    #: Whether :attr:`agents` is kept (the terminal views show streams only, so skip it).
+    track_agents: bool = True
 
     @property
     def steps_done(self) -> int:
@@ -210,7 +212,8 @@ class RunView:
         ts = event.get("ts")
         if ts is not None:
             self.last_ts_text = str(ts)
-        self._apply_agent(name, event)
+        if self.track_agents:
+            self._apply_agent(name, event)
         if name == "run_started":
             self.run_id = str(event.get("run_id", ""))
             self.plan = str(event.get("plan", ""))
@@ -382,7 +385,7 @@ class PlainProgress:
     """One plain line per notable event, for logs and pipes."""
 
     def __init__(self, out: TextIO) -> None:
-        self.view = RunView()
+        self.view = RunView(track_agents=False)  # its lines name no agent's state
         self._out = out
         self._lines: list[str] = []
 
