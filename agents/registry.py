@@ -80,7 +80,15 @@ class ActionRegistry(Mapping[str, ActionDef]):
             promised = {n for n, r in self._pending.items() if r is register}
             for n in promised:
                 del self._pending[n]
-            register(self)
+            try:
+                register(self)
+            except BaseException:
+                # Undone, so the next lookup tries again and meanwhile none half-exists
+                # (`in` true, the lookup "unknown").
+                for n in promised:
+                    self._actions.pop(n, None)
+                    self._pending[n] = register
+                raise
         missing = promised - self._actions.keys()
         if missing:
             raise ValueError(f"actions {sorted(missing)} promised but not registered")

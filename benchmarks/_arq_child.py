@@ -3,7 +3,7 @@
 One arq queue and worker per class, ``max_jobs`` = the class's cap (10,000 for unlimited),
 ``burst`` so that a worker ends when its queue is empty, polling every 5 ms (arq's default
 is 0.5 s). The time runs from the first enqueue to the last worker's end. Reads a JSON
-object (url, tasks [[class, seconds], ...], caps) from argv[1]; prints a JSON object.
+object (url, tasks [[class, seconds], ...], caps) from stdin; prints a JSON object.
 """
 
 from __future__ import annotations
@@ -61,4 +61,5 @@ async def main(config: dict[str, Any]) -> dict[str, float]:
 
 
 if __name__ == "__main__":
-    print(json.dumps(asyncio.run(main(json.loads(sys.argv[1])))))
+    # The configuration comes on stdin: 10,000 tasks are too long for an argument list.
+    print(json.dumps(asyncio.run(main(json.loads(sys.stdin.read())))))

@@ -90,7 +90,12 @@ def run_arq(python: Path, url: str, tasks: list[tuple[str, float]]) -> dict[str,
     config = json.dumps({"url": url, "tasks": tasks, "caps": CAPS})
     child = Path(__file__).resolve().parent / "_arq_child.py"
     done = subprocess.run(
-        [str(python), str(child), config], capture_output=True, text=True, timeout=900, check=True
+        [str(python), str(child)],
+        input=config,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=True,
     )
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     if result["jobs_complete"] != len(tasks):

@@ -163,7 +163,23 @@ class _Material:
             "**Streams Served**: "
             + (", ".join(s.id for s in self.served) if self.served else "none"),
         ]
+        files = self.file_scope()
+        if files:
+            lines.append(f"**Files**: {files}")
         return Section("Role and Scope", "\n".join(lines), CutPriority.REQUIRED)
+
+    def file_scope(self) -> str:
+        """Where this agent's ``file.*`` calls may reach ("" without such actions): the
+        run's working directory, and each root the plan declares with the name a call
+        gives as ``root``."""
+        if not any(action.startswith("file.") for action in self.spec.can):
+            return ""
+        where = "paths relative to the run's working directory"
+        roots = self.plan.files.roots if self.plan.files is not None else {}
+        if roots:
+            named = ", ".join(f"{_code(name)} ({_code(path)})" for name, path in roots.items())
+            where += f"; or, with `root: NAME`, relative to a declared root: {named}"
+        return where + "; no `..`, no absolute paths, no symlinks out"
 
     def own_instructions(self) -> Section | None:
         """The agent's own instructions (an agents_from definition's Markdown body)."""

@@ -32,7 +32,7 @@ from typing import IO, Any, Protocol
 import orjson
 import structlog
 
-from foundation.clock import utc_timestamp
+from foundation.clock import utc_timestamp, utc_timestamp_parts
 from foundation.secrets import Redactor
 
 __all__ = [
@@ -89,14 +89,6 @@ def event_line(event: Mapping[str, Any]) -> str:
     if isinstance(event, EventRecord):
         return event.line()
     return orjson.dumps(event, default=str, option=_JSON_OPTIONS).decode()
-
-
-def _stamp_now() -> tuple[str, tuple[int, int]]:
-    """``ts`` for an event made now, and the (second, microsecond) it was written from."""
-    now = time.time()
-    second = int(now)
-    micros = int((now - second) * 1_000_000)
-    return utc_timestamp(now), (second, micros)
 
 
 def call_soon(callback: Callable[[], None]) -> bool:
@@ -226,14 +218,19 @@ class _Emitter:
         self.redactor = redactor
 
     def emit(self, run_id: str, context: Mapping[str, Any], fields: dict[str, Any]) -> int:
-        ts, stamp = _stamp_now()
+        ts, second, micros = utc_timestamp_parts(time.time())
         seq = next(self.seq)
-        ordered: Event = {"ts": ts, "seq": seq, "event": fields.pop("event"), "run_id": run_id}
+        # Built in place (one dict, not a dict copied into the record).
+        record = EventRecord(
+            {"ts": ts, "seq": seq, "event": fields.pop("event"), "run_id": run_id},
+            (second, micros),
+        )
         if context:
-            ordered.update(context)
-        ordered.update(fields)
+            record.update(context)
+        record.update(fields)
         redact = self.redactor
-        record = EventRecord(redact.value(ordered) if redact else ordered, stamp)
+        if redact:
+            record = EventRecord(redact.value(record), record._stamp)
         for sink in self.sinks:
             sink.emit(record)
         return seq

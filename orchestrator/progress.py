@@ -48,6 +48,38 @@ _STATUS_STYLE = {
 _BAR_STYLE = {"succeeded": "green", "failed": "red", "rolling back": "yellow"}
 
 
+#: The events :meth:`RunView.apply` reads into a stream's view (others only create it).
+_STREAM_EVENTS = frozenset(
+    {
+        "stream_started",
+        "step_waiting",
+        "step_started",
+        "step_finished",
+        "step_skipped",
+        "rollback_started",
+        "rollback_finished",
+        "stream_finished",
+    }
+)
+#: The events :class:`PlainProgress` prints a line for.
+_PLAIN_EVENTS = frozenset(
+    {
+        "run_started",
+        "stream_started",
+        "step_waiting",
+        "step_started",
+        "step_finished",
+        "step_retrying",
+        "gate_evaluated",
+        "rollback_started",
+        "rollback_step_failed",
+        "rollback_finished",
+        "stream_finished",
+        "run_finished",
+    }
+)
+
+
 def _parse_ts(ts: str) -> float:
     return datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
 
@@ -118,6 +150,8 @@ class RunView:
     finished_at: float | None = None
     #: Steps in the plan (``run_started``'s count; streams add theirs once started).
     total_steps: int = 0
+    #: Whether :attr:`agents` is kept (the terminal views show streams only, so skip it).
+    track_agents: bool = True
 
     @property
     def steps_done(self) -> int:
@@ -141,9 +175,12 @@ class RunView:
         name = event.get("agent")
         if not name:
             return None
-        agent = self.agents.setdefault(str(name), AgentView(str(name)))
-        if event.get("resource_class"):
-            agent.resource_class = str(event["resource_class"])
+        agent = self.agents.get(name)  # looked up before one is made: most events find it
+        if agent is None:
+            agent = self.agents.setdefault(str(name), AgentView(str(name)))
+        resource_class = event.get("resource_class")
+        if resource_class:
+            agent.resource_class = str(resource_class)
         return agent, f"{event.get('stream')}/{event.get('step')}"
 
     def _apply_agent(self, name: Any, event: Mapping[str, Any]) -> None:
@@ -175,7 +212,8 @@ class RunView:
         ts = event.get("ts")
         if ts is not None:
             self.last_ts_text = str(ts)
-        self._apply_agent(name, event)
+        if self.track_agents:
+            self._apply_agent(name, event)
         if name == "run_started":
             self.run_id = str(event.get("run_id", ""))
             self.plan = str(event.get("plan", ""))
@@ -196,7 +234,11 @@ class RunView:
         sid = event.get("stream")
         if sid is None:
             return
-        view = self.streams.setdefault(str(sid), StreamView(str(sid)))
+        view = self.streams.get(sid)
+        if view is None:
+            view = self.streams.setdefault(str(sid), StreamView(str(sid)))
+        if name not in _STREAM_EVENTS:
+            return  # changes nothing more (step_queued, evidence_collected, ...)
         step = str(event.get("step", ""))
         if name == "stream_started":
             view.status = "running"
@@ -343,7 +385,7 @@ class PlainProgress:
     """One plain line per notable event, for logs and pipes."""
 
     def __init__(self, out: TextIO) -> None:
-        self.view = RunView()
+        self.view = RunView(track_agents=False)  # its lines name no agent's state
         self._out = out
         self._lines: list[str] = []
 
@@ -371,6 +413,8 @@ class PlainProgress:
 
     def _line(self, e: Mapping[str, Any]) -> str | None:
         name = e.get("event")
+        if name not in _PLAIN_EVENTS:
+            return None  # step_queued, evidence_collected, ...: no line, nothing formatted
         ts = str(e.get("ts", ""))[11:23]
         stream = e.get("stream")
         step = e.get("step")

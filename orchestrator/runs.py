@@ -251,7 +251,10 @@ def assemble_run(
         prior=prior,
         gpus=gpus,
         config=SchedulerConfig(
-            workdir=workdir, env=settings.step_env(), kill_grace_s=settings.kill_grace_s
+            workdir=workdir,
+            env=settings.step_env(),
+            kill_grace_s=settings.kill_grace_s,
+            aging_s=settings.aging_s,
         ),
     )
     return AssembledRun(scheduler, events, relay)

@@ -96,6 +96,9 @@ class SchedulerConfig:
     release_timeout_s: float = 10.0
     rollback_deadline_s: float = 600.0
     seed: int | None = None
+    #: Waiting this long raises a step one priority level (``ORCH_AGING_S``), also in the
+    #: run's own queue in front of a shared coordinator.
+    aging_s: float = 30.0
 
 
 @dataclass(slots=True)
@@ -249,8 +252,12 @@ class Scheduler:
         try:
             async with anyio.create_task_group() as tg:
                 if not self._steps.queues_without_tasks:  # Redis: queue here, a window there
-                    windowed = WindowedQueue(self._steps.coordinator, tg)
-                    windowed.release_timeout_s = self.config.release_timeout_s
+                    windowed = WindowedQueue(
+                        self._steps.coordinator,
+                        tg,
+                        aging_s=self.config.aging_s,
+                        release_timeout_s=self.config.release_timeout_s,
+                    )
                     self._steps.queue_through(windowed.submit)
                 for stream in plan.streams:
                     tg.start_soon(self._run_stream, stream)

@@ -18,17 +18,18 @@ from __future__ import annotations
 import random
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
 from typing import Any
 
 import anyio
 import structlog
+from pydantic import BaseModel
 
 from agents.actions.gpu import no_gpu_result
 from agents.base import ActionContext, ActionResult
 from agents.drivers import DriverCall, StepGrant
 from agents.gpus import GpuAllocator, GpuError, GpuUnavailable, cuda_env
 from agents.processes.containment import lease_lapsed, step_lease
+from foundation.clock import loop_time
 from foundation.errors import ActionFailed, CoordinationError, LockLost, LockWaitTimeout
 from foundation.secrets import env_secrets, param_secrets, strip_controls
 from orchestrator.coordination.base import (
@@ -45,11 +46,13 @@ from orchestrator.step_output import output_fields
 from orchestrator.step_types import (
     Drain,
     Queued,
+    StepClock,
     StepJob,
     StepOutcome,
     StepRunnerConfig,
     StepStatus,
     Suspended,
+    textless_params,
 )
 from orchestrator.store.errors import StoreUnavailable
 
@@ -94,6 +97,8 @@ class StepRunner:
         # The secrets of the base environment, found once (a step adds only ORCH_* and CUDA
         # variables to it, which are not secrets).
         self._env_secrets = env_secrets(config.env)
+        # Parameters models that can hold no text, hence no secret (found once per model).
+        self._textless_params: dict[type[BaseModel], bool] = {}
         self._releases_at_once = bool(getattr(coordinator, "releases_at_once", False))
         # Checked once: an isinstance of a runtime Protocol walks its attributes each time.
         self._submit: Submit | None = (
@@ -139,7 +144,7 @@ class StepRunner:
         log = self._bind(job, stream_log)
         attempt = job.first_attempt
         log.emit("step_queued", attempt=attempt)
-        entry = Queued(job, log, anyio.current_time())
+        entry = Queued(job, log, loop_time())
 
         def granted(grant: Grant) -> None:
             entry.grant = grant
@@ -175,11 +180,11 @@ class StepRunner:
         lock_waits = 0
         age_credit_s = 0.0
         granted = queued.grant if queued is not None else None
-        clock = _StepClock(queued.queued_at if queued is not None else anyio.current_time())
+        clock = StepClock(queued.queued_at if queued is not None else loop_time())
         while True:
             if granted is None:
                 log.emit("step_queued", attempt=attempt)
-                queued_at = anyio.current_time()
+                queued_at = loop_time()
             else:
                 assert queued is not None
                 queued_at = queued.queued_at
@@ -210,7 +215,7 @@ class StepRunner:
                 with self._before_start(drain, log, attempt):
                     await anyio.sleep(delay)
                 continue
-            waited_s = anyio.current_time() - queued_at
+            waited_s = loop_time() - queued_at
             clock.queued_s += waited_s
             outcome = await self._attempt(job, grant, gpus, attempt, waited_s, log, before_release)
             if outcome.status in (StepStatus.SUCCEEDED, StepStatus.CANCELLED):
@@ -268,9 +273,15 @@ class StepRunner:
     ) -> tuple[Grant, tuple[int, ...]]:
         """The attempt's grant (``given`` by the queue, else acquired now) and its GPUs."""
         if given is not None and job.gpus == 0:
-            # Nothing left to wait for, so no drain scope: only a cancel meanwhile stops it.
-            with self._before_start(None, log, attempt):
-                await _unless_cancelled(given, self)
+            # Nothing left to wait for, so no drain scope: only a cancel meanwhile stops it
+            # (the grant is given back and the end recorded, as _before_start does).
+            try:
+                await anyio.lowlevel.checkpoint_if_cancelled()
+            except BaseException as exc:
+                await self.release(given)
+                if isinstance(exc, anyio.get_cancelled_exc_class()):
+                    _cancelled_before_start(log, attempt)
+                raise
             return given, ()
         with self._before_start(drain, log, attempt):
             if given is None:
@@ -299,14 +310,7 @@ class StepRunner:
             with drain.interruptible():
                 yield
         except anyio.get_cancelled_exc_class():
-            log.emit(
-                "step_finished",
-                attempt=attempt,
-                status=StepStatus.CANCELLED.value,
-                duration_s=0.0,
-                reason="cancelled before it started",
-                started=False,
-            )
+            _cancelled_before_start(log, attempt)
             raise
 
     def _on_blocked(
@@ -402,7 +406,7 @@ class StepRunner:
             file_roots=self.config.file_roots,
         )
         # Secrets of the step's environment and parameters are masked in every event from now.
-        secrets = [*self._env_secrets, *param_secrets(job.task.params.model_dump())]
+        secrets = [*self._env_secrets, *self._param_secrets(job.task.params)]
         if secrets:
             log.redactor.add(secrets)
         call = DriverCall(
@@ -414,7 +418,7 @@ class StepRunner:
             events=log,
             package=job.task.package,
         )
-        started = anyio.current_time()
+        started = loop_time()
         started_seq = log.emit_seq(
             "step_started",
             attempt=attempt,
@@ -443,7 +447,7 @@ class StepRunner:
             fields: dict[str, Any] = {
                 "attempt": attempt,
                 "status": status.value,
-                "duration_s": round(anyio.current_time() - started, 6),
+                "duration_s": round(loop_time() - started, 6),
                 "reason": reason,
             }
             if result is not None:
@@ -534,6 +538,16 @@ class StepRunner:
             raise LockLost(held or {f"class:{need.resource_class}": None})
         return outcome
 
+    def _param_secrets(self, params: BaseModel) -> list[str]:
+        """The secrets of a step's parameters; none, without dumping them, when its
+        parameters model can hold no text (only numbers and flags, no extra fields: the
+        sleep and no-op steps of a large plan)."""
+        kind = type(params)
+        textless = self._textless_params.get(kind)
+        if textless is None:
+            textless = self._textless_params[kind] = textless_params(kind)
+        return [] if textless else param_secrets(params.model_dump())
+
     def _env(self, job: StepJob, attempt: int, grant: Grant) -> dict[str, str]:
         env = dict(self.config.env)
         env.update(
@@ -547,6 +561,17 @@ class StepRunner:
         for lock, fence in grant.fences.items():
             env[f"ORCH_FENCE_{_env_name(lock)}"] = str(fence)
         return env
+
+
+def _cancelled_before_start(log: EventLog, attempt: int) -> None:
+    log.emit(
+        "step_finished",
+        attempt=attempt,
+        status=StepStatus.CANCELLED.value,
+        duration_s=0.0,
+        reason="cancelled before it started",
+        started=False,
+    )
 
 
 async def _unless_cancelled(grant: Grant, runner: StepRunner) -> None:
@@ -566,16 +591,3 @@ def _env_name(resource: str) -> str:
 async def _cancel_when_lost(grant: Grant, scope: anyio.CancelScope) -> None:
     await grant.lost.wait()
     scope.cancel()
-
-
-@dataclass(slots=True)
-class _StepClock:
-    """Splits a step's time into queueing and service (see :class:`StepOutcome`)."""
-
-    entered: float
-    queued_s: float = 0.0
-
-    def stamp(self, outcome: StepOutcome) -> StepOutcome:
-        total = anyio.current_time() - self.entered
-        queued = min(self.queued_s, total)
-        return replace(outcome, queued_s=round(queued, 6), service_s=round(total - queued, 6))

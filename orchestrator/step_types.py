@@ -10,22 +10,28 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import UnionType
+from typing import Any, Union, get_args, get_origin
 
 import anyio
+from pydantic import BaseModel
 
 from agents.base import ActionResult
 from agents.drivers import DriverTask
+from foundation.clock import loop_time
 from orchestrator.coordination.base import Grant, Ticket
 from orchestrator.events import EventLog
 
 __all__ = [
     "Drain",
     "Queued",
+    "StepClock",
     "StepJob",
     "StepOutcome",
     "StepRunnerConfig",
     "StepStatus",
     "Suspended",
+    "textless_params",
 ]
 
 
@@ -157,3 +163,39 @@ class StepRunnerConfig:
     backoff_s: float
     backoff_max_s: float
     file_roots: Mapping[str, Path] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class StepClock:
+    """Splits a step's time into queueing and service (see :class:`StepOutcome`)."""
+
+    entered: float
+    queued_s: float = 0.0
+
+    def stamp(self, outcome: StepOutcome) -> StepOutcome:
+        total = loop_time() - self.entered
+        queued = min(self.queued_s, total)
+        return StepOutcome(  # not dataclasses.replace: it inspects the fields on each call
+            outcome.status,
+            outcome.reason,
+            outcome.attempts,
+            outcome.result,
+            queued_s=round(queued, 6),
+            service_s=round(total - queued, 6),
+            retryable=outcome.retryable,
+        )
+
+
+def textless_params(model: type[BaseModel]) -> bool:
+    """Whether ``model``'s values can only be numbers, flags or None (so no secret)."""
+    if model.model_config.get("extra") == "allow":
+        return False
+    return all(_numeric(field.annotation) for field in model.model_fields.values())
+
+
+def _numeric(annotation: Any) -> bool:
+    if annotation in (int, float, bool, type(None)):
+        return True
+    if get_origin(annotation) in (Union, UnionType):
+        return all(_numeric(arg) for arg in get_args(annotation))
+    return False

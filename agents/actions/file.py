@@ -30,6 +30,7 @@ import base64
 import difflib
 import hashlib
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -180,6 +181,11 @@ class _Target:
         return file_resource(self.rel, self.root)
 
     @property
+    def strict(self) -> bool:
+        """A declared root (checked to hold no symlink at run start) is opened strictly."""
+        return self.root is not None
+
+    @property
     def shown(self) -> str:
         return self.rel if self.root is None else f"{self.root}:{self.rel}"
 
@@ -210,7 +216,9 @@ def _refused(action: str, exc: PathRefused) -> ActionResult:
 
 
 async def _load(target: _Target) -> bytes | None:
-    data = await anyio.to_thread.run_sync(read_file, target.base, target.rel, MAX_BYTES)
+    data = await anyio.to_thread.run_sync(
+        partial(read_file, strict=target.strict), target.base, target.rel, MAX_BYTES
+    )
     if data is not None and len(data) > MAX_BYTES:
         raise PathRefused(target.shown, f"is larger than {MAX_BYTES} bytes")
     return data
@@ -271,7 +279,7 @@ def _stale_reason(expected: str | None, current: bytes | None) -> str | None:
 
 async def _replace(t: _Target, action: str, before: bytes | None, after: bytes) -> ActionResult:
     rel = t.shown
-    await anyio.to_thread.run_sync(write_file, t.base, t.rel, after)
+    await anyio.to_thread.run_sync(partial(write_file, strict=t.strict), t.base, t.rel, after)
     old_text = "" if before is None else before.decode("utf-8", "replace")
     diff = "".join(
         difflib.unified_diff(
@@ -380,12 +388,16 @@ async def run_restore(ctx: ActionContext, params: FileRestoreParams) -> ActionRe
         )
     detail: dict[str, Any] = {"path": rel, "sha256_before": now}
     if params.content_b64 is None:
-        removed = await anyio.to_thread.run_sync(remove_file, t.base, t.rel)
+        removed = await anyio.to_thread.run_sync(
+            partial(remove_file, strict=t.strict), t.base, t.rel
+        )
         detail["sha256_after"] = ABSENT
         summary = f"removed {rel}" if removed else f"{rel} was already gone"
     else:
         original = base64.b64decode(params.content_b64)
-        await anyio.to_thread.run_sync(write_file, t.base, t.rel, original)
+        await anyio.to_thread.run_sync(
+            partial(write_file, strict=t.strict), t.base, t.rel, original
+        )
         detail["sha256_after"] = version_of(original)
         summary = f"restored {rel} ({len(original)} bytes)"
     evidence = Evidence(

@@ -8,7 +8,8 @@ Symlinks are refused on the way, not resolved: every directory on the way is ope
 ``O_NOFOLLOW | O_DIRECTORY`` relative to the one before (``openat``), starting from the root,
 and the file itself with ``O_NOFOLLOW``. A symlink that would lead out of the root (or to
 another name inside it, which would dodge that name's lock) therefore cannot be followed,
-and no component can be swapped for a symlink between the check and the use. Writes go to a
+and no component can be swapped for a symlink between the check and the use. A root the plan
+declares (``strict``) is itself walked that way from ``/``. Writes go to a
 temporary file in the same directory, are fsynced and renamed over the name (atomic).
 """
 
@@ -56,11 +57,36 @@ def relative_path(raw: str) -> str:
     return posixpath.join(*parts)
 
 
+def _open_root(root: Path, strict: bool) -> int:
+    """A directory fd of ``root``; ``strict`` (a root the plan declares, checked to hold no
+    symlink when the run started) walks it from ``/`` without following any symlink, so a
+    component swapped for a link since cannot move it."""
+    if not strict:
+        return os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    fd = os.open("/", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for part in root.parts[1:]:
+            try:
+                next_fd = os.open(part, _DIR_FLAGS, dir_fd=fd)
+            except OSError as exc:
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                    raise PathRefused(
+                        str(root), f"the declared root's {part!r} is now a symlink or no folder"
+                    ) from None
+                raise
+            os.close(fd)
+            fd = next_fd
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 @contextmanager
-def _parent_dir(root: Path, rel: str, *, create: bool) -> Iterator[int]:
+def _parent_dir(root: Path, rel: str, *, create: bool, strict: bool) -> Iterator[int]:
     """A directory fd of ``rel``'s parent, reached without following any symlink."""
     parts = rel.split("/")
-    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    fd = _open_root(root, strict)
     try:
         for part in parts[:-1]:
             try:
@@ -81,12 +107,12 @@ def _parent_dir(root: Path, rel: str, *, create: bool) -> Iterator[int]:
         os.close(fd)
 
 
-def read_file(root: Path, rel: str, limit: int) -> bytes | None:
+def read_file(root: Path, rel: str, limit: int, *, strict: bool = False) -> bytes | None:
     """The bytes of ``root/rel`` (at most ``limit + 1``), or None when it does not exist.
 
     Raises PathRefused for a symlink or a non-regular file on the way."""
     try:
-        with _parent_dir(root, rel, create=False) as parent:
+        with _parent_dir(root, rel, create=False, strict=strict) as parent:
             name = rel.rsplit("/", 1)[-1]
             try:
                 # O_NONBLOCK: a FIFO planted under the name must not hang the call.
@@ -109,12 +135,12 @@ def read_file(root: Path, rel: str, limit: int) -> bytes | None:
         return None
 
 
-def write_file(root: Path, rel: str, data: bytes) -> None:
+def write_file(root: Path, rel: str, data: bytes, *, strict: bool = False) -> None:
     """Replace (or create) ``root/rel`` with ``data`` atomically: a temporary file in the same
     directory, fsync, rename over the name, fsync the directory. Missing directories on the
     way are created; an existing file keeps its mode."""
     name = rel.rsplit("/", 1)[-1]
-    with _parent_dir(root, rel, create=True) as parent:
+    with _parent_dir(root, rel, create=True, strict=strict) as parent:
         try:
             mode = os.stat(name, dir_fd=parent, follow_symlinks=False).st_mode & 0o7777
         except FileNotFoundError:
@@ -139,11 +165,11 @@ def write_file(root: Path, rel: str, data: bytes) -> None:
         os.fsync(parent)
 
 
-def remove_file(root: Path, rel: str) -> bool:
+def remove_file(root: Path, rel: str, *, strict: bool = False) -> bool:
     """Remove ``root/rel`` (never a symlink's target); False when it was not there."""
     name = rel.rsplit("/", 1)[-1]
     try:
-        with _parent_dir(root, rel, create=False) as parent:
+        with _parent_dir(root, rel, create=False, strict=strict) as parent:
             os.unlink(name, dir_fd=parent)
             os.fsync(parent)
     except FileNotFoundError:

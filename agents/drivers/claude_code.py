@@ -20,11 +20,9 @@ start, a non-zero exit, output that is not that JSON) fails the step with the re
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -37,7 +35,7 @@ from agents.base import ActionResult, Usage
 from agents.drivers.base import DriverCall
 from agents.drivers.llm.driver import undo_of
 from agents.drivers.llm.tools import tool_name
-from agents.drivers.mcp_tools import serve_step_tools
+from agents.drivers.mcp_tools import MCP_SERVER_NAME, serve_step_tools, write_mcp_config
 from agents.processes.containment import end_step_process, open_step_process
 from agents.registry import ActionRegistry
 from agents.tools import LockService, ToolGate, ToolSession
@@ -46,8 +44,6 @@ from streams.model import ClaudeCodeSpec, StepSpec
 
 __all__ = ["MCP_SERVER_NAME", "ClaudeCodeDriver", "ClaudeCodeParams", "claude_argv"]
 
-#: The MCP server's name in the config: Claude Code calls its tools mcp__<name>__<tool>.
-MCP_SERVER_NAME = "orchestrator"
 _OUTPUT_LIMIT = 4 * 1024 * 1024
 _STDERR_LIMIT = 16 * 1024
 _KILL_GRACE_S = 5.0
@@ -134,11 +130,7 @@ class ClaudeCodeDriver:
         directory = Path(tempfile.mkdtemp(prefix="orch-claude-"))
         try:
             async with serve_step_tools(self._registry, gate, session) as served:
-                config = directory / "mcp.json"
-                bridge = {"command": sys.executable, "args": ["-m", "orchestrator", "agent-tools"]}
-                server = {**bridge, "env": served.env()}
-                config.write_text(json.dumps({"mcpServers": {MCP_SERVER_NAME: server}}))
-                config.chmod(0o600)
+                config = write_mcp_config(directory / "mcp.json", served)
                 env = {**ctx.env, **served.env()}
                 for name in params.claude.pass_env:
                     if name in os.environ:

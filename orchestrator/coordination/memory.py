@@ -27,6 +27,7 @@ from typing import Any
 
 import anyio
 
+from foundation.clock import loop_time
 from foundation.errors import LockWaitTimeout
 from orchestrator.coordination.base import (
     Blocker,
@@ -149,7 +150,7 @@ class InProcessCoordinator:
     async def acquire(
         self, need: Need, *, timeout_s: float | None = None, on_blocked: OnBlocked | None = None
     ) -> Grant:
-        now = anyio.current_time()
+        now = loop_time()
         grant = self._grant_unqueued(need, now)
         if grant is not None:
             return grant
@@ -168,7 +169,7 @@ class InProcessCoordinator:
             raise LockWaitTimeout(
                 need.holder,
                 [f"class:{need.resource_class}", *need.locks],
-                anyio.current_time() - now,
+                loop_time() - now,
             ) from None
         except BaseException:
             # Cancelled: leave nothing queued or held behind.
@@ -185,7 +186,7 @@ class InProcessCoordinator:
     ) -> _Waiter | _Granted:
         """Queue ``need`` without a waiting task: ``on_granted`` receives the grant (at once
         if it is free now). ``withdraw()`` on the returned ticket leaves the queue."""
-        now = anyio.current_time()
+        now = loop_time()
         grant = self._grant_unqueued(need, now)
         if grant is not None:
             on_granted(grant)
@@ -199,7 +200,7 @@ class InProcessCoordinator:
         self._release_now(grant)
 
     async def snapshot(self) -> CoordinationSnapshot:
-        now = anyio.current_time()
+        now = loop_time()
         holders = tuple(
             HolderInfo(
                 holder=held.grant.need.holder,
@@ -300,7 +301,7 @@ class InProcessCoordinator:
         self._caps[need.resource_class] = need.cap
         self._waiting[need.holder] = waiter
         self._queues.setdefault(need.resource_class, _ClassQueue()).insert(waiter)
-        self._dispatch()
+        self._dispatch(now)
         return waiter
 
     def _watch(self, waiter: _Waiter, on_blocked: OnBlocked | None) -> None:
@@ -398,18 +399,18 @@ class InProcessCoordinator:
         found.sort(key=_Waiter.sort_key)
         return found
 
-    def _dispatch(self) -> None:
+    def _dispatch(self, now: float | None = None) -> None:
+        """One dispatch pass; ``now``: the clock as the caller read it (else read here)."""
         granted: list[_Waiter] = []
         try:
-            self._dispatch_pass(granted)
+            self._dispatch_pass(granted, loop_time() if now is None else now)
         finally:
             for waiter in granted:
                 self._queues[waiter.need.resource_class].remove(waiter)
         if self._changed_locks:
             self._report_changes()
 
-    def _dispatch_pass(self, granted: list[_Waiter]) -> None:
-        now = anyio.current_time()
+    def _dispatch_pass(self, granted: list[_Waiter], now: float) -> None:
         reserved_locks: set[str] = set()
         reserved_slots: Counter[str] = Counter()
         # Starving waiters first: served if they can be, else what they need is reserved.

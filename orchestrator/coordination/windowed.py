@@ -74,7 +74,12 @@ class WindowedQueue:
     must outlive every submitted need."""
 
     def __init__(
-        self, coordinator: Coordinator, tg: anyio.abc.TaskGroup, *, aging_s: float = 30.0
+        self,
+        coordinator: Coordinator,
+        tg: anyio.abc.TaskGroup,
+        *,
+        aging_s: float,
+        release_timeout_s: float,
     ) -> None:
         self._coordinator = coordinator
         self._tg = tg
@@ -82,7 +87,7 @@ class WindowedQueue:
         self._seq = itertools.count()
         self._queues: dict[str, list[_Entry]] = {}
         self._active: Counter[str] = Counter()
-        self.release_timeout_s = 10.0
+        self.release_timeout_s = release_timeout_s
 
     def submit(
         self, need: Need, *, on_granted: OnGranted, on_blocked: OnBlocked | None = None

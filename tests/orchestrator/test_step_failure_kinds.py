@@ -68,7 +68,8 @@ class _LeaseLosingCoordinator(InProcessCoordinator):
 
     def _lose(self, grant: Grant) -> Grant:
         self._granted[grant.need.holder] = grant
-        leased = replace(grant, leased=True)
+        # An event of its own: in-process grants share one that is never set.
+        leased = replace(grant, leased=True, lost=anyio.Event())
         leased.lost.set()
         return leased
 

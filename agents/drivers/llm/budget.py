@@ -124,10 +124,17 @@ class MeteredModel(WrapperModel):
             raise ActionFailed("llm", self._run_reason())
         cap = reserved - floor
         settings: ModelSettings = {**(model_settings or {}), "max_tokens": cap}
-        spent = 0
+        # A request cancelled or timed out in flight may have been billed for its input
+        # and any output so far, which nobody will report: it is charged its whole
+        # reservation. One refused with an error answer was not billed.
+        spent = reserved
         try:
             response = await self.wrapped.request(messages, settings, model_request_parameters)
             spent = response.usage.input_tokens + response.usage.output_tokens
+        except Exception as exc:
+            if not isinstance(exc, TimeoutError):
+                spent = 0
+            raise
         finally:
             self.budget.settle(reserved, spent)
         self._count(response)

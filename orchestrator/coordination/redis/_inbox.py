@@ -40,7 +40,7 @@ class Inbox:
         key: str,
         block_s: float,
         caller: LoopCaller,
-        deliver: Callable[[str, str, dict[str, int], int], None],
+        deliver: Callable[[str, str, list[int], int], None],
     ) -> None:
         self._client = client
         self._key = key

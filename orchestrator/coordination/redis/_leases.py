@@ -212,7 +212,7 @@ class Renewer:
         io_timeout_s: float,
         clock: ServerClock,
         caller: LoopCaller,
-        deliver: Callable[[str, str, dict[str, int], int], None],
+        deliver: Callable[[str, str, list[int], int], None],
         gone: Callable[[str, str], None],
         where: str,
     ) -> None:
@@ -289,12 +289,14 @@ class Renewer:
         return next_renew
 
     def _renew(self, holds: list[Held], waits: list[tuple[str, str]]) -> bool:
-        arg = orjson.dumps(
-            [*self._base, [[h.grant.need.holder, h.gid] for h in holds], [list(w) for w in waits]]
-        )
+        args = [
+            *self._base,
+            orjson.dumps([[h.grant.need.holder, h.gid] for h in holds]),
+            orjson.dumps([list(w) for w in waits]),
+        ]
         sent = time.monotonic()
         try:
-            reply = orjson.loads(self._script(keys=[self._route], args=[arg], client=self._client))
+            reply = orjson.loads(self._script(keys=[self._route], args=args, client=self._client))
         except (redis.RedisError, OSError) as exc:
             if not self._failing:
                 self._failing = True

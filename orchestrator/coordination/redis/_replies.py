@@ -1,12 +1,15 @@
 """Decoding the replies of the Redis backend's Lua scripts (see :mod:`._scripts`).
 
-Scripts reply with JSON written by Redis's cjson, which writes an empty Lua table as ``{}``
-whether it stood for a list or a mapping; the scripts write large numbers as strings
-(fencing tokens and microsecond times need more digits than cjson keeps).
+Scripts reply with JSON, written by Redis's cjson (which writes an empty Lua table as ``{}``
+whether it stood for a list or a mapping) or put together by the scripts themselves; the
+scripts write large numbers as strings (fencing tokens and microsecond times need more
+digits than cjson keeps). Fences travel as arrays, one token per lock of the need, in the
+need's order.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -20,8 +23,9 @@ from orchestrator.coordination.base import (
 
 __all__ = ["Note", "as_dict", "as_list", "blockers", "fences", "note", "notes", "snapshot"]
 
-#: A grant made for a waiter: (holder, grant id, fences, grant time in us).
-Note = tuple[str, str, dict[str, int], int]
+#: A grant made for a waiter: (holder, grant id, fencing tokens in the order of its need's
+#: locks, grant time in us).
+Note = tuple[str, str, list[int], int]
 
 
 def as_list(value: Any) -> list[Any]:
@@ -38,15 +42,20 @@ def as_dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def fences(value: Any) -> dict[str, int]:
-    """``{lock: token}`` from a JSON object of token strings."""
-    return {lock: int(token) for lock, token in as_dict(value).items()}
+def tokens(value: Any) -> list[int]:
+    """Fencing tokens from a JSON array of token strings, one per lock of the need."""
+    return [int(token) for token in as_list(value)]
+
+
+def fences(locks: Sequence[str], value: Any) -> dict[str, int]:
+    """``{lock: token}`` for a need's ``locks`` from the JSON array of their tokens."""
+    return dict(zip(locks, tokens(value), strict=True))
 
 
 def note(value: Any) -> Note:
     """One grant note (a JSON object, or its text from a process's inbox)."""
     n = as_dict(value)
-    return (n["h"], n["g"], fences(n["f"]), int(n["t"]))
+    return (n["h"], n["g"], tokens(n["f"]), int(n["t"]))
 
 
 def notes(raw: Any) -> list[Note]:
@@ -71,12 +80,13 @@ def snapshot(reply: list[Any]) -> CoordinationSnapshot:
     holders = []
     for holder, raw in _pairs(reply[1]):
         rec = orjson.loads(raw)
+        locks = tuple(as_list(rec["l"]))
         holders.append(
             HolderInfo(
                 holder=holder,
                 resource_class=rec["c"],
-                locks=tuple(as_list(rec["l"])),
-                fences=fences(rec["f"]),
+                locks=locks,
+                fences=fences(locks, rec["f"]),
                 held_s=(now_us - int(rec["t"])) / 1e6,
                 labels=as_dict(rec["lab"]),
             )
@@ -99,5 +109,6 @@ def snapshot(reply: list[Any]) -> CoordinationSnapshot:
         holders=tuple(holders),
         waiters=tuple(waiters),
         class_usage={cls: int(n) for cls, n in _pairs(reply[3])},
-        fences={lock: int(token) for lock, token in _pairs(reply[4])},
+        # "<token>" or "<token> <holder>" (see the prelude)
+        fences={lock: int(value.split(" ", 1)[0]) for lock, value in _pairs(reply[4])},
     )

@@ -10,12 +10,13 @@ merged in aged-key order, each granted if its whole need is free.
 
 Keys, under the prefix ``{namespace}:`` (a hash tag: one cluster slot per namespace)::
 
-    h         hash  holder -> JSON {c: class, l: locks, f: fences, t: granted_us, p, g, lab}
+    h         hash  holder -> JSON {g: grant id, t: granted_us, f: [fence per lock], c: class,
+                    l: locks, p: process, lab: labels}, in this order (see below)
     x         zset  "h" + holder -> lease expiry, "w" + waiter -> heartbeat expiry (us)
     c:<cls>   zset  holder -> lease expiry (us): the class's counting semaphore
-    o         hash  lock -> holder owning it
-    f         hash  lock -> last fencing token
-    w         hash  waiter -> JSON {c, l, p: process, g: grant id, e: enqueued_us, cr, lab}
+    l         hash  lock -> "<last fencing token>" while free, "<token> <holder>" while held
+    w         hash  waiter -> JSON {g, pr: priority, e: enqueued_us, cr: age credit, c, l, p,
+                    lab}
     q:<cls>   zset  waiter -> aged key (us): the class's queue
     qc        set   classes with waiters
     caps      hash  class -> cap (-1: unlimited), as last asked for; its keys are every
@@ -23,6 +24,13 @@ Keys, under the prefix ``{namespace}:`` (a hash tag: one cluster slot per namesp
     safe      str   time (us) from which grants may be made (see ``grants_allowed``)
     in:<proc> list  grant notes for a process's waiters (its wake-up hint)
     s         hash  shared state: key -> "<version>:<writer nonce>:<JSON>"
+
+Records are JSON written without decoding anything: the client sends the part it knows
+(``{"c":..,"l":..,"p":..,"lab":..}``, the record fragment) and a script puts its own fields in
+front, grant id first, so a release or renewal checks the grant id by comparing a prefix.
+Script arguments are plain strings (``ARGV``), never JSON to decode, on the hot path:
+acquire and release read about ten keys each and decode nothing, and a release that frees
+nothing anyone waits for reads no clock and makes no dispatch pass.
 
 The scripts are ``.lua`` files of this package (shipped as package data), read once with
 :mod:`importlib.resources` as Dramatiq does, so they work from a wheel or a zip as well as

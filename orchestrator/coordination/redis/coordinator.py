@@ -11,6 +11,8 @@ How (details in :mod:`._scripts` and :mod:`._leases`):
 
 - Each acquire, release and renewal is one Lua script, one round trip; time is Redis's.
   A need for a class without a cap and without locks makes none (:mod:`._local`).
+  Acquires and releases go out on the coordinator's own connections without redis-py's
+  per-command layers; those made while all are busy go out together (:mod:`._hot`).
 - Waiters queue in Redis. A grant made for another process's waiter is pushed to that
   process's inbox list, which it reads with a blocking pop: a release reaches the next
   waiter at once (a grant for a waiter of the releasing process comes back in the
@@ -68,6 +70,7 @@ from orchestrator.coordination.redis._conn import (
     sync_client,
     unavailable,
 )
+from orchestrator.coordination.redis._hot import ScriptPool
 from orchestrator.coordination.redis._inbox import STOP_NOTE, Inbox
 from orchestrator.coordination.redis._leases import (
     GONE,
@@ -97,9 +100,9 @@ _STOP_MARGIN_S = 1.0
 #: Bound of each best-effort write while leaving (waking the inbox, deleting it).
 _LEAVE_WRITE_S = 1.0
 
+#: The scripts called through redis-py's client; acquire and drop go through the
+#: coordinator's ScriptPool (:mod:`._hot`).
 _SCRIPTS = {
-    "acquire": ACQUIRE,
-    "drop": DROP,
     "renew": RENEW,
     "snapshot": SNAPSHOT,
     "state_cas": STATE_CAS,
@@ -156,8 +159,13 @@ class RedisCoordinator(RedisSharedState):
         # Grant ids tell this acquire's queue entry from an earlier one of the same holder.
         self._gid_prefix = secrets.token_hex(4) + "."
         self._gids = itertools.count()
-        # The leading elements of every script's JSON argument (see _scripts).
-        self._base: list[Any] = [self._prefix, self._proc, _us(lease_s), _us(starve_after_s)]
+        # The leading arguments of every script call but state_cas (see _scripts).
+        self._base: list[str] = [
+            self._prefix,
+            self._proc,
+            str(_us(lease_s)),
+            str(_us(starve_after_s)),
+        ]
         self._table = LeaseTable(lease_s)
         self._local = LocalGrants()
         self._clock = ServerClock()
@@ -165,6 +173,8 @@ class RedisCoordinator(RedisSharedState):
         self._closing = False
         self._scripts: dict[str, Any] = {}
         self._inbox: Inbox | None = None
+        self._hot: ScriptPool | None = None
+        self._acquire_sha = self._drop_sha = ""
 
     @property
     def namespace(self) -> str:
@@ -199,12 +209,24 @@ class RedisCoordinator(RedisSharedState):
             for name, source in _SCRIPTS.items():
                 self._scripts[name] = client.register_script(source)
                 await self._check(client.script_load(source))
+            hot = ScriptPool(
+                self._url,
+                connect_timeout_s=self._connect_timeout_s,
+                reply_timeout_s=self._op_timeout_s,
+            )
+            stack.push_async_callback(_shielded, hot.aclose, self._op_timeout_s)
+            self._acquire_sha, self._drop_sha = hot.register(ACQUIRE), hot.register(DROP)
+            for source in (ACQUIRE, DROP):
+                await self._check(client.script_load(source))
+            await self._check(hot.connect())
+            self._hot = hot
             self._client, self._blocking = client, blocking
             self._cas_script = self._scripts["state_cas"]
             io_timeout_s = max(0.05, self._lease_s / 8)
             renew_client = sync_client(self._url, io_timeout_s=io_timeout_s)
             stack.callback(renew_client.close)
             await self._check(anyio.to_thread.run_sync(renew_client.ping))
+            await self._refuse_older_layout(renew_client)
             inbox_client = sync_client(self._url, io_timeout_s=self._block_s + io_timeout_s)
             stack.callback(inbox_client.close)
             renewer = Renewer(
@@ -255,6 +277,20 @@ class RedisCoordinator(RedisSharedState):
             await stack.aclose()
         self._client = self._blocking = None
 
+    async def _refuse_older_layout(self, client: redis.Redis) -> None:
+        """Refuse a namespace whose locks are held in the lock layout of versions before
+        owner and fence shared one hash field (the ``o`` hash): this version would not see
+        those holders, and they would not see its own, so both could hold one lock."""
+        older = self._prefix + "o"
+        if await self._check(anyio.to_thread.run_sync(client.exists, older)):
+            raise CoordinatorUnavailable(
+                self.where,
+                f"locks of namespace {self._namespace!r} are held by an older orchestrator "
+                f"version (key {older!r}, the earlier lock layout)",
+                fix=f"stop those processes, or use another namespace (ORCH_NAMESPACE); once "
+                f"none runs, delete the key: redis-cli DEL '{older}'",
+            )
+
     async def _check(self, call: Awaitable[T]) -> T:
         """Await a connection-time call, turning every failure into CoordinatorUnavailable."""
         try:
@@ -270,15 +306,17 @@ class RedisCoordinator(RedisSharedState):
         holds, waits = self._table.drain()
         for waiter in waits:  # an acquire still running sees the coordinator closing
             waiter.settle(GONE)
-        pairs = [(h.grant.need.holder, h.gid) for h in holds]
-        pairs += [(w.need.holder, w.gid) for w in waits]
-        if not pairs:
+        entries = [(h.grant.need, h.gid) for h in holds]
+        entries += [(w.need, w.gid) for w in waits]
+        if not entries:
             return
         try:
-            await self._drop("release", pairs, grace_s=0.0)
+            await self._drop("release", entries, grace_s=0.0)
         except CoordinatorUnavailable as exc:
             self._log.warning(
-                "coordinator_release_failed", reason=exc.reason, holders=[p[0] for p in pairs]
+                "coordinator_release_failed",
+                reason=exc.reason,
+                holders=[need.holder for need, _ in entries],
             )
 
     async def _stop_helpers(self, renewer: Renewer, inbox: Inbox, join_s: float) -> None:
@@ -306,6 +344,8 @@ class RedisCoordinator(RedisSharedState):
             return self._local.grant(need)
         if need.holder in self._local:
             raise ValueError(f"holder {need.holder!r} already holds or waits")
+        hot = self._hot
+        assert hot is not None  # set while open
         waiter = self._table.add_waiter(need, f"{self._gid_prefix}{next(self._gids)}")
         started = time.monotonic()
         # A cancel scope costs more than the rest of an uncontended acquire: only if needed.
@@ -322,9 +362,10 @@ class RedisCoordinator(RedisSharedState):
                     credit_s = need.age_credit_s + time.monotonic() - started
                     sent, raw = await self._call(
                         functools.partial(
-                            self._scripts["acquire"],
-                            keys=[self._route],
-                            args=[self._acquire_arg(need, waiter.gid, credit_s)],
+                            hot.evalsha,
+                            self._acquire_sha,
+                            self._route,
+                            self._acquire_args(need, waiter.gid, credit_s),
                         ),
                         grace_s=self._outage_grace_s,
                     )
@@ -335,7 +376,8 @@ class RedisCoordinator(RedisSharedState):
                     self._deliver_notes(reply[-1])
                     if reply[0] == "granted":
                         deadline = sent + self._lease_s
-                        return self._hold(waiter, Granted(replies.fences(reply[2]), deadline))
+                        fences = replies.fences(need.locks, reply[2])
+                        return self._hold(waiter, Granted(fences, deadline))
                     if on_blocked is not None:
                         # Told again when what blocks it changes (a new holder).
                         blockers = replies.blockers(reply[2])
@@ -372,15 +414,14 @@ class RedisCoordinator(RedisSharedState):
         if held is None:
             return  # released twice, or after the coordinator closed: harmless
         try:
-            await self._drop("release", [(grant.need.holder, held.gid)], grace_s=self._lease_s)
+            await self._drop("release", [(grant.need, held.gid)], grace_s=self._lease_s)
         except CoordinatorUnavailable as exc:
             # No longer renewed, the lease runs out in Redis within lease_s.
             self._log.warning("lock_release_failed", holder=grant.need.holder, reason=exc.reason)
 
     async def snapshot(self) -> CoordinationSnapshot:
         self._require_open()
-        arg = orjson.dumps(self._base)
-        script = functools.partial(self._scripts["snapshot"], keys=[self._route], args=[arg])
+        script = functools.partial(self._scripts["snapshot"], keys=[self._route], args=self._base)
         _, reply = await self._call(script, grace_s=self._op_timeout_s)
         self._deliver_notes(reply[5])
         return self._local.merged(replies.snapshot(reply))
@@ -395,10 +436,15 @@ class RedisCoordinator(RedisSharedState):
         return super()._require_open()
 
     async def _drop(
-        self, mode: str, pairs: list[tuple[str, str]], *, grace_s: float
+        self, mode: str, entries: list[tuple[Need, str]], *, grace_s: float
     ) -> list[dict[str, Any]]:
-        arg = orjson.dumps([*self._base, mode, pairs])
-        script = functools.partial(self._scripts["drop"], keys=[self._route], args=[arg])
+        """Give back the grants, or leave the queue, of ``entries`` (need, grant id); return
+        each one's result (see drop.lua)."""
+        assert self._hot is not None
+        args = [*self._base, mode]
+        for need, gid in entries:
+            args += [need.holder, gid, need.resource_class, str(len(need.locks)), *need.locks]
+        script = functools.partial(self._hot.evalsha, self._drop_sha, self._route, args)
         _, raw = await self._call(script, grace_s=grace_s)
         reply = orjson.loads(raw)
         self._deliver_notes(reply[2])
@@ -410,32 +456,35 @@ class RedisCoordinator(RedisSharedState):
         is pruned within a lease, as its heartbeat stops."""
         try:
             with anyio.move_on_after(self._op_timeout_s):
-                results = await self._drop(mode, [(waiter.need.holder, waiter.gid)], grace_s=0)
+                results = await self._drop(mode, [(waiter.need, waiter.gid)], grace_s=0)
                 if results and results[0].get("k") == "held":
                     held = results[0]
                     deadline = self._clock.deadline(int(held["t"]), self._lease_s)
-                    return Granted(replies.fences(held["f"]), deadline)
+                    return Granted(replies.fences(waiter.need.locks, held["f"]), deadline)
         except CoordinatorUnavailable as exc:
             self._log.warning(
                 "coordinator_leave_failed", holder=waiter.need.holder, reason=exc.reason
             )
         return None
 
-    def _acquire_arg(self, need: Need, gid: str, credit_s: float) -> bytes:
-        return orjson.dumps(
-            [
-                *self._base,
-                need.holder,
-                gid,
-                need.resource_class,
-                -1 if need.cap is None else need.cap,
-                list(need.locks),
-                need.priority,
-                _us(credit_s),
-                _us(self._aging_s),
-                dict(need.labels),
-            ]
+    def _acquire_args(self, need: Need, gid: str, credit_s: float) -> list[str | bytes]:
+        # The record fragment: what the scripts store of the need but never read on the hot
+        # path (see the prelude).
+        fragment = orjson.dumps(
+            {"c": need.resource_class, "l": need.locks, "p": self._proc, "lab": need.labels}
         )
+        return [
+            *self._base,
+            need.holder,
+            gid,
+            need.resource_class,
+            str(-1 if need.cap is None else need.cap),
+            str(need.priority),
+            str(_us(credit_s)),
+            str(_us(self._aging_s)),
+            fragment,
+            *need.locks,
+        ]
 
     def _hold(self, waiter: Waiting, granted: Granted) -> Grant:
         grant = Grant(need=waiter.need, fences=granted.fences, lost=anyio.Event(), leased=True)
@@ -444,11 +493,12 @@ class RedisCoordinator(RedisSharedState):
             self._table.kick.set()  # renew soon rather than on the thread's schedule
         return grant
 
-    def _deliver(self, holder: str, gid: str, fences: dict[str, int], granted_us: int) -> None:
+    def _deliver(self, holder: str, gid: str, tokens: list[int], granted_us: int) -> None:
         """On the event loop: hand a grant made elsewhere to the waiting acquire."""
         waiter = self._table.waiting.get(holder)
         if waiter is None or waiter.gid != gid or waiter.outcome is not None:
             return  # it left (its leave call gives the grant back) or already knows
+        fences = dict(zip(waiter.need.locks, tokens, strict=True))
         waiter.settle(Granted(fences, self._clock.deadline(granted_us, self._lease_s)))
 
     def _gone(self, holder: str, gid: str) -> None:

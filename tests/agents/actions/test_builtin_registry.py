@@ -11,6 +11,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel
 
 from agents.actions import BUILTIN_MODULES, builtin_registry
 from agents.registry import ActionRegistry
@@ -61,6 +62,28 @@ def test_a_module_that_does_not_register_what_was_promised_is_an_error() -> None
     registry.register_lazily(["a", "b"], lambda r: None)
     with pytest.raises(ValueError, match="promised but not registered"):
         registry.get_action("a")
+
+
+def test_a_module_that_fails_to_load_is_tried_again_and_never_half_registered() -> None:
+    registry = ActionRegistry()
+    attempts: list[int] = []
+
+    async def run(ctx: object, params: object) -> None:
+        raise AssertionError("never run")
+
+    def register(into: ActionRegistry) -> None:
+        attempts.append(1)
+        into.register("x.a", BaseModel)(run)  # type: ignore[arg-type]
+        if len(attempts) == 1:
+            raise ImportError("No module named 'missing_dependency'")
+        into.register("x.b", BaseModel)(run)  # type: ignore[arg-type]
+
+    registry.register_lazily(["x.a", "x.b"], register)
+    with pytest.raises(ImportError, match="missing_dependency"):
+        registry.get_action("x.a")
+    assert list(registry) == ["x.a", "x.b"]  # still promised, nothing half-registered
+    assert registry.get_action("x.b").name == "x.b"  # the second try loads the module
+    assert registry["x.a"].name == "x.a" and len(attempts) == 2
 
 
 def test_threads_looking_up_the_same_module_at_once_all_get_the_action() -> None:

@@ -24,6 +24,7 @@ from agents.actions.file import (
     run_write,
 )
 from agents.base import ActionContext
+from context_packages import build_package
 from foundation.errors import PlanInvalid
 from orchestrator.scheduler import RunStatus
 from streams.loader import load_plan
@@ -101,6 +102,28 @@ async def test_escapes_out_of_every_root_are_refused(
     assert not (tmp_path.parent / "outside.txt").exists()
 
 
+def _swap_for_link(folder: Path, moved: Path, target: Path) -> None:
+    """Move ``folder`` away and put a symlink to ``target`` under its name."""
+    folder.rename(moved)
+    folder.symlink_to(target)
+
+
+async def test_a_root_swapped_for_a_symlink_after_the_run_started_is_not_followed(
+    make_ctx: MakeCtx, shared: Path, tmp_path: Path
+) -> None:
+    ctx = in_roots(make_ctx, shared)  # checked to hold no symlink when the run started
+    assert (await run_write(ctx, FileWriteParams(path="a.txt", root="shared", content="x"))).ok
+    elsewhere = tmp_path.parent / f"{tmp_path.name}-elsewhere"
+    elsewhere.mkdir()
+    _swap_for_link(shared, tmp_path.parent / f"{tmp_path.name}-moved", elsewhere)
+    result = await run_write(ctx, FileWriteParams(path="b.txt", root="shared", content="x"))
+    assert not result.ok and result.details["status"] == "refused", result.summary
+    assert "is now a symlink" in result.summary
+    read = await run_read(ctx, FileReadParams(path="a.txt", root="shared"))
+    assert not read.ok and read.details["status"] == "refused"
+    assert list(elsewhere.iterdir()) == []
+
+
 async def test_an_undeclared_root_is_refused(make_ctx: MakeCtx, shared: Path) -> None:
     ctx = in_roots(make_ctx, shared)
     result = await run_write(ctx, FileWriteParams(path="a.txt", root="other", content="x"))
@@ -161,6 +184,17 @@ def test_the_plan_accepts_a_sibling_and_an_absolute_root(tmp_path: Path) -> None
         plan.write_text(PLAN % declared)
         loaded = load_plan(plan)
         assert loaded.files is not None and loaded.files.roots == {"shared": declared}
+
+
+def test_the_agents_context_package_names_its_file_roots(tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    (tmp_path / "shared").mkdir()
+    plan = work / "plan.yaml"
+    plan.write_text(PLAN % "../shared")
+    scope = build_package(load_plan(plan), "writer").markdown
+    assert "**Files**: paths relative to the run's working directory" in scope
+    assert "with `root: NAME`, relative to a declared root: `shared` (`../shared`)" in scope
 
 
 async def test_a_run_writes_in_a_declared_root_and_refuses_escapes(tmp_path: Path) -> None:

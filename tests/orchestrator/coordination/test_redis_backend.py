@@ -384,3 +384,19 @@ async def test_run_state_and_event_stream(open_coordinator: OpenCoordinator) -> 
         with anyio.move_on_after(0.5):
             await follow(kept, True, 10_000, "r2")
         assert kept[-1] == {"n": 299} and len(kept) < 300
+
+
+async def test_a_namespace_locked_in_the_older_layout_is_refused(redis_server: RedisServer) -> None:
+    # Versions before owner and fence shared one field kept owners in the `o` hash: this
+    # version would not see those holders, so it refuses to share the namespace with them.
+    admin = redis.Redis.from_url(redis_server.url)
+    admin.hset("{t}:o", "db", "holder")
+    try:
+        error = await expect_unavailable(redis_server.url)
+        assert "older orchestrator version" in str(error) and "{t}:o" in str(error)
+        assert "ORCH_NAMESPACE" in error.fix
+    finally:
+        admin.delete("{t}:o")
+        admin.close()
+    async with RedisCoordinator(redis_server.url, namespace="t", connect_timeout_s=2.0):
+        pass  # once the key is gone the namespace is usable again

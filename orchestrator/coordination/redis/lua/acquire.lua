@@ -1,30 +1,41 @@
--- A[5..]: holder, grant id, class, cap (-1: none), locks, priority, age credit (us), aging
--- (us), labels. Idempotent per grant id, so a retry after a lost reply is safe. Replies
--- (one JSON array, like every script but snapshot.lua): ["granted", now, fences, notes],
--- ["waiting", now, blockers, us until a blocking lease ends or -1, notes] or ["dup", now].
--- ``notes`` are grants made for other waiters of the calling process.
-local h, g, cls, cap, locks, labels = A[5], A[6], A[7], A[8], A[9], A[13]
+-- ARGV[5..]: holder, grant id, class, cap (-1: none), priority, age credit (us), aging (us),
+-- record fragment (JSON: c, l, p, lab; see the prelude), then the locks. Idempotent per
+-- grant id, so a retry after a lost reply is safe. Replies (one JSON array, like every
+-- script but snapshot.lua): ["granted", now, fences, notes], ["waiting", now, blockers, us
+-- until a blocking lease ends or -1, notes] or ["dup", now]. ``fences`` has one token per
+-- lock; ``notes`` are grants made for other waiters of the calling process.
+local h, g, cls, cap, frag = ARGV[5], ARGV[6], ARGV[7], tonumber(ARGV[8]), ARGV[12]
+local locks = {}
+for i = 13, #ARGV do locks[#locks + 1] = ARGV[i] end
 SELF = h
 purge()
--- An entry of this holder with another grant id is a duplicate if another process made it;
--- if this process did, it is a leftover of a release that did not reach Redis (the caller
--- no longer knows it), so it goes.
-local raw = redis.call('HGET', P .. 'h', h)
-if raw then
+-- One look for an entry of this holder: its lease or heartbeat in 'x' (purged above, so
+-- every entry there is alive).
+local seen = redis.call('ZMSCORE', P .. 'x', 'h' .. h, 'w' .. h)
+local raw = nil
+if seen[1] then
+  -- An entry of this holder with another grant id is a duplicate if another process made
+  -- it; if this process did, it is a leftover of a release that did not reach Redis (the
+  -- caller no longer knows it), so it goes.
+  raw = redis.call('HGET', P .. 'h', h)
   local rec = cjson.decode(raw)
   if rec.g == g then
     -- Granted while the caller was not looking: renewed here, so its lease starts now.
     renew_holder(h, g)
-    return cjson.encode({'granted', s(NOW), rec.f, MINE})
+    return '["granted","' .. s(NOW) .. '",' .. cjson.encode(rec.f) .. ',[]]'
   end
   if rec.p ~= PROC then return cjson.encode({'dup', s(NOW)}) end
   drop_holder(h, rec)
 end
-raw = redis.call('HGET', P .. 'w', h)
-if raw and cjson.decode(raw).g ~= g then
-  if cjson.decode(raw).p ~= PROC then return cjson.encode({'dup', s(NOW)}) end
-  drop_waiter(h)
-  raw = nil
+raw = nil
+if seen[2] then
+  raw = redis.call('HGET', P .. 'w', h)
+  local rec = cjson.decode(raw)
+  if rec.g ~= g then
+    if rec.p ~= PROC then return cjson.encode({'dup', s(NOW)}) end
+    drop_waiter(h)
+    raw = nil
+  end
 end
 if raw then
   redis.call('ZADD', P .. 'x', NOW + LEASE, 'w' .. h)
@@ -38,12 +49,12 @@ else
   if redis.call('EXISTS', P .. 'qc') == 0 and grants_allowed() and free(cls) >= 1
       and locks_free(locks, {}) then
     -- Nobody waits, so the queue would hold this need alone: grant it without queueing.
-    local rec = {c = cls, l = locks, p = PROC, g = g, lab = labels}
-    return cjson.encode({'granted', s(NOW), grant(h, rec, false), MINE})
+    local fences = grant(h, {c = cls, l = locks, p = PROC, g = g}, frag, false)
+    return '["granted","' .. s(NOW) .. '",' .. fences .. ',[]]'
   end
-  local key = NOW - A[11] + A[10] * A[12]
-  redis.call('HSET', P .. 'w', h, cjson.encode({c = cls, l = locks, p = PROC, g = g,
-    pr = s(A[10]), e = s(NOW), cr = s(A[11]), lab = labels}))
+  local key = NOW - tonumber(ARGV[10]) + tonumber(ARGV[9]) * tonumber(ARGV[11])
+  redis.call('HSET', P .. 'w', h, record_prefix(g) .. ',"pr":"' .. ARGV[9] .. '","e":"'
+    .. s(NOW) .. '","cr":"' .. ARGV[10] .. '",' .. string.sub(frag, 2))
   redis.call('ZADD', P .. 'q:' .. cls, key, h)
   redis.call('SADD', P .. 'qc', cls)
   redis.call('ZADD', P .. 'x', NOW + LEASE, 'w' .. h)
@@ -51,7 +62,8 @@ end
 dispatch()
 raw = redis.call('HGET', P .. 'h', h)
 if raw then
-  return cjson.encode({'granted', s(NOW), cjson.decode(raw).f, MINE})
+  return '["granted","' .. s(NOW) .. '",' .. cjson.encode(cjson.decode(raw).f) .. ','
+    .. mine() .. ']'
 end
 -- Not granted: say what blocks it, and when the first blocking lease would run out.
 local blockers, recheck = {}, nil
@@ -72,7 +84,7 @@ else
     end
   end
   for _, lock in ipairs(locks) do
-    local owner = redis.call('HGET', P .. 'o', lock)
+    local owner = owner_of(lock_get(lock))
     if owner then
       blockers[#blockers + 1] = {r = lock, h = {owner}, why = 'locked'}
       expiring(owner)
@@ -85,4 +97,5 @@ else
 end
 local wait = '-1'
 if recheck then wait = s(recheck - NOW) end
-return cjson.encode({'waiting', s(NOW), blockers, wait, MINE})
+return '["waiting","' .. s(NOW) .. '",' .. cjson.encode(blockers) .. ',"' .. wait .. '",'
+  .. mine() .. ']'

@@ -1,31 +1,40 @@
--- A[5] mode ('release': give back a grant; 'take': keep a grant made in the meantime),
--- A[6] [holder, grant id] pairs. Each leaves the queue or gives back its grant. Replies
--- [now, results, notes].
-local mode = A[5]
-purge()
+-- ARGV[5] mode: 'release' gives back a grant (or leaves the queue), 'take' keeps a grant
+-- made in the meantime (or leaves the queue); ARGV[6..]: for each holder, its name, grant
+-- id, class, lock count and locks (the client knows them: a release checks only the grant
+-- id in the record). Replies [now, results, notes]; ``now`` is "0" when the call woke no
+-- one (it read no clock).
+local mode = ARGV[5]
 local out = {}
-for _, pair in ipairs(A[6]) do
-  local h, g = pair[1], pair[2]
-  local res = {k = 'none'}
+local i = 6
+while i <= #ARGV do
+  local h, g, cls, n = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
+  local locks = {}
+  for j = 1, n do locks[j] = ARGV[i + 3 + j] end
+  i = i + 4 + n
+  local res = '{"k":"none"}'
   -- A release is the common call: its holder is looked up first.
   local raw = redis.call('HGET', P .. 'h', h)
-  local rec = raw and cjson.decode(raw)
-  if rec and rec.g == g then
+  local pre = record_prefix(g)
+  if raw and string.sub(raw, 1, #pre) == pre then
     if mode == 'take' then
-      renew_holder(h, g)
-      res = {k = 'held', f = rec.f, t = s(NOW)}
+      local rec = renew_holder(h, g)
+      res = '{"k":"held","f":' .. cjson.encode(rec.f) .. ',"t":"' .. s(NOW) .. '"}'
     else
-      drop_holder(h, rec)
-      res = {k = 'released'}
+      drop_holder(h, {c = cls, l = locks})
+      res = '{"k":"released"}'
     end
   else
     raw = redis.call('HGET', P .. 'w', h)
-    if raw and cjson.decode(raw).g == g then
+    if raw and string.sub(raw, 1, #pre) == pre then
       drop_waiter(h)
-      res = {k = 'left'}
+      res = '{"k":"left"}'
     end
   end
   out[#out + 1] = res
 end
-dispatch()
-return cjson.encode({s(NOW), out, MINE})
+-- Expired entries go, and freed slots and locks pass on, only when someone waits.
+if redis.call('EXISTS', P .. 'qc') == 1 then
+  purge()
+  dispatch()
+end
+return '["' .. s(NOW or 0) .. '",[' .. table.concat(out, ',') .. '],' .. mine() .. ']'

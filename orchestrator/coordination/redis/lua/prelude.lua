@@ -1,15 +1,64 @@
--- ARGV[1] is one JSON array (cheaper for the client to send than many arguments): prefix,
--- calling process, lease (us), starve_after (us), then each script's own arguments.
-local A = cjson.decode(ARGV[1])
-local P, PROC, LEASE, STARVE = A[1], A[2], A[3], A[4]
+-- ARGV: prefix, calling process, lease (us), starve_after (us), then each script's own
+-- arguments (plain strings: decoding JSON costs more than the rest of an uncontended call).
+local P, PROC, LEASE, STARVE = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local SELF = nil
 local MINE = {}
 local CAP, USED = {}, {}
 local SAFE = nil
-local t = redis.call('TIME')
-local NOW = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local NOW = nil
+
+-- Redis's time in us, read once per call and only when needed (a release that wakes no one
+-- needs none).
+local function clock()
+  if NOW == nil then
+    local t = redis.call('TIME')
+    NOW = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  end
+  return NOW
+end
 
 local function s(n) return string.format('%.0f', n) end
+
+-- Locks: one hash field each, "<last fencing token>" while free and "<token> <holder>"
+-- while held, read at most once per call (LK caches it, false: no field).
+local LK = {}
+local function lock_get(lock)
+  local v = LK[lock]
+  if v == nil then
+    v = redis.call('HGET', P .. 'l', lock) or false
+    LK[lock] = v
+  end
+  return v
+end
+
+local function lock_set(lock, v)
+  redis.call('HSET', P .. 'l', lock, v)
+  LK[lock] = v
+end
+
+-- The holder owning a lock's value, or nil; and its last token (0: none yet).
+local function owner_of(v)
+  local sp = v and string.find(v, ' ', 1, true)
+  if sp then return string.sub(v, sp + 1) end
+  return nil
+end
+
+local function token_of(v)
+  if not v then return 0 end
+  local sp = string.find(v, ' ', 1, true)
+  return tonumber(sp and string.sub(v, 1, sp - 1) or v)
+end
+
+-- A holder record is JSON that starts with its grant id, so a release checks it without
+-- decoding: {"g":"<grant id>","t":"<granted us>","f":[fences, one per lock],<fragment>
+-- where the fragment, written by the client, holds c (class), l (locks), p (process) and
+-- lab (labels). A waiter record is {"g":..,"pr":..,"e":..,"cr":..,<fragment>.
+local function record_prefix(g) return '{"g":"' .. g .. '"' end
+
+local function fragment_of(waiter_raw)
+  local _, stop = string.find(waiter_raw, '"cr":"[^"]*",')
+  return '{' .. string.sub(waiter_raw, stop + 1)
+end
 
 local function drop_holder(h, rec)
   redis.call('ZREM', P .. 'x', 'h' .. h)
@@ -21,7 +70,8 @@ local function drop_holder(h, rec)
   redis.call('HDEL', P .. 'h', h)
   redis.call('ZREM', P .. 'c:' .. rec.c, h)
   for _, lock in ipairs(rec.l) do
-    if redis.call('HGET', P .. 'o', lock) == h then redis.call('HDEL', P .. 'o', lock) end
+    local v = lock_get(lock)
+    if owner_of(v) == h then lock_set(lock, s(token_of(v))) end
   end
   if USED[rec.c] ~= nil then USED[rec.c] = USED[rec.c] - 1 end
   return rec
@@ -41,7 +91,7 @@ end
 
 -- Expired holders (lease not renewed) and dead waiters (no heartbeat) go first.
 local function purge()
-  for _, m in ipairs(redis.call('ZRANGEBYSCORE', P .. 'x', '-inf', '(' .. s(NOW))) do
+  for _, m in ipairs(redis.call('ZRANGEBYSCORE', P .. 'x', '-inf', '(' .. s(clock()))) do
     if string.sub(m, 1, 1) == 'h' then
       drop_holder(string.sub(m, 2), nil)
     else
@@ -62,11 +112,11 @@ local function grants_allowed()
       -- An INFO that cannot be read (renamed, or denied) counts as a server just started.
       local info = redis.pcall('INFO', 'server')
       local up = type(info) == 'string' and string.match(info, 'uptime_in_seconds:(%d+)')
-      SAFE = NOW - (tonumber(up) or 0) * 1000000 + LEASE
+      SAFE = clock() - (tonumber(up) or 0) * 1000000 + LEASE
       redis.call('SET', P .. 'safe', s(SAFE))
     end
   end
-  return NOW >= SAFE
+  return clock() >= SAFE
 end
 
 local function free(cls)
@@ -80,7 +130,7 @@ end
 
 local function locks_free(locks, reserved)
   for _, lock in ipairs(locks) do
-    if reserved[lock] or redis.call('HEXISTS', P .. 'o', lock) == 1 then return false end
+    if reserved[lock] or owner_of(lock_get(lock)) then return false end
   end
   return true
 end
@@ -90,41 +140,51 @@ local function before(a, b)
   return a[1] < b[1]
 end
 
+-- ``rec`` holds c, l, p, g of the need; ``frag`` is its record fragment (see above).
 -- ``queued``: the waiter is in the queue (else it is granted on arrival, never queued).
-local function grant(h, rec, queued)
+-- Returns the fences as a JSON array text, one token per lock.
+local function grant(h, rec, frag, queued)
+  clock()
   free(rec.c)
-  local fences = {}
-  for _, lock in ipairs(rec.l) do
+  local tokens = {}
+  for i, lock in ipairs(rec.l) do
     -- Never below the clock: after Redis loses this counter, tokens still increase.
-    local token = tonumber(redis.call('HGET', P .. 'f', lock) or '0') + 1
+    local token = token_of(lock_get(lock)) + 1
     if token < NOW then token = NOW end
-    redis.call('HSET', P .. 'f', lock, s(token))
-    redis.call('HSET', P .. 'o', lock, h)
-    fences[lock] = s(token)
+    lock_set(lock, s(token) .. ' ' .. h)
+    tokens[i] = '"' .. s(token) .. '"'
   end
+  local fences = '[' .. table.concat(tokens, ',') .. ']'
   if queued then drop_waiter(h) end
   local expiry = NOW + LEASE
   redis.call('ZADD', P .. 'c:' .. rec.c, expiry, h)
   redis.call('ZADD', P .. 'x', expiry, 'h' .. h)
   if USED[rec.c] ~= nil then USED[rec.c] = USED[rec.c] + 1 end
-  redis.call('HSET', P .. 'h', h, cjson.encode(
-    {c = rec.c, l = rec.l, f = fences, t = s(NOW), p = rec.p, g = rec.g, lab = rec.lab}))
-  local note = {h = h, g = rec.g, f = fences, t = s(NOW)}
-  if h == SELF then
-    return fences
-  elseif rec.p == PROC then
-    MINE[#MINE + 1] = note
-  else
-    local inbox = P .. 'in:' .. rec.p
-    redis.call('RPUSH', inbox, cjson.encode(note))
-    redis.call('PEXPIRE', inbox, math.floor(LEASE / 1000) * 3 + 1000)
+  local at = s(NOW)
+  redis.call('HSET', P .. 'h', h, record_prefix(rec.g) .. ',"t":"' .. at .. '","f":' .. fences
+    .. ',' .. string.sub(frag, 2))
+  if h ~= SELF then
+    local note = '{"h":' .. cjson.encode(h) .. ',"g":"' .. rec.g .. '","f":' .. fences
+      .. ',"t":"' .. at .. '"}'
+    if rec.p == PROC then
+      MINE[#MINE + 1] = note
+    else
+      local inbox = P .. 'in:' .. rec.p
+      redis.call('RPUSH', inbox, note)
+      redis.call('PEXPIRE', inbox, math.floor(LEASE / 1000) * 3 + 1000)
+    end
   end
   return fences
 end
 
+-- The notes for this process's waiters, as a JSON array text.
+local function mine() return '[' .. table.concat(MINE, ',') .. ']' end
+
 local function dispatch()
   local classes = redis.call('SMEMBERS', P .. 'qc')
-  if #classes == 0 or not grants_allowed() then return end
+  if #classes == 0 then return end
+  clock()
+  if not grants_allowed() then return end
   local rlocks, rslots = {}, {}
   local function room(cls) return free(cls) - (rslots[cls] or 0) end
   -- Starving waiters: served if they can be, else what they need is reserved.
@@ -136,19 +196,23 @@ local function dispatch()
   end
   table.sort(starving, before)
   for _, item in ipairs(starving) do
-    local rec = cjson.decode(redis.call('HGET', P .. 'w', item[1]))
+    local raw = redis.call('HGET', P .. 'w', item[1])
+    local rec = cjson.decode(raw)
     if room(rec.c) >= 1 and locks_free(rec.l, rlocks) then
-      grant(item[1], rec, true)
+      grant(item[1], rec, fragment_of(raw), true)
     else
       for _, lock in ipairs(rec.l) do rlocks[lock] = true end
       rslots[rec.c] = (rslots[rec.c] or 0) + 1
     end
   end
-  -- The queues of classes with room, merged in key order, read in chunks; a class that
-  -- fills up stops contributing at once.
+  -- The queues of classes with room, merged in key order, read in chunks that grow from 4
+  -- to 64 (most passes grant one waiter or none); a class that fills up stops contributing
+  -- at once.
   local function refill(cur)
     cur.off = cur.off + cur.n - cur.granted
-    local raw = redis.call('ZRANGE', P .. 'q:' .. cur.cls, cur.off, cur.off + 63, 'WITHSCORES')
+    local raw = redis.call('ZRANGE', P .. 'q:' .. cur.cls, cur.off, cur.off + cur.size - 1,
+                           'WITHSCORES')
+    cur.size = math.min(64, cur.size * 4)
     cur.items, cur.pos, cur.n, cur.granted = {}, 1, #raw / 2, 0
     for i = 1, #raw, 2 do cur.items[#cur.items + 1] = {raw[i], tonumber(raw[i + 1])} end
     if cur.n == 0 then cur.done = true end
@@ -156,7 +220,7 @@ local function dispatch()
   local cursors = {}
   for _, cls in ipairs(classes) do
     if room(cls) >= 1 then
-      local cur = {cls = cls, off = 0, n = 0, granted = 0, done = false}
+      local cur = {cls = cls, off = 0, n = 0, granted = 0, done = false, size = 4}
       refill(cur)
       cursors[#cursors + 1] = cur
     end
@@ -176,7 +240,7 @@ local function dispatch()
     if raw then
       local rec = cjson.decode(raw)
       if room(best.cls) >= 1 and locks_free(rec.l, rlocks) then
-        grant(item[1], rec, true)
+        grant(item[1], rec, fragment_of(raw), true)
         best.granted = best.granted + 1
       end
     end
@@ -187,9 +251,10 @@ end
 local function renew_holder(h, g)
   local raw = redis.call('HGET', P .. 'h', h)
   if not raw then return nil end
+  local pre = record_prefix(g)
+  if string.sub(raw, 1, #pre) ~= pre then return nil end
   local rec = cjson.decode(raw)
-  if rec.g ~= g then return nil end
-  local expiry = NOW + LEASE
+  local expiry = clock() + LEASE
   redis.call('ZADD', P .. 'x', expiry, 'h' .. h)
   redis.call('ZADD', P .. 'c:' .. rec.c, expiry, h)
   return rec

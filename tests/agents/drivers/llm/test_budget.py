@@ -141,7 +141,7 @@ async def test_parallel_llm_steps_stay_within_the_runs_budget(tmp_path: Path) ->
         ), reason
 
 
-async def test_a_cancelled_request_gives_its_reservation_back() -> None:
+async def test_a_request_cancelled_in_flight_is_charged_its_reservation() -> None:
     async def never_answers(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
         await anyio.sleep_forever()
         raise AssertionError("unreachable")
@@ -154,6 +154,19 @@ async def test_a_cancelled_request_gives_its_reservation_back() -> None:
         await anyio.wait_all_tasks_blocked()
         assert budget.reserved == 1000  # alone: it holds what is left, below the cap
         tg.cancel_scope.cancel()
+    # It may have been billed with nobody reporting it: charged the worst case, held no more.
+    assert (budget.reserved, budget.spent) == (0, 1000)
+
+
+async def test_a_request_refused_with_an_error_is_charged_nothing() -> None:
+    async def refuses(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        raise ConnectionRefusedError("connection refused")
+
+    budget = TokenBudget(1000)
+    model = MeteredModel(FunctionModel(refuses), budget, None)
+    messages: list[ModelMessage] = [ModelRequest(parts=[UserPromptPart("go")])]
+    with pytest.raises(ConnectionRefusedError):
+        await model.request(messages, None, ModelRequestParameters())
     assert (budget.reserved, budget.spent) == (0, 0)
 
 
