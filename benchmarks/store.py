@@ -3,8 +3,9 @@
 The events are a real scheduler run's (4 streams of no-op steps under caps 2/3/2/unlimited,
 so ``step_queued``, ``step_waiting``, ``step_started``, ``step_finished``, stream and run
 events). Each contender appends them to a fresh run the way a daemon would: one event
-per call (``batch 1``), or four per call (``batch 4``, about one step's whole life). Every
-call is timed alone; figures are microseconds per call (per transition) and per event.
+per call (``batch 1``), four per call (``batch 4``, about one step's whole life), or 500 per
+call (``batch 500``, as ``orchestrator run`` and a busy daemon write them). Every call is
+timed alone; figures are microseconds per call (per transition) and per event.
 Contenders take turns run by run, so drift in the machine's load (and its disk's fsync
 latency, which varies a lot on a shared VM) falls on all of them alike.
 
@@ -61,7 +62,7 @@ from orchestrator.store.sqlite import SqliteStore
 from streams.model import Plan
 
 RESULTS = Path(__file__).resolve().parent / "results"
-BATCHES = (1, 4)
+BATCHES = (1, 4, 500)
 
 
 # -- the events ----------------------------------------------------------------------------------

@@ -93,6 +93,10 @@ class RunRecorder:
     """An :class:`EventSink` that stores an in-process run's events while it runs, a batch
     at a time (whatever was emitted since the last write), as the daemon would have.
 
+    A batch is written :attr:`BATCH_INTERVAL_S` after the last one, or as soon as
+    :attr:`BATCH_MAX_EVENTS` are waiting, whichever comes first: few commits, and a bounded
+    number of events held in memory for the store (a 10,000-step run emits ~37,500).
+
     A store that cannot be reached costs the history, not the run: it is logged once
     (``run_not_recorded``) and the rest of the run's events are dropped (the events file
     still has all). The run is stored with origin ``orchestrator run``, which a daemon
@@ -100,6 +104,7 @@ class RunRecorder:
     """
 
     BATCH_INTERVAL_S = 0.2
+    BATCH_MAX_EVENTS = 1000
 
     def __init__(self, run_id: str, timeout_s: float) -> None:
         self.run_id = run_id
@@ -108,11 +113,16 @@ class RunRecorder:
         self.store: RunStore | None = None  # set once the run is created in it
         self._pending: list[Mapping[str, Any]] = []
         self._wake = anyio.Event()
+        self._full = anyio.Event()
 
     def emit(self, event: Mapping[str, Any]) -> None:
         if not self.failed:
-            self._pending.append(event)
-            self._wake.set()
+            pending = self._pending
+            pending.append(event)
+            if len(pending) == 1:
+                self._wake.set()
+            elif len(pending) >= self.BATCH_MAX_EVENTS:
+                self._full.set()
 
     async def write_forever(self) -> None:
         """Write what is pending, batch by batch, until cancelled (a task of the caller's
@@ -121,20 +131,29 @@ class RunRecorder:
             await self._wake.wait()
             self._wake = anyio.Event()
             with anyio.CancelScope(shield=True):  # a batch taken is a batch written
-                await self.write()
-            # Batches of at least this long a stretch: no commit per event-loop tick.
-            await anyio.sleep(self.BATCH_INTERVAL_S)
+                await self._write_batch()
+            # Batches of at least this long a stretch (no commit per event-loop tick), unless
+            # a full batch is waiting already.
+            if len(self._pending) < self.BATCH_MAX_EVENTS:
+                with anyio.move_on_after(self.BATCH_INTERVAL_S):
+                    await self._full.wait()
 
     async def write(self) -> None:
         """Write every pending event now."""
+        while self.store is not None and self._pending and not self.failed:
+            await self._write_batch()
+
+    async def _write_batch(self) -> None:
         store = self.store
-        while store is not None and self._pending and not self.failed:
-            batch, self._pending = self._pending, []
-            try:
-                with anyio.fail_after(self.timeout_s):
-                    await store.append_events(self.run_id, batch)
-            except (OrchestratorError, TimeoutError) as exc:
-                self._fail(exc)
+        if store is None or not self._pending or self.failed:
+            return
+        batch, self._pending = self._pending, []
+        self._full = anyio.Event()  # set again only once the next batch is full
+        try:
+            with anyio.fail_after(self.timeout_s):
+                await store.append_events(self.run_id, batch)
+        except (OrchestratorError, TimeoutError) as exc:
+            self._fail(exc)
 
     def _fail(self, exc: BaseException) -> None:
         self.failed = True

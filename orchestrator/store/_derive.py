@@ -176,8 +176,10 @@ def as_utc(value: datetime) -> datetime:
 def iso(value: datetime) -> str:
     """``2026-11-21T16:15:00.123456Z``: the one text form of a time, in UTC, so that text
     order is time order. A naive datetime is taken as UTC."""
-    value = as_utc(value)
-    return f"{value:%Y-%m-%dT%H:%M:%S}.{value.microsecond:06d}Z"
+    if value.tzinfo is not UTC:
+        value = as_utc(value)
+    # isoformat is C code, five times faster than strftime (a 10,000-step run has 60,000).
+    return value.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def parse_events(where: str, run_id: str, events: Sequence[Mapping[str, Any]]) -> list[ParsedEvent]:

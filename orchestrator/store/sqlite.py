@@ -394,18 +394,28 @@ def _append(
     if known.rowcount == 0:
         conn.execute("ROLLBACK")
         raise _unknown_run(where, run_id)
-    new = [
-        ev
-        for ev in events
-        if conn.execute(sql.INSERT_EVENT, (run_id, ev.seq, iso(ev.ts), ev.event, ev.json)).rowcount
-    ]
+    # Under the write lock, so nothing can come between: the batch's seqs already stored (a
+    # replay after a lost reply) are left out, and the rest go in many rows a statement.
+    stored = {
+        row[0] for row in conn.execute(sql.STORED_SEQS, (run_id, events[0].seq, events[-1].seq))
+    }
+    new = [ev for ev in events if ev.seq not in stored] if stored else events
     if new:
-        _apply(conn, run_id, derive(new))
+        # Each event time's text, made once: the patches' times are the events' times.
+        texts = {ev.ts: iso(ev.ts) for ev in new}
+        rows = [(ev.seq, texts[ev.ts], ev.event, ev.json) for ev in new]
+        _insert_rows(conn, sql.INSERT_EVENTS, run_id, rows)
+        _apply(conn, run_id, derive(new), texts)
     conn.execute("COMMIT")
     return len(new)
 
 
-def _apply(conn: sqlite3.Connection, run_id: str, derived: Derived) -> None:
+def _apply(
+    conn: sqlite3.Connection, run_id: str, derived: Derived, texts: Mapping[datetime, str]
+) -> None:
+    def text(value: datetime | None) -> str | None:
+        return None if value is None else texts.get(value) or iso(value)
+
     run = derived.run
     if run is not None:
         conn.execute(
@@ -414,8 +424,8 @@ def _apply(conn: sqlite3.Connection, run_id: str, derived: Derived) -> None:
                 "run_id": run_id,
                 "seq": run.seq,
                 "status": run.status,
-                "started_at": _iso_or_none(run.started_at),
-                "finished_at": _iso_or_none(run.finished_at),
+                "started_at": text(run.started_at),
+                "finished_at": text(run.finished_at),
                 "clear": run.clear_finished,
             },
         )
@@ -429,8 +439,8 @@ def _apply(conn: sqlite3.Connection, run_id: str, derived: Derived) -> None:
                     s.position,
                     s.status,
                     s.reason,
-                    _iso_or_none(s.started_at),
-                    _iso_or_none(s.finished_at),
+                    text(s.started_at),
+                    text(s.finished_at),
                     s.seq,
                     s.signature,
                     s.methodology,
@@ -441,19 +451,20 @@ def _apply(conn: sqlite3.Connection, run_id: str, derived: Derived) -> None:
     for history in derived.history:  # after the streams: a start stored earlier is there
         _add_history(conn, run_id, history)
     if derived.steps:
-        conn.executemany(
-            sql.UPSERT_STEP,
+        _insert_rows(
+            conn,
+            sql.UPSERT_STEPS,
+            run_id,
             [
                 (
-                    run_id,
                     s.stream,
                     s.step,
                     s.status,
                     s.attempt,
                     s.agent,
                     s.resource_class,
-                    _iso_or_none(s.started_at),
-                    _iso_or_none(s.finished_at),
+                    text(s.started_at),
+                    text(s.finished_at),
                     s.duration_s,
                     s.reason,
                     s.exit_code,
@@ -536,6 +547,19 @@ def _query(conn: sqlite3.Connection, sql: str, args: Sequence[Any]) -> list[tupl
 
 
 # -- rows to records -------------------------------------------------------------------------
+
+
+def _insert_rows(
+    conn: sqlite3.Connection, insert: sql.Rows, run_id: str, rows: Sequence[Sequence[Any]]
+) -> None:
+    """Insert ``rows`` (each after ``run_id``) ``insert.per`` rows a statement, the rest
+    one by one (see :mod:`._sqlite_sql`)."""
+    per = insert.per
+    whole = len(rows) - len(rows) % per
+    for start in range(0, whole, per):
+        conn.execute(insert.many, [v for row in rows[start : start + per] for v in (run_id, *row)])
+    if whole < len(rows):
+        conn.executemany(insert.one, [(run_id, *row) for row in rows[whole:]])
 
 
 def _iso_or_none(value: Any) -> str | None:

@@ -4,16 +4,18 @@ and the optional event-stream capability that decides whether a run's events are
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import anyio
+import pytest
 from pydantic import SecretStr
 
 from agents import builtin_registry
+from foundation.errors import CoordinatorUnavailable
 from orchestrator.coordination import InProcessCoordinator
-from orchestrator.event_relay import EventStream, relay_for
+from orchestrator.event_relay import EventBatchStream, EventRelay, EventStream, relay_for
 from orchestrator.events import MemorySink
 from orchestrator.runs import assemble_run, execute_plan
 from orchestrator.settings import Settings
@@ -100,3 +102,51 @@ async def test_orchestrator_run_relays_every_event_in_order(tmp_path: Path) -> N
     assert result.status.value == "succeeded"
     assert {run_id for run_id, _ in coordinator.appended} == {"run-r"}
     assert [e for _, e in coordinator.appended] == sink.events
+
+
+class BatchStreamingCoordinator(StreamingCoordinator):
+    """The same with batch appends, as Redis has them; the first batch is refused."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[int] = []
+
+    async def append_events(self, run_id: str, events: Sequence[Mapping[str, Any]]) -> None:
+        self.batches.append(len(events))
+        if len(self.batches) == 1:
+            raise CoordinatorUnavailable("redis", "refused", "nothing")
+        self.appended.extend((run_id, dict(e)) for e in events)
+
+
+async def test_a_relay_writes_pending_events_in_batches_in_order() -> None:
+    coordinator = BatchStreamingCoordinator()
+    assert isinstance(coordinator, EventBatchStream)
+    relay = relay_for(coordinator, "run-b")
+    assert relay is not None
+    relay.BATCH_MAX_EVENTS = 4
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(relay.run)
+            for seq in range(1, 3):
+                relay.emit({"seq": seq, "run_id": "run-b"})
+            await anyio.wait_all_tasks_blocked()  # the first batch was written (and refused)
+            for seq in range(3, 13):
+                relay.emit({"seq": seq, "run_id": "run-b"})
+            relay.close()
+    assert coordinator.batches == [2, 4, 4, 2]
+    assert relay.dropped == 2  # logged and skipped: the store and event file keep them
+    assert [e["seq"] for _, e in coordinator.appended] == list(range(3, 13))
+    assert {run_id for run_id, _ in coordinator.appended} == {"run-b"}
+
+
+def test_a_relay_takes_exactly_one_writer() -> None:
+    async def write(event: Mapping[str, Any]) -> None:
+        return None
+
+    async def write_all(events: Sequence[Mapping[str, Any]]) -> None:
+        return None
+
+    with pytest.raises(TypeError, match="one of writer and batch_writer"):
+        EventRelay()
+    with pytest.raises(TypeError, match="one of writer and batch_writer"):
+        EventRelay(write, batch_writer=write_all)

@@ -13,7 +13,7 @@ import orjson
 from orchestrator.events import EventLog, EventRecord, JsonlSink, MemorySink, read_events
 from orchestrator.runs import IN_PROCESS_ORIGIN, record_run
 from orchestrator.settings import Settings
-from orchestrator.store import RunRecord, RunStatus, open_store
+from orchestrator.store import RunRecord, RunStatus, RunStore, open_store
 from orchestrator.store._derive import parse_ts
 from tests.helpers import plan_from, sleep_step, stream
 
@@ -85,3 +85,38 @@ def test_events_are_stored_while_the_run_goes_on_and_never_resumed(tmp_path: Pat
     assert after[-1] == "run_finished"
     assert record is not None and record.status is RunStatus.SUCCEEDED
     assert record.options == {"origin": IN_PROCESS_ORIGIN}
+
+
+def test_a_full_batch_is_written_without_waiting_out_the_interval(tmp_path: Path) -> None:
+    settings = Settings(state_dir=tmp_path, redis_url=None)
+    plan = plan_from([stream("s", [sleep_step("a")])])
+
+    async def main() -> list[int]:
+        async with record_run(settings, plan, "text", tmp_path, "run-1") as recorder:
+            recorder.BATCH_INTERVAL_S = 3600.0  # only a full batch can end the wait
+            recorder.BATCH_MAX_EVENTS = 10
+            assert recorder.store is not None
+            log = EventLog("run-1", [recorder])
+            with anyio.fail_after(30):  # not the interval's hour
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(recorder.write_forever)
+                    log.emit("run_started", plan="test", streams=["s"])
+                    await _stored(recorder.store, 1)  # the first batch
+                    for n in range(25):
+                        log.emit("step_queued", stream="s", step=f"t{n}", attempt=1)
+                    await _stored(recorder.store, 26)
+                    stored = [
+                        e["seq"] for e in await recorder.store.read_events("run-1", limit=100)
+                    ]
+                    tg.cancel_scope.cancel()
+        return stored
+
+    assert anyio.run(main) == list(range(1, 27))
+
+
+async def _stored(store: RunStore, count: int) -> None:
+    """Return once ``count`` events of run-1 are stored (the caller's deadline bounds it)."""
+    for _ in range(10_000):
+        if len(await store.read_events("run-1", limit=100)) >= count:
+            return
+        await anyio.sleep(0.01)

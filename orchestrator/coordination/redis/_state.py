@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import anyio
@@ -28,6 +28,7 @@ import structlog
 from foundation.errors import CoordinatorUnavailable
 from orchestrator.coordination.base import VersionedValue
 from orchestrator.coordination.redis._conn import TRANSIENT, redact_url, unavailable
+from orchestrator.events import event_line
 
 __all__ = ["RedisSharedState"]
 
@@ -35,6 +36,18 @@ T = TypeVar("T")
 
 #: Backoff between retries while Redis is unreachable: following a stream, one call.
 _RETRY_FIRST_S, _CALL_RETRY_FIRST_S, _RETRY_MAX_S = 0.05, 0.02, 1.0
+
+#: KEYS[1] a run's event stream; ARGV: its MAXLEN (approximate), its expiry in ms, then the
+#: events' JSON in order. Appends each (the stream capped as it grows), renews the expiry
+#: and returns the last entry's id: one round trip, atomic, for a whole batch.
+_APPEND_EVENTS = """
+local id
+for i = 3, #ARGV do
+    id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'e', ARGV[i])
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return id
+"""
 
 
 class RedisSharedState:
@@ -63,6 +76,7 @@ class RedisSharedState:
         self._client: redis.asyncio.Redis | None = None
         self._blocking: redis.asyncio.Redis | None = None
         self._cas_script: Any = None
+        self._append_script: Any = None
         self._outage_since: float | None = None
         self._log = structlog.get_logger().bind(coordinator=self.where)
 
@@ -140,6 +154,26 @@ class RedisSharedState:
 
         _, entry_id = await self._call(write, grace_s=self._op_timeout_s)
         return entry_id
+
+    async def append_events(self, run_id: str, events: Sequence[Mapping[str, Any]]) -> str:
+        """Append ``events``, in order, to the run's stream with one script call (an XADD
+        each, capped at ``events_maxlen``, then the expiry renewed) and return the last
+        one's stream id ("" for no events). An :class:`~orchestrator.events.EventRecord`'s
+        JSON line is reused, not made again.
+
+        At least once: a retry after a lost reply may append the batch twice.
+        """
+        if not events:
+            return ""
+        client = self._require_open()
+        if self._append_script is None:  # EVALSHA; loads the script again if Redis lost it
+            self._append_script = client.register_script(_APPEND_EVENTS)
+        script, key = self._append_script, self._prefix + "ev:" + run_id
+        args = [self._events_maxlen, self._retention_ms, *(event_line(e) for e in events)]
+        _, entry_id = await self._call(
+            lambda: script(keys=[key], args=args), grace_s=self._op_timeout_s
+        )
+        return str(entry_id)
 
     async def follow_events(
         self, run_id: str, from_start: bool = False
