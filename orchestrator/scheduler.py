@@ -61,6 +61,7 @@ from orchestrator.step_runner import (
     StepStatus,
 )
 from orchestrator.stream_gate import GateVerdict, decide_gate
+from orchestrator.token_usage import TokenUsage
 from orchestrator.tool_locks import CoordinatorToolLocks
 from streams.file_roots import plan_roots
 from streams.model import Plan, StepSpec, StreamSpec
@@ -129,6 +130,8 @@ class PriorState:
     started_streams: frozenset[str]
     #: What each step that succeeded measured and collected, for the gate after a resume.
     results: Mapping[tuple[str, str], ActionResult] = field(default_factory=dict)
+    #: Model tokens (input + output) the run's steps spent before: its token_budget's start.
+    tokens_spent: int = 0
 
     @classmethod
     def from_events(cls, events: Iterable[Mapping[str, Any]]) -> PriorState:
@@ -136,8 +139,11 @@ class PriorState:
         streams: dict[str, tuple[StreamStatus, str]] = {}
         steps: dict[tuple[str, str], tuple[str, int]] = {}
         started: set[str] = set()
+        spent = TokenUsage()
         for event in events:
             name = event.get("event")
+            if name == "step_finished":
+                spent.add(event.get("usage"))
             if name == "stream_started":
                 started.add(str(event["stream"]))
             elif name == "stream_finished":
@@ -160,6 +166,7 @@ class PriorState:
             steps=steps,
             started_streams=frozenset(started),
             results=results_from_events(events),
+            tokens_spent=spent.input_tokens + spent.output_tokens,
         )
 
 
@@ -184,7 +191,12 @@ class Scheduler:
         self.config = config or SchedulerConfig()
         self.prior = prior
         self.registry = registry
-        self.drivers = PlanDrivers(plan, registry, tool_locks=CoordinatorToolLocks(coordinator))
+        self.drivers = PlanDrivers(
+            plan,
+            registry,
+            tool_locks=CoordinatorToolLocks(coordinator),
+            tokens_spent=prior.tokens_spent if prior is not None else 0,
+        )
         self._own_probe: NvmlProbe | None = None
         self._drain = Drain()
         self._outcomes: dict[str, StreamOutcome] = {}

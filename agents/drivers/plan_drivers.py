@@ -46,8 +46,10 @@ class PlanDrivers:
         *,
         tool_locks: LockService | None = None,
         llm: LlmDriver | None = None,
+        tokens_spent: int = 0,
     ) -> None:
         self.plan = plan
+        self._tokens_spent = tokens_spent  # by the run before a resume
         self.registry = registry
         self.packages: dict[str, AgentPackage] = {}
         self._actions: dict[str, ActionDriver] = {}
@@ -66,7 +68,9 @@ class PlanDrivers:
             if self._tool_locks is None:
                 raise RuntimeError("LLM agents need PlanDrivers(tool_locks=...)")
             self._llm = LlmDriver(
-                self.registry, self._tool_locks, budget=TokenBudget(self.plan.token_budget)
+                self.registry,
+                self._tool_locks,
+                budget=TokenBudget(self.plan.token_budget, spent=self._tokens_spent),
             )
         return self._llm
 

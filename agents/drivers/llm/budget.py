@@ -45,9 +45,9 @@ class TokenBudget:
 
     __slots__ = ("_freed", "reserved", "spent", "total")
 
-    def __init__(self, total: int | None) -> None:
+    def __init__(self, total: int | None, *, spent: int = 0) -> None:
         self.total = total
-        self.spent = 0
+        self.spent = spent  # before this process: a resumed run's earlier steps
         self.reserved = 0
         self._freed: anyio.Event | None = None  # made by the first waiter (needs a loop)
 

@@ -17,9 +17,11 @@ from pydantic_ai.messages import ModelMessage, ModelRequest, ModelResponse, User
 from pydantic_ai.models import ModelRequestParameters
 from pydantic_ai.models.function import AgentInfo, FunctionModel
 
+from agents.actions import builtin_registry
 from agents.drivers.llm import REQUEST_OUTPUT_CAP, MeteredModel, TokenBudget, build_model
-from orchestrator.events import MemorySink
-from orchestrator.scheduler import RunStatus
+from orchestrator.coordination import InProcessCoordinator
+from orchestrator.events import EventLog, MemorySink
+from orchestrator.scheduler import PriorState, RunStatus, Scheduler, SchedulerConfig
 from tests.agents.drivers.llm.anthropic_server import anthropic_server, counter_brain
 from tests.agents.drivers.llm.conftest import llm_spec, make_call, make_driver
 from tests.agents.drivers.llm.openai_server import counter_brain as counter_brain_openai
@@ -210,3 +212,45 @@ async def test_a_steps_max_tokens_caps_its_requests_and_a_cut_answer_fails_it(
     assert cut.usage.output_tokens == 1500  # only the input passes the limit
     # the first step's read ran; the cut answer's tool call did not
     assert [e["tool"] for e in events_named(sink.events, "tool_called")] == ["file.read"]
+
+
+async def test_a_resumed_run_starts_its_budget_from_what_it_spent_before(tmp_path: Path) -> None:
+    # Before the daemon stopped, stream s0 spent the whole budget; after the resume, s1's
+    # LLM step finds it spent and sends no request (it used to get the budget afresh).
+    before = [
+        {"event": "stream_started", "stream": "s0"},
+        {"event": "step_started", "stream": "s0", "step": "s0-1", "attempt": 1},
+        {
+            "event": "step_finished",
+            "stream": "s0",
+            "step": "s0-1",
+            "status": "succeeded",
+            "attempt": 1,
+            "usage": {"input_tokens": BUDGET - 100, "output_tokens": 100, "requests": 3},
+        },
+        {"event": "stream_finished", "stream": "s0", "status": "succeeded"},
+    ]
+    prior = PriorState.from_events(before)
+    assert prior.tokens_spent == BUDGET
+    with anthropic_server(counter_brain) as server:
+        agents = {f"agent-{i}": _agent(server.base_url) for i in range(2)}
+        streams = [
+            {"id": f"s{i}", "team": [f"agent-{i}"], "steps": ["Add one to counter.txt"]}
+            for i in range(2)
+        ]
+        plan = plan_from(streams, agents=agents, caps={"io": 2}, token_budget=BUDGET)
+        sink = MemorySink()
+        scheduler = Scheduler(
+            plan,
+            run_id="run-resumed",
+            coordinator=InProcessCoordinator(),
+            registry=builtin_registry(),
+            events=EventLog("run-resumed", [sink]),
+            config=SchedulerConfig(workdir=tmp_path, env={"PATH": "/usr/bin:/bin"}),
+            prior=prior,
+        )
+        await scheduler.run()
+    (finished,) = events_named(sink.events, "step_finished")
+    assert finished["stream"] == "s1" and finished["status"] != "succeeded"
+    assert finished["reason"].startswith("the run's token_budget is spent"), finished
+    assert server.requests == []
