@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import subprocess
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
@@ -95,7 +96,7 @@ def events_named(events: list[dict[str, Any]], name: str, **match: Any) -> list[
 @contextlib.contextmanager
 def small_tmpfs(mount: Path, size: str) -> Iterator[Path]:
     """``mount`` as a tmpfs of ``size`` (say "1m") while the block runs; the test is
-    skipped, saying why, where mounting is refused (it needs root, as CI has)."""
+    skipped, saying why, where mounting is refused (it needs root), and fails under CI."""
     mount.mkdir(exist_ok=True)
     done = subprocess.run(
         ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)],
@@ -104,7 +105,10 @@ def small_tmpfs(mount: Path, size: str) -> Iterator[Path]:
         check=False,
     )
     if done.returncode != 0:
-        pytest.skip(f"cannot mount a {size} tmpfs (needs root): {done.stderr.strip()}")
+        why = f"cannot mount a {size} tmpfs (needs root): {done.stderr.strip()}"
+        if os.environ.get("CI"):  # CI runs as root: a refusal there is a failure, not a skip
+            pytest.fail(why)
+        pytest.skip(why)
     try:
         yield mount
     finally:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
+from playwright import sync_api
 
 from tests.daemon_process import DaemonProcess
 from tests.orchestrator.test_daemon import write_plan
@@ -21,7 +21,6 @@ FLAGS = [
 
 
 def test_the_live_run_page_in_chromium(web: tuple[DaemonProcess, int, str], tmp_path: Path) -> None:
-    sync_api = pytest.importorskip("playwright.sync_api")
     assert CHROMIUM.exists(), "install chromium: scripts/ensure-servers"
     process, port, token = web
     plan, _, go = write_plan(tmp_path)
