@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import http.server
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,9 +20,8 @@ from structlog.testing import capture_logs
 
 from orchestrator.tracing import SpanSink, trace_sinks
 from tests.daemon_process import DaemonProcess
-from tests.helpers import plan_from, run_plan, sleep_step, stream
+from tests.helpers import plan_from, run_plan, serving_http, sleep_step, stream
 from tests.orchestrator.test_daemon import write_plan
-from tests.ports import free_port
 
 
 def _spans_of(events: list[dict[str, Any]]) -> dict[str, ReadableSpan]:
@@ -112,14 +110,8 @@ class _Receiver(http.server.BaseHTTPRequestHandler):
 def receiver() -> Iterator[tuple[int, list[tuple[str, bytes]]]]:
     received: list[tuple[str, bytes]] = []
     handler = type("Handler", (_Receiver,), {"received": received})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server.server_address[1], received
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving_http(handler) as port:
+        yield port, received
 
 
 def test_a_daemon_exports_its_runs_over_otlp(

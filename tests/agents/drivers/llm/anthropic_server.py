@@ -19,8 +19,10 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tests.helpers import serving_http
 
 Brain = Callable[[dict[str, Any]], list[dict[str, Any]]]
 #: What each answer reports spending unless the test says otherwise.
@@ -195,14 +197,6 @@ def anthropic_server(brain: Brain, *, key: str | None = None) -> Iterator[Script
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    scripted.base_url = f"http://127.0.0.1:{server.server_address[1]}"
-    try:
+    with serving_http(Handler) as port:
+        scripted.base_url = f"http://127.0.0.1:{port}"
         yield scripted
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
