@@ -21,7 +21,7 @@ import anyio
 import structlog
 
 from foundation.errors import OrchestratorError
-from orchestrator.events import EventRecord
+from orchestrator.events import kept
 
 __all__ = ["EventBatchStream", "EventRelay", "EventStream", "relay_for"]
 
@@ -79,7 +79,7 @@ class EventRelay:
 
     def emit(self, event: Mapping[str, Any]) -> None:
         # An EventLog's record is never changed after it is emitted: kept as it is.
-        self._pending.append(event if isinstance(event, EventRecord) else dict(event))
+        self._pending.append(kept(event))
         self._wake.set()
 
     async def run(self) -> None:

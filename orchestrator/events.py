@@ -45,6 +45,7 @@ __all__ = [
     "Redactor",
     "call_soon",
     "event_line",
+    "kept",
     "read_events",
     "utc_timestamp",
 ]
@@ -82,6 +83,12 @@ class EventRecord(dict[str, Any]):
             return None
         second, micros = self._stamp
         return datetime.fromtimestamp(second, UTC).replace(microsecond=micros)
+
+
+def kept(event: Mapping[str, Any]) -> Event:
+    """``event`` to keep past ``emit``: an :class:`EventRecord` as it is (never changed once
+    emitted, and it keeps its line and time), anything else copied."""
+    return event if isinstance(event, EventRecord) else dict(event)
 
 
 def event_line(event: Mapping[str, Any]) -> str:
@@ -203,8 +210,7 @@ class MemorySink:
         self.events: list[Event] = []
 
     def emit(self, event: Mapping[str, Any]) -> None:
-        # An EventLog's record is never changed after it is emitted: kept as it is.
-        self.events.append(event if isinstance(event, EventRecord) else dict(event))
+        self.events.append(kept(event))
 
 
 class _Emitter:

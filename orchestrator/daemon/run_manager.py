@@ -27,7 +27,7 @@ from foundation.status import RunStatus
 from orchestrator.coordination.base import Coordinator
 from orchestrator.coordination.memory import InProcessCoordinator
 from orchestrator.event_relay import EventRelay
-from orchestrator.events import EventSink, JsonlSink
+from orchestrator.events import EventSink, JsonlSink, kept
 from orchestrator.progress import RunView
 from orchestrator.runs import assemble_run, events_path_for, new_run_id
 from orchestrator.scheduler import PriorState, RunResult, Scheduler
@@ -91,7 +91,7 @@ class EventPipeline:
         self.unavailable: OrchestratorError | None = None
 
     def emit(self, event: Any) -> None:  # an EventSink: must not block or raise
-        self._pending.append(dict(event))
+        self._pending.append(kept(event))
         self._idle = anyio.Event() if self._idle.is_set() else self._idle
         self._wake.set()
 
