@@ -451,13 +451,14 @@ def _load_plan_text(
 ) -> tuple[Plan, Positions]:
     if len(text) > MAX_PLAN_BYTES:
         raise PlanInvalid([too_big(label).problem])
+    # A plan with `agents_from` takes the careful path: its definitions are merged there.
     if label.endswith(".json"):
         valid = _valid_json_plan(text, label, registry)
-        if valid is not None:
+        if valid is not None and not valid.agents_from:
             return valid, Positions()
     else:
         valid = _valid_yaml_plan(text, label, registry)
-        if valid is not None:
+        if valid is not None and not valid.agents_from:
             return valid, _LazyPositions(text, label)
     data, pos, problems = _parse(text, label)
     if not isinstance(data, dict):
@@ -503,8 +504,6 @@ def _valid_json_plan(text: str, label: str, registry: ActionCatalog | None) -> P
     """
     try:
         data = json.loads(text, object_pairs_hook=_no_duplicates)
-        if isinstance(data, dict) and "agents_from" in data:
-            return None  # definitions are read on the slow path, which places problems
         plan = Plan.model_validate(data)
     except (ValueError, RecursionError, _DuplicateKey, ValidationError):
         return None

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from agents.plans import load_plan
 from context_packages import gather_sections
@@ -139,3 +141,38 @@ def test_a_plan_without_agents_from_is_unchanged(tmp_path: Path) -> None:
         )
     )
     assert plan.agents_from == [] and plan.agents["a"].claude_tools == []
+
+
+@pytest.mark.parametrize("suffix", ["yaml", "json"])
+def test_a_plan_valid_without_its_definitions_still_merges_them(
+    tmp_path: Path, suffix: str
+) -> None:
+    # Every own agent has a class and every step names one: such a plan validates on the
+    # fast path without its definitions, which must still be read and merged.
+    folder = tmp_path / ".claude" / "agents"
+    folder.mkdir(parents=True)
+    (folder / "helper.md").write_text(
+        "---\nname: helper\ndescription: Helps.\ntools: Read\n---\nBe helpful always.\n"
+    )
+    body = {
+        "plan": "merge",
+        "caps": {"io": 2},
+        "defaults": {"agent_class": "io"},
+        "agents_from": [".claude/agents"],
+        "agents": {"worker": {"class": "io", "can": ["sleep"]}},
+        "streams": [
+            {
+                "id": "s",
+                "team": ["worker"],
+                "steps": [
+                    {"id": "a", "agent": "worker", "action": "sleep", "with": {"seconds": 0}}
+                ],
+            }
+        ],
+    }
+    text = json.dumps(body) if suffix == "json" else yaml.safe_dump(body, sort_keys=False)
+    plan = tmp_path / f"plan.{suffix}"
+    plan.write_text(text)
+    loaded = load_plan(plan)
+    assert sorted(loaded.agents) == ["helper", "worker"]
+    assert loaded.agents["helper"].can == ["file.read"]
