@@ -74,12 +74,6 @@ class Timeline:
     origin: float = 0.0  # epoch seconds of the first event; bars count from it
 
 
-def bars_from_events(events: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[Bar], float]:
-    """The streams in order of first appearance, the step bars, and the span in seconds."""
-    timeline = timeline_of(events)
-    return timeline.streams, timeline.bars, timeline.span
-
-
 def timeline_of(events: Sequence[Mapping[str, Any]], now: float | None = None) -> Timeline:
     """Fold ``events`` into a :class:`Timeline`; it spans to ``now`` (epoch seconds) when
     that is later than the last event (a live run), else to the last event."""
@@ -157,16 +151,13 @@ def critical_path(bars: Sequence[Bar]) -> list[Bar]:
         return []
     current = max(done, key=lambda b: b.finished or 0.0)
     path = [current]
+    on_path = {id(current)}
     eps = 1e-3
     while True:
         started = current.started if current.started is not None else 0.0
         waited = current.queued is not None and started - current.queued > eps
         ready = started if waited else (current.queued if current.queued is not None else started)
-        before = [
-            b
-            for b in done
-            if b not in path and (b.finished or 0.0) <= ready + eps and b is not current
-        ]
+        before = [b for b in done if (b.finished or 0.0) <= ready + eps and id(b) not in on_path]
         if waited and current.blockers:
             named = [b for b in before if b.key in current.blockers]
             before = named or before
@@ -174,13 +165,19 @@ def critical_path(bars: Sequence[Bar]) -> list[Bar]:
             return path[::-1]
         current = max(before, key=lambda b: b.finished or 0.0)
         path.append(current)
+        on_path.add(id(current))
 
 
 def render_svg(events: Sequence[Mapping[str, Any]], now: float | None = None) -> str:
     """The Gantt chart of ``events`` as an inline ``<svg>`` element (to ``now`` if later)."""
     timeline = timeline_of(events, now)
+    return render_timeline(timeline, critical_path(timeline.bars))
+
+
+def render_timeline(timeline: Timeline, path: Sequence[Bar]) -> str:
+    """:func:`render_svg` of a timeline already made, with its critical ``path``."""
     streams, bars, span = timeline.streams, timeline.bars, timeline.span
-    critical = {id(b) for b in critical_path(bars)}
+    critical = {id(b) for b in path}
     scale = CHART_W / span
     lanes_h = LANE_H * max(len(streams), 1)
     height = lanes_h + 44

@@ -20,19 +20,17 @@ from foundation.errors import OrchestratorError
 from orchestrator.progress import RunView, format_timeline
 from orchestrator.store import open_store
 from orchestrator.store.base import RunRecord, RunStore
-from orchestrator.web.gantt import critical_path, render_svg, timeline_of
+from orchestrator.web.gantt import critical_path, render_timeline, timeline_of
 from orchestrator.web.run_state import RunState, fold_run_state
 from streams.durations import format_duration
 
-__all__ = ["CSS", "PART_IDS", "read_all_events", "render_parts", "render_report", "write_report"]
+__all__ = ["CSS", "read_all_events", "render_parts", "render_report", "write_report"]
 
 CSS = (
     "body{font-family:sans-serif;margin:1.5em}table{border-collapse:collapse}"
     "td,th{border:1px solid #ccc;padding:2px 8px;text-align:left;vertical-align:top}"
     ".rolling-back{color:#e65100;font-weight:bold}.held-by{color:#6d4c41}"
 )
-#: The ids of the elements :func:`render_parts` fills, in page order.
-PART_IDS = ("summary", "streams", "timeline", "critical", "agents", "steps")
 
 
 def render_parts(
@@ -62,7 +60,7 @@ def render_parts(
         "summary": f"{escape(view.status)} &middot; {done}/{total} steps done &middot; "
         f"elapsed {format_duration(max(elapsed, 0.0))}",
         "streams": _streams(view, state, at),
-        "timeline": render_svg(events, at),
+        "timeline": render_timeline(timeline, path),
         "critical": critical,
         "agents": _agents(state),
         "steps": "<tr><th>stream</th><th>step</th><th>attempt</th><th>status</th>"
