@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["TokenUsage", "format_tokens"]
+__all__ = ["TokenUsage", "format_tokens", "tokens_by_kind"]
 
 
 @dataclass(slots=True)
@@ -44,6 +44,18 @@ class TokenUsage:
             "output_tokens": self.output_tokens,
             "requests": self.requests,
         }
+
+
+def tokens_by_kind(usage: Any) -> dict[str, int]:
+    """Each positive ``*_tokens`` figure of one event's ``usage`` by its kind (``input``,
+    ``output``, ``cache_read``, ...); anything else (a non-mapping, a non-integer) counts 0."""
+    if not isinstance(usage, Mapping):
+        return {}
+    return {
+        key.removesuffix("_tokens"): value
+        for key, value in usage.items()
+        if isinstance(key, str) and key.endswith("_tokens") and type(value) is int and value > 0
+    }
 
 
 def _count(value: int) -> str:

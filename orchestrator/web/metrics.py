@@ -35,6 +35,7 @@ from starlette.routing import Route
 
 from foundation.errors import OrchestratorError
 from orchestrator.coordination.base import CoordinationSnapshot
+from orchestrator.token_usage import tokens_by_kind
 
 if TYPE_CHECKING:
     from orchestrator.daemon import Daemon
@@ -151,13 +152,8 @@ class DaemonMetrics:
     def _count_usage(self, agent: str, usage: Any) -> None:
         """``usage: {input_tokens: N, output_tokens: M, requests: K}``: each ``*_tokens``
         figure counts under its kind (``input``, ``output``, ``cache_read``, ...)."""
-        if not isinstance(usage, Mapping):
-            return
-        for key, value in usage.items():
-            if not isinstance(key, str) or not key.endswith("_tokens"):
-                continue
-            if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-                self.agent_tokens.labels(agent, key.removesuffix("_tokens")).inc(value)
+        for kind, n in tokens_by_kind(usage).items():
+            self.agent_tokens.labels(agent, kind).inc(n)
 
     def tokens(self) -> dict[str, dict[str, int]]:
         """Tokens counted so far, per agent and kind."""

@@ -15,6 +15,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from orchestrator.token_usage import tokens_by_kind
+
 __all__ = ["AgentUsage", "RunState", "Wait", "fold_run_state"]
 
 
@@ -93,12 +95,8 @@ class RunState:
             return
         usage = self.agents.setdefault(agent, AgentUsage())
         usage.steps += 1
-        raw = event.get("usage")
-        if isinstance(raw, Mapping):
-            for k, v in raw.items():
-                if isinstance(k, str) and k.endswith("_tokens") and type(v) is int and v > 0:
-                    kind = k.removesuffix("_tokens")
-                    usage.tokens[kind] = usage.tokens.get(kind, 0) + v
+        for kind, n in tokens_by_kind(event.get("usage")).items():
+            usage.tokens[kind] = usage.tokens.get(kind, 0) + n
 
     def holders_now(self, wait: Wait) -> tuple[str, ...]:
         """Who holds ``wait.resource`` at the latest event (see module doc)."""
