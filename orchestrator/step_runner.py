@@ -52,6 +52,7 @@ from orchestrator.step_types import (
     StepRunnerConfig,
     StepStatus,
     Suspended,
+    cancelled_before_start,
     textless_params,
 )
 from orchestrator.store.errors import StoreUnavailable
@@ -280,7 +281,7 @@ class StepRunner:
             except BaseException as exc:
                 await self.release(given)
                 if isinstance(exc, anyio.get_cancelled_exc_class()):
-                    _cancelled_before_start(log, attempt)
+                    cancelled_before_start(log, attempt)
                 raise
             return given, ()
         with self._before_start(drain, log, attempt):
@@ -310,7 +311,7 @@ class StepRunner:
             with drain.interruptible():
                 yield
         except anyio.get_cancelled_exc_class():
-            _cancelled_before_start(log, attempt)
+            cancelled_before_start(log, attempt)
             raise
 
     def _on_blocked(
@@ -561,17 +562,6 @@ class StepRunner:
         for lock, fence in grant.fences.items():
             env[f"ORCH_FENCE_{_env_name(lock)}"] = str(fence)
         return env
-
-
-def _cancelled_before_start(log: EventLog, attempt: int) -> None:
-    log.emit(
-        "step_finished",
-        attempt=attempt,
-        status=StepStatus.CANCELLED.value,
-        duration_s=0.0,
-        reason="cancelled before it started",
-        started=False,
-    )
 
 
 async def _unless_cancelled(grant: Grant, runner: StepRunner) -> None:

@@ -31,6 +31,7 @@ __all__ = [
     "StepRunnerConfig",
     "StepStatus",
     "Suspended",
+    "cancelled_before_start",
     "textless_params",
 ]
 
@@ -144,14 +145,19 @@ class Queued:
 
     def cancelled(self) -> None:
         """Record the end of a job that never started (its run or stream was cancelled)."""
-        self.log.emit(
-            "step_finished",
-            attempt=self.job.first_attempt,
-            status=StepStatus.CANCELLED.value,
-            duration_s=0.0,
-            reason="cancelled before it started",
-            started=False,
-        )
+        cancelled_before_start(self.log, self.job.first_attempt)
+
+
+def cancelled_before_start(log: EventLog, attempt: int) -> None:
+    """Record that ``attempt`` ended cancelled before it started."""
+    log.emit(
+        "step_finished",
+        attempt=attempt,
+        status=StepStatus.CANCELLED.value,
+        duration_s=0.0,
+        reason="cancelled before it started",
+        started=False,
+    )
 
 
 @dataclass(frozen=True, slots=True)

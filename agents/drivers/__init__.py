@@ -18,7 +18,6 @@ This package may import ``context_packages``, ``streams`` and ``foundation``, ne
 
 from agents.drivers.actions import ActionDriver
 from agents.drivers.base import (
-    ActionGateway,
     AgentDriver,
     DriverCall,
     DriverEvents,
@@ -45,7 +44,6 @@ from agents.drivers.protocol import (
 __all__ = [
     "PROTOCOL_VERSION",
     "ActionDriver",
-    "ActionGateway",
     "AgentAnswer",
     "AgentDriver",
     "AgentRequest",

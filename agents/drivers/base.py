@@ -13,8 +13,9 @@ Implementations side by side:
 - :class:`~agents.drivers.actions.ActionDriver`: one of the daemon's built-in actions.
 - :class:`~agents.drivers.external.ExternalDriver`: the agent's own process, speaking the
   JSON protocol of ``docs/agent-protocol.md``.
-- LLM drivers (next): they report token usage in the result, and will run actions through
-  the daemon's scope, caps and locks per call with :attr:`DriverCall.actions`.
+- :class:`~agents.drivers.llm.LlmDriver` and :class:`~agents.drivers.claude_code.ClaudeCodeDriver`:
+  model-driven agents; each tool call goes through :class:`~agents.tools.ToolGate`, and the
+  result reports token usage.
 
 :class:`DriverTask` binds a driver to one step's parsed parameters; :mod:`.plan_drivers`
 picks it for each step of a plan.
@@ -39,7 +40,6 @@ if TYPE_CHECKING:
     from context_packages import AgentPackage
 
 __all__ = [
-    "ActionGateway",
     "AgentDriver",
     "DriverCall",
     "DriverEvents",
@@ -67,14 +67,6 @@ class DriverEvents(Protocol):
     def emit(self, event: str, **fields: Any) -> None: ...
 
 
-class ActionGateway(Protocol):
-    """Runs a named built-in action on a driver's behalf, as its own step under the daemon's
-    scope, class caps and locks (for LLM drivers' tool calls). Not offered yet: calls carry
-    None until the next issue wires it in."""
-
-    async def run_action(self, action: str, params: Mapping[str, Any]) -> ActionResult: ...
-
-
 @dataclass(frozen=True, slots=True)
 class DriverCall:
     """One attempt of one step, as a driver receives it (see the module docstring)."""
@@ -84,7 +76,6 @@ class DriverCall:
     grant: StepGrant
     events: DriverEvents
     package: AgentPackage | None = None
-    actions: ActionGateway | None = None
 
 
 class AgentDriver(Protocol):

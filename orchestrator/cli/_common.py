@@ -28,7 +28,6 @@ __all__ = [
     "exit_on_error",
     "fail",
     "history_option",
-    "json_option",
     "output_option",
     "print_table",
     "run_client",
@@ -141,10 +140,6 @@ def output_option(func: F) -> F:
         default=None,
         help="json: machine-readable JSON; table (default): for people.",
     )(wrapper)
-
-
-#: The older name of :func:`output_option`.
-json_option = output_option
 
 
 def print_table(table: Table, console: Console | None = None) -> None:

@@ -24,7 +24,6 @@ from foundation.errors import UsageError
 from foundation.status import RUN_STATUSES, ExitCode
 from orchestrator.cli._common import (
     fail,
-    json_option,
     output_option,
     print_table,
     run_client,
@@ -128,7 +127,7 @@ async def _follow(
 @click.command()
 @click.argument("run_id")
 @socket_option
-@json_option
+@output_option
 @click.option("--plain", is_flag=True, help="Plain lines even on a terminal.")
 def watch(run_id: str, socket_path: Path | None, as_json: bool, plain: bool) -> None:
     """Follow RUN_ID live: one row per stream (or its events as JSON lines)."""
@@ -173,7 +172,7 @@ def _duration(value: Any) -> str:
 @click.command()
 @click.argument("run_id", required=False)
 @socket_option
-@json_option
+@output_option
 @click.option("--limit", type=int, default=20, help="How many runs to list.")
 @click.option(
     "--status",
@@ -257,7 +256,7 @@ def status(
 @click.command()
 @click.option("--run", "run_id", default=None, help="Only this run's agents.")
 @socket_option
-@json_option
+@output_option
 def agents(run_id: str | None, socket_path: Path | None, as_json: bool) -> None:
     """Each agent of the active runs: state, current step, locks held, waits."""
 
@@ -284,7 +283,7 @@ def agents(run_id: str | None, socket_path: Path | None, as_json: bool) -> None:
 
 @click.command()
 @socket_option
-@json_option
+@output_option
 def locks(socket_path: Path | None, as_json: bool) -> None:
     """Lock holders with fencing tokens, queues per resource, class slots in use."""
 

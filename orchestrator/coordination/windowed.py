@@ -19,7 +19,7 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections import Counter
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import anyio
 import anyio.abc
@@ -46,7 +46,6 @@ _QUEUED_HERE = (Blocker("queue", (), "older or higher-priority steps of this run
 class _Entry:
     """A submitted need; its :class:`~orchestrator.coordination.base.Ticket`."""
 
-    owner: WindowedQueue
     need: Need
     on_granted: OnGranted
     on_blocked: OnBlocked | None
@@ -55,7 +54,7 @@ class _Entry:
     scope: anyio.CancelScope | None = None
     granted: bool = False
     withdrawn: bool = False
-    windowed: bool = field(default=True)
+    windowed: bool = True
 
     def __lt__(self, other: _Entry) -> bool:
         return self.key < other.key
@@ -94,7 +93,6 @@ class WindowedQueue:
     ) -> _Entry:
         now = anyio.current_time()
         entry = _Entry(
-            owner=self,
             need=need,
             on_granted=on_granted,
             on_blocked=on_blocked,

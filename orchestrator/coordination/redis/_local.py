@@ -32,13 +32,17 @@ class LocalGrants:
 
     def __init__(self) -> None:
         self._held: dict[str, tuple[Grant, float]] = {}
+        #: ``lost`` of every grant: never set (these grants have no lease), so one for all.
+        self._never_lost: anyio.Event | None = None
 
     def __contains__(self, holder: str) -> bool:
         return holder in self._held
 
     def grant(self, need: Need) -> Grant:
         """Grant ``need`` (the caller checked the holder is new)."""
-        grant = Grant(need=need, fences={}, lost=anyio.Event(), leased=False)
+        if self._never_lost is None:  # made on first use: it needs a running loop
+            self._never_lost = anyio.Event()
+        grant = Grant(need=need, fences={}, lost=self._never_lost, leased=False)
         self._held[need.holder] = (grant, time.monotonic())
         return grant
 
