@@ -32,7 +32,7 @@ from typing import IO, Any, Protocol
 import orjson
 import structlog
 
-from foundation.clock import utc_timestamp, utc_timestamp_parts
+from foundation.clock import utc_text, utc_timestamp, utc_timestamp_parts
 from foundation.secrets import Redactor
 
 __all__ = [
@@ -83,6 +83,14 @@ class EventRecord(dict[str, Any]):
             return None
         second, micros = self._stamp
         return datetime.fromtimestamp(second, UTC).replace(microsecond=micros)
+
+    @property
+    def at_text(self) -> str | None:
+        """:attr:`at` as its UTC ISO-8601 text (what ``ts`` was written as, made again from
+        the stamp: ``ts`` itself may have been redacted), or None."""
+        if self._stamp is None:
+            return None
+        return utc_text(*self._stamp)
 
 
 def kept(event: Mapping[str, Any]) -> Event:

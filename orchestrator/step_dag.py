@@ -15,9 +15,12 @@ holds its grant, so it competes for the released slot and locks by its key.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 import anyio
+import anyio.lowlevel
 
 from orchestrator.events import EventLog
 from orchestrator.step_runner import (
@@ -32,7 +35,18 @@ from orchestrator.step_runner import (
 from streams.model import StepSpec
 from streams.validation import effective_needs
 
-__all__ = ["StepDag"]
+__all__ = ["START_BURST", "StepDag"]
+
+#: Ready steps queued between two yields to the event loop (see :meth:`StepDag._start_ready`).
+START_BURST = 64
+
+
+@dataclass(slots=True)
+class _Pickup:
+    """Whether a step task promised to take over the next entry granted (see
+    :meth:`StepDag._before_release`)."""
+
+    promised: bool = False
 
 
 class StepDag:
@@ -78,6 +92,8 @@ class StepDag:
         self._queued: dict[str, Queued] = {}  # in the coordinator's queue, without a task
         self._granted: dict[str, Queued] = {}  # granted; its task has not begun yet
         self._active = 0  # step tasks begun or about to
+        self._promised = 0  # step tasks about to take over the next entry granted
+        self._handed: deque[Queued] = deque()  # granted entries taken over by such a task
         self._closing = False
         self._wake = anyio.Event()
 
@@ -88,9 +104,7 @@ class StepDag:
                 with self._drain.calling(self._on_drain):
                     try:
                         if not self.failed:
-                            for step in self._steps:
-                                if step.id not in self.statuses and self._waiting[step.id] == 0:
-                                    await self._start(step, wait=False)
+                            await self._start_ready()
                         while self._queued or self._granted or self._active:
                             self._wake = anyio.Event()
                             await self._wake.wait()
@@ -107,6 +121,22 @@ class StepDag:
                 self._ended_unstarted(entry, StepStatus.CANCELLED)
 
     # -- queueing ---------------------------------------------------------------------------
+
+    async def _start_ready(self) -> None:
+        """Queue every step whose needs are met at the start, yielding to the event loop
+        every :data:`START_BURST` steps: the events of a burst (``step_queued``,
+        ``step_waiting``) wait in memory for the event file and the run store until the loop
+        runs their writers, so a 10,000-step stream queued in one stretch held all of its
+        events at once (most of the run's peak memory)."""
+        ready = [
+            step
+            for step in self._steps
+            if step.id not in self.statuses and self._waiting[step.id] == 0
+        ]  # listed first: a successor readied during a yield is started by its need
+        for started, step in enumerate(ready, 1):
+            await self._start(step, wait=False)
+            if started % START_BURST == 0:
+                await anyio.lowlevel.checkpoint()
 
     async def _start(self, step: StepSpec, *, wait: bool) -> None:
         """Queue ``step``: without a task if the runner can, else as a task waiting in
@@ -131,7 +161,11 @@ class StepDag:
         step_id = entry.job.step
         self._queued.pop(step_id, None)
         self._granted[step_id] = entry
-        self._tg.start_soon(self._run_granted, entry)
+        if self._promised:  # a step task releasing its grant takes this one over
+            self._promised -= 1
+            self._handed.append(entry)
+        else:
+            self._tg.start_soon(self._run_granted, entry)
 
     def _withdraw_all(self, status: StepStatus | None) -> None:
         """Take every queued entry out of the coordinator's queue; each ends ``status``
@@ -157,6 +191,18 @@ class StepDag:
             entry.cancelled()
             self.statuses[step_id] = status
 
+    async def _before_release(self, step: StepSpec, pickup: _Pickup | None) -> None:
+        """After ``step`` succeeded, while it still holds its grant: its successors are
+        queued, then (a granted step's task) it promises to take over one entry granted
+        while it releases. The runner releases right after this and the step's task returns
+        without waiting on anything else, so an entry handed over starts at once; an entry
+        handed over to a task that was cancelled first stays in ``_granted``, which the
+        end of :meth:`run` gives back."""
+        await self._start_successors(step)
+        if pickup is not None:
+            pickup.promised = True
+            self._promised += 1
+
     async def _start_successors(self, step: StepSpec) -> None:
         # Awaited while ``step`` still holds its grant: each successor stands in the
         # coordinator's queue before the release.
@@ -170,9 +216,20 @@ class StepDag:
     # -- step tasks -------------------------------------------------------------------------
 
     async def _run_granted(self, entry: Queued) -> None:
-        self._granted.pop(entry.job.step, None)
-        self._active += 1
-        await self._perform(self._by_id[entry.job.step], entry.job, entry)
+        """A step task: performs ``entry``, then any entry granted while it released its
+        grant (see :meth:`_promise`), so a capped class's next step in this stream
+        starts in the task that freed its slot instead of a new one."""
+        while True:
+            self._granted.pop(entry.job.step, None)
+            self._active += 1
+            pickup = _Pickup()
+            await self._perform(self._by_id[entry.job.step], entry.job, entry, pickup=pickup)
+            if not pickup.promised:
+                return
+            if not self._handed:
+                self._promised -= 1  # nothing was granted meanwhile: the promise lapses
+                return
+            entry = self._handed.popleft()
 
     async def _run_waiting(
         self,
@@ -200,6 +257,8 @@ class StepDag:
         job: StepJob,
         entry: Queued | None,
         on_queued: Callable[[], None] | None = None,
+        *,
+        pickup: _Pickup | None = None,
     ) -> None:
         status = StepStatus.CANCELLED
         suspended = False
@@ -208,7 +267,7 @@ class StepDag:
                 job,
                 self._log,
                 on_queued=on_queued,
-                before_release=lambda: self._start_successors(step),
+                before_release=lambda: self._before_release(step, pickup),
                 queued=entry,
             )
             status = result.status

@@ -83,6 +83,8 @@ class ParsedEvent:
     event: str
     body: Mapping[str, Any]
     json: str
+    #: ``ts`` as :func:`iso` writes it (made from an EventLog record's stamp, not by iso).
+    ts_text: str
 
 
 @dataclass(slots=True)
@@ -201,6 +203,7 @@ def parse_events(where: str, run_id: str, events: Sequence[Mapping[str, Any]]) -
             record = event if isinstance(event, EventRecord) else None
             try:
                 stamp = record.at if record is not None else None
+                stamp_text = record.at_text if record is not None else None
                 if stamp is None:
                     stamp = parse_ts(ts) if isinstance(ts, str) else None
             except ValueError:
@@ -220,7 +223,7 @@ def parse_events(where: str, run_id: str, events: Sequence[Mapping[str, Any]]) -
         else:
             body = {**event, "run_id": run_id}
             text = event_line(body)
-        parsed[seq] = ParsedEvent(seq, stamp, name, body, text)
+        parsed[seq] = ParsedEvent(seq, stamp, name, body, text, stamp_text or iso(stamp))
     return [parsed[seq] for seq in sorted(parsed)]
 
 

@@ -7,12 +7,14 @@ with a start or a later attempt replaces the attempt's fields.
 A batch's events and step patches go in by many rows per statement (:class:`Rows`):
 ``executemany`` releases the GIL around each row's step, so with the event loop busy every
 row waited for the loop to hand the GIL back, and a 17,500-event batch took over a second of
-wall time while the next batch piled up in memory. (A JSON array read with ``json_each``
+wall time while the next batch piled up in memory. (The same held for a batch's last rows,
+one statement each, until they went by powers of two.) (A JSON array read with ``json_each``
 does the same in one statement but costs more CPU, and ends text at a NUL.)
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 RUN_COLUMNS = (
@@ -23,20 +25,36 @@ RUN_COLUMNS = (
 
 @dataclass(frozen=True, slots=True)
 class Rows:
-    """An INSERT of ``width`` columns, as one row (``one``) and as ``per`` rows (``many``).
-    ``per`` keeps a statement's parameters under 999, SQLite's oldest limit."""
+    """An INSERT of ``width`` columns, by many rows a statement: ``per`` rows at most (its
+    parameters under 999, SQLite's oldest limit). :meth:`counts` splits a batch into
+    statements: full ones, then the rest by powers of two, so a batch of any size is a few
+    statements (a rest of up to 198 rows is at most 7) and the statements' texts are few (SQLite's
+    statement cache keeps them)."""
 
-    one: str
-    many: str
+    head: str
+    row: str
+    tail: str
     per: int
+
+    def statement(self, count: int) -> str:
+        """The INSERT of ``count`` rows (1 to :attr:`per`)."""
+        return _statement(self, count)
+
+    def counts(self, total: int) -> list[int]:
+        """The row counts of the statements that insert ``total`` rows, in order."""
+        full, rest = divmod(total, self.per)
+        return [self.per] * full + [
+            1 << bit for bit in reversed(range(rest.bit_length())) if rest >> bit & 1
+        ]
+
+
+@functools.lru_cache(maxsize=32)
+def _statement(rows: Rows, count: int) -> str:
+    return f"{rows.head} VALUES {', '.join([rows.row] * count)} {rows.tail}"
 
 
 def _rows(insert: str, width: int, tail: str) -> Rows:
-    row = "(" + ", ".join("?" * width) + ")"
-    per = 999 // width
-    return Rows(
-        f"{insert} VALUES {row} {tail}", f"{insert} VALUES {', '.join([row] * per)} {tail}", per
-    )
+    return Rows(insert, "(" + ", ".join("?" * width) + ")", tail, 999 // width)
 
 
 INSERT_EVENTS = _rows(

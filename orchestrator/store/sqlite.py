@@ -402,7 +402,7 @@ def _append(
     new = [ev for ev in events if ev.seq not in stored] if stored else events
     if new:
         # Each event time's text, made once: the patches' times are the events' times.
-        texts = {ev.ts: iso(ev.ts) for ev in new}
+        texts = {ev.ts: ev.ts_text for ev in new}
         rows = [(ev.seq, texts[ev.ts], ev.event, ev.json) for ev in new]
         _insert_rows(conn, sql.INSERT_EVENTS, run_id, rows)
         _apply(conn, run_id, derive(new), texts)
@@ -552,14 +552,13 @@ def _query(conn: sqlite3.Connection, sql: str, args: Sequence[Any]) -> list[tupl
 def _insert_rows(
     conn: sqlite3.Connection, insert: sql.Rows, run_id: str, rows: Sequence[Sequence[Any]]
 ) -> None:
-    """Insert ``rows`` (each after ``run_id``) ``insert.per`` rows a statement, the rest
-    one by one (see :mod:`._sqlite_sql`)."""
-    per = insert.per
-    whole = len(rows) - len(rows) % per
-    for start in range(0, whole, per):
-        conn.execute(insert.many, [v for row in rows[start : start + per] for v in (run_id, *row)])
-    if whole < len(rows):
-        conn.executemany(insert.one, [(run_id, *row) for row in rows[whole:]])
+    """Insert ``rows`` (each after ``run_id``) by many rows a statement (see
+    :class:`~orchestrator.store._sqlite_sql.Rows`)."""
+    start = 0
+    for count in insert.counts(len(rows)):
+        values = [v for row in rows[start : start + count] for v in (run_id, *row)]
+        conn.execute(insert.statement(count), values)
+        start += count
 
 
 def _iso_or_none(value: Any) -> str | None:

@@ -8,15 +8,22 @@ from typing import Any
 
 import anyio
 import pytest
+from pydantic import BaseModel
 
 from agents import builtin_registry
+from agents.base import ActionContext, ActionResult
 from orchestrator.coordination import InProcessCoordinator, Need
 from orchestrator.coordination.base import Blocker, Grant, QueueingCoordinator
 from orchestrator.coordination.redis import RedisCoordinator
 from orchestrator.events import EventLog, MemorySink
 from orchestrator.scheduler import RunStatus, Scheduler, StepStatus, StreamStatus
+from orchestrator.step_dag import START_BURST
 from orchestrator.verify import verify_events
 from tests.helpers import events_named, on_virtual_clock, plan_from, sleep_step, stream
+
+
+class WhereParams(BaseModel):
+    seconds: float = 0.0
 
 
 def _need(holder: str, cap: int | None = 1, locks: tuple[str, ...] = (), priority: int = 2) -> Need:
@@ -153,6 +160,64 @@ def test_steps_of_a_full_class_wait_as_queue_entries_without_tasks() -> None:
     assert len(events_named(events, "step_waiting")) == 39
     started = [e["step"] for e in events_named(events, "step_started")]
     assert started == [f"t{i}" for i in range(40)]  # FIFO
+    assert verify_events([events]).ok
+
+
+def test_a_burst_of_ready_steps_lets_the_loop_run_between_its_parts() -> None:
+    # 300 ready light steps: granted as they are queued. The queueing yields every
+    # START_BURST steps, so steps run (and the event writers drain) before all are queued;
+    # queued in one stretch, every step_queued came before the first step_started.
+    plan = plan_from([stream("s", [sleep_step(f"t{i}", needs=[]) for i in range(300)])])
+
+    async def go() -> tuple[Any, list[dict[str, Any]]]:
+        sink = MemorySink()
+        return await _scheduler(plan, InProcessCoordinator(), sink).run(), sink.events
+
+    result, events = on_virtual_clock(go)
+    assert result.status is RunStatus.SUCCEEDED
+    queued = [e["seq"] for e in events_named(events, "step_queued")]
+    started = [e["seq"] for e in events_named(events, "step_started")]
+    assert len(queued) == len(started) == 300
+    assert min(started) < max(queued)
+    assert sum(seq < max(queued) for seq in started) >= START_BURST  # at least a burst ran
+    assert verify_events([events]).ok
+
+
+def test_the_step_that_frees_a_slot_runs_the_next_step_in_its_own_task() -> None:
+    # Cap 1: each step's release grants the next one of the same stream, which starts in
+    # the task that released (no task per step); the order and events are unchanged.
+    registry = builtin_registry()
+    tasks: dict[str, int] = {}
+
+    async def where(ctx: ActionContext, params: WhereParams) -> ActionResult:
+        tasks[ctx.step] = anyio.get_current_task().id
+        await anyio.sleep(params.seconds)
+        return ActionResult(ok=True, summary="ran")
+
+    registry.register("where", WhereParams)(where)
+    steps = [
+        {"id": f"t{i}", "agent": "cpu-agent", "action": "where", "with": {"seconds": 0.5}}
+        for i in range(12)
+    ]
+    agents = {"cpu-agent": {"class": "cpu", "can": ["where"]}}
+    plan = plan_from([stream("s", steps)], agents=agents, caps={"cpu": 1})
+
+    async def go() -> tuple[Any, list[dict[str, Any]]]:
+        sink = MemorySink()
+        scheduler = Scheduler(
+            plan,
+            run_id="r",
+            coordinator=InProcessCoordinator(),
+            registry=registry,
+            events=EventLog("r", [sink]),
+        )
+        return await scheduler.run(), sink.events
+
+    result, events = on_virtual_clock(go)
+    assert result.status is RunStatus.SUCCEEDED
+    assert [e["step"] for e in events_named(events, "step_started")] == [f"t{i}" for i in range(12)]
+    # t0 was granted as it was queued (its own task); each later step was handed over.
+    assert len(set(tasks.values())) <= 2, tasks
     assert verify_events([events]).ok
 
 

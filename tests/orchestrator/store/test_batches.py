@@ -1,6 +1,6 @@
 """Large batches in the SQLite store, as a 10,000-step ``orchestrator run`` writes them:
 thousands of events and step patches per append, written many rows a statement (199 events
-or 71 step patches) and the rest one by one."""
+or 71 step patches) and the rest by powers of two."""
 
 from __future__ import annotations
 
@@ -8,7 +8,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from orchestrator.store import RunRecord, RunStatus
+from orchestrator.store._sqlite_sql import INSERT_EVENTS, UPSERT_STEPS
 from orchestrator.store.sqlite import SqliteStore
 
 STEPS = 2_500  # 7,502 events, 2,500 step patches: both ways of writing rows, twice
@@ -62,3 +66,16 @@ async def test_thousands_of_events_and_steps_go_in_whole_once(tmp_path: Path) ->
     assert steps[1_699].reason == "done ü 1699"
     assert all(s.started_at is not None and s.exit_code == 0 for s in steps)
     assert run is not None and run.last_seq == len(events)
+
+
+@given(st.integers(min_value=0, max_value=5_000))
+def test_a_batch_of_any_size_is_a_few_statements(total: int) -> None:
+    for rows in (INSERT_EVENTS, UPSERT_STEPS):
+        counts = rows.counts(total)
+        assert sum(counts) == total
+        assert all(1 <= n <= rows.per for n in counts)
+        # Full statements, then the rest as distinct powers of two: one each per set bit.
+        full, rest = divmod(total, rows.per)
+        assert len(counts) == full + rest.bit_count()
+        for n in set(counts):  # each statement has the parameters of its rows
+            assert rows.statement(n).count("?") == n * rows.row.count("?")
