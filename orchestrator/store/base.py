@@ -179,9 +179,17 @@ class RunStore(Protocol):
         ...
 
     async def list_runs(
-        self, *, limit: int = 50, statuses: Collection[RunStatus] | None = None
+        self,
+        *,
+        limit: int = 50,
+        statuses: Collection[RunStatus] | None = None,
+        plan: str | None = None,
+        since: datetime | None = None,
     ) -> list[RunRecord]:
-        """Up to ``limit`` runs, newest first, optionally only those in ``statuses``."""
+        """Up to ``limit`` runs, newest first, optionally only those in ``statuses``, of
+        plan id ``plan``, and created at or after ``since`` (naive: UTC). A run's creation
+        is the earliest of its created, started and finished times: ``orchestrator run``
+        records its run only after its first events."""
         ...
 
     async def unfinished_runs(self) -> list[RunRecord]:

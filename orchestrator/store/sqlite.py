@@ -162,12 +162,26 @@ class SqliteStore:
         return run_record(rows[0], _ts) if rows else None
 
     async def list_runs(
-        self, *, limit: int = 50, statuses: Collection[RunStatus] | None = None
+        self,
+        *,
+        limit: int = 50,
+        statuses: Collection[RunStatus] | None = None,
+        plan: str | None = None,
+        since: datetime | None = None,
     ) -> list[RunRecord]:
-        query, args = sql.LIST_RUNS, []
+        where: list[str] = []
+        args: list[str | int] = []
         if statuses is not None:
-            args = [check_status(s) for s in statuses]
-            query += f" WHERE status IN ({', '.join('?' * len(args))})"
+            wanted = [check_status(s) for s in statuses]
+            where.append(f"status IN ({', '.join('?' * len(wanted))})")
+            args += wanted
+        if plan is not None:
+            where.append("plan = ?")
+            args.append(plan)
+        if since is not None:
+            where.append(f"{sql.RUN_CREATED} >= ?")
+            args.append(iso(since))
+        query = sql.LIST_RUNS + (f" WHERE {' AND '.join(where)}" if where else "")
         query += " ORDER BY created_at DESC, run_id DESC LIMIT ?"
         rows = await self._call(_query, query, (*args, max(0, limit)))
         return [run_record(row, _ts) for row in rows]
