@@ -145,8 +145,9 @@ LIST_RUNS = (
 )
 UNFINISHED_RUNS = (
     f"SELECT {RUN_COLUMNS} FROM runs WHERE status = ANY($1::text[]) "
-    # Runs that ``orchestrator run`` records while it runs are never a daemon's to resume.
-    "AND COALESCE(options->>'origin', '') <> 'orchestrator run' "
+    # Runs that ``orchestrator run`` records while it runs are never a daemon's to resume
+    # ($2: IN_PROCESS_ORIGIN).
+    "AND COALESCE(options->>'origin', '') <> $2 "
     "ORDER BY created_at, run_id"
 )
 STREAMS = (

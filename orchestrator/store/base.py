@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FINISHED_STATUSES",
+    "IN_PROCESS_ORIGIN",
     "RUN_STATUSES",
     "UNFINISHED_STATUSES",
     "HistoryRecord",
@@ -43,6 +44,12 @@ __all__ = [
     "check_status",
     "utc_now",
 ]
+
+
+#: The ``options["origin"]`` of a run recorded by ``orchestrator run``: a daemon never
+#: resumes it (see :meth:`RunStore.unfinished_runs`), since the process that runs it may
+#: still be running.
+IN_PROCESS_ORIGIN = "orchestrator run"
 
 
 def utc_now() -> datetime:
@@ -195,7 +202,7 @@ class RunStore(Protocol):
     async def unfinished_runs(self) -> list[RunRecord]:
         """Runs still ``queued`` or ``running``, oldest first: what a restarted daemon
         must resume or mark ``interrupted``. Runs recorded by ``orchestrator run`` (origin
-        ``orchestrator run``, stored while that process runs them) are never listed."""
+        :data:`IN_PROCESS_ORIGIN`, stored while that process runs them) are never listed."""
         ...
 
     async def get_streams(self, run_id: str) -> list[StreamRecord]:

@@ -42,6 +42,7 @@ from orchestrator.store._records import (
 )
 from orchestrator.store.base import (
     FINISHED_STATUSES,
+    IN_PROCESS_ORIGIN,
     UNFINISHED_STATUSES,
     HistoryRecord,
     RunRecord,
@@ -283,7 +284,9 @@ class PostgresStore:
 
     async def unfinished_runs(self) -> list[RunRecord]:
         unfinished = list(UNFINISHED_STATUSES)
-        rows = await self._run(lambda conn: conn.fetch(sql.UNFINISHED_RUNS, unfinished))
+        rows = await self._run(
+            lambda conn: conn.fetch(sql.UNFINISHED_RUNS, unfinished, IN_PROCESS_ORIGIN)
+        )
         return [run_record(row, _as_is) for row in rows]
 
     async def get_streams(self, run_id: str) -> list[StreamRecord]:

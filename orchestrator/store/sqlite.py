@@ -50,6 +50,7 @@ from orchestrator.store._records import (
 )
 from orchestrator.store.base import (
     FINISHED_STATUSES,
+    IN_PROCESS_ORIGIN,
     UNFINISHED_STATUSES,
     HistoryRecord,
     RunRecord,
@@ -192,7 +193,7 @@ class SqliteStore:
             f"{sql.LIST_RUNS} WHERE status IN ({marks}) AND {sql.NOT_IN_PROCESS} "
             "ORDER BY created_at, run_id"
         )
-        rows = await self._call(_query, query, UNFINISHED_STATUSES)
+        rows = await self._call(_query, query, (*UNFINISHED_STATUSES, IN_PROCESS_ORIGIN))
         return [run_record(row, _ts) for row in rows]
 
     async def get_streams(self, run_id: str) -> list[StreamRecord]:

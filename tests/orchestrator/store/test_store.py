@@ -21,6 +21,7 @@ import pytest
 
 from orchestrator.scheduler import RunStatus as SchedulerRunStatus
 from orchestrator.store import (
+    IN_PROCESS_ORIGIN,
     SCHEMA_VERSION,
     RunRecord,
     RunStore,
@@ -416,6 +417,8 @@ async def test_bad_appends_are_refused_clearly(store: RunStore) -> None:
 async def test_unfinished_runs_are_queued_or_running_oldest_first(store: RunStore) -> None:
     for minutes, run_id in enumerate(["old", "mid", "new", "done"]):
         await store.create_run(a_run(run_id, minutes=minutes))
+    # Recorded by ``orchestrator run``, whose process runs it: never a daemon's to resume.
+    await store.create_run(a_run("theirs", minutes=1, options={"origin": IN_PROCESS_ORIGIN}))
     started = {"ts": "2026-11-21T16:05:00.000000Z", "seq": 1, "event": "run_started"}
     await store.append_events("mid", [started | {"streams": ["s"]}])
     await store.set_run_status("done", "succeeded")
