@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from orchestrator.events import EventRecord, event_line
+from orchestrator.events import event_line
 from orchestrator.store.base import FINISHED_STATUSES
 from orchestrator.store.errors import StoreError
 
@@ -197,12 +197,10 @@ def parse_events(where: str, run_id: str, events: Sequence[Mapping[str, Any]]) -
         elif name == "run_finished" and event.get("status") not in FINISHED_STATUSES:
             problem = f"run_finished needs a status in {', '.join(FINISHED_STATUSES)}"
         if not problem:
-            # An EventLog's record knows its time and its JSON line: neither is made again.
-            record = event if isinstance(event, EventRecord) else None
+            # Parsed from ts even for an EventRecord: fromisoformat (0.2-0.3 us) is cheaper
+            # than making a datetime from its stamp (EventRecord.at: 2.3 us).
             try:
-                stamp = record.at if record is not None else None
-                if stamp is None:
-                    stamp = parse_ts(ts) if isinstance(ts, str) else None
+                stamp = parse_ts(ts) if isinstance(ts, str) else None
             except ValueError:
                 stamp = None
             if stamp is None:
