@@ -56,8 +56,8 @@ class ActionRegistry(Mapping[str, ActionDef]):
         self._actions: dict[str, ActionDef] = {}
         # name -> the function that registers it (and its module's other actions)
         self._pending: dict[str, Callable[[ActionRegistry], None]] = {}
-        self._order: list[str] = []  # every name, as registered or promised
-        self._names: set[str] = set()
+        # every name, as registered or promised, in that order (a dict: an ordered set)
+        self._names: dict[str, None] = {}
         self._loading = threading.Lock()  # plans are also checked in worker threads
 
     def register_lazily(
@@ -69,8 +69,7 @@ class ActionRegistry(Mapping[str, ActionDef]):
             if name in self._actions or name in self._pending:
                 raise ValueError(f"action {name!r} registered twice")
             self._pending[name] = register
-            self._order.append(name)
-            self._names.add(name)
+            self._names[name] = None
 
     def _load(self, name: str) -> None:
         with self._loading:
@@ -107,9 +106,7 @@ class ActionRegistry(Mapping[str, ActionDef]):
                 raise ValueError(f"action {name!r} registered twice")
             if name in self._pending:
                 raise ValueError(f"action {name!r} registered twice")
-            if name not in self._names:  # a promised name keeps its place
-                self._order.append(name)
-                self._names.add(name)
+            self._names.setdefault(name)  # a promised name keeps its place
             self._actions[name] = ActionDef(name, params, func, summary, resources)
             return func
 
@@ -135,7 +132,7 @@ class ActionRegistry(Mapping[str, ActionDef]):
         return name in self._names
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._order)
+        return iter(self._names)
 
     def __len__(self) -> int:
-        return len(self._order)
+        return len(self._names)

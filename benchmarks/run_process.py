@@ -37,10 +37,10 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks._daemon_report import RESULTS
 from benchmarks._plans import spread_plan, write_plan
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "benchmarks" / "results"
 
 FLOOR = """
 import anyio

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 import anyio
 
-__all__ = ["loop_time", "utc_text", "utc_timestamp", "utc_timestamp_parts"]
+__all__ = ["loop_time", "utc_timestamp", "utc_timestamp_parts"]
 
 
 def utc_timestamp(now: float | None = None) -> str:
@@ -23,12 +23,7 @@ def utc_timestamp_parts(now: float) -> tuple[str, int, int]:
     (one reading of the clock gives all three)."""
     second = int(now)
     micros = int((now - second) * 1_000_000)
-    return utc_text(second, micros), second, micros
-
-
-def utc_text(second: int, micros: int) -> str:
-    """Epoch ``second`` and ``micros`` as :func:`utc_timestamp`'s text."""
-    return f"{_second_prefix(second)}.{micros:06d}Z"
+    return f"{_second_prefix(second)}.{micros:06d}Z", second, micros
 
 
 @functools.lru_cache(maxsize=4)

@@ -9,7 +9,8 @@ progress view, the daemon's store and subscribers. Context (``run_id``, ``stream
 Cost matters here (a run of 10,000 steps emits ~37,000 events), so the record is built by
 hand rather than through a structlog processor chain, serialised at most once
 (:func:`event_line`, shared by the file and the store) and keeps the time it was stamped
-(:attr:`EventRecord.at`) so that the store does not parse ``ts`` back. The JSON-lines file is
+(:attr:`EventRecord.at`; the store parses ``ts``, which is cheaper, and takes the stamp only
+where ``ts`` was redacted). The JSON-lines file is
 written once per event-loop tick, not once per event.
 
 Event names (past tense): ``run_started``, ``stream_started``, ``step_queued``,
@@ -32,7 +33,7 @@ from typing import IO, Any, Protocol
 import orjson
 import structlog
 
-from foundation.clock import utc_text, utc_timestamp, utc_timestamp_parts
+from foundation.clock import utc_timestamp, utc_timestamp_parts
 from foundation.secrets import Redactor
 
 __all__ = [
@@ -83,14 +84,6 @@ class EventRecord(dict[str, Any]):
             return None
         second, micros = self._stamp
         return datetime.fromtimestamp(second, UTC).replace(microsecond=micros)
-
-    @property
-    def at_text(self) -> str | None:
-        """:attr:`at` as its UTC ISO-8601 text (what ``ts`` was written as, made again from
-        the stamp: ``ts`` itself may have been redacted), or None."""
-        if self._stamp is None:
-            return None
-        return utc_text(*self._stamp)
 
 
 def kept(event: Mapping[str, Any]) -> Event:

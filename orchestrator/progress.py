@@ -277,19 +277,15 @@ class RunView:
             view.rollback_steps.clear()
 
 
-def _timeline(view: StreamView, now: float) -> str:
+def format_timeline(view: StreamView, now: float) -> str:
+    """A stream's elapsed time against its timeline, as the live view shows it
+    (``1m 02s / 15m (limit 30m)``); ``now`` in epoch seconds."""
     text = format_duration(view.elapsed(now))
     if view.limit_s is not None:
         text += f" / {format_duration(view.expected_s or view.limit_s)}"
         if view.limit_s != view.expected_s:
             text += f" (limit {format_duration(view.limit_s)})"
     return text
-
-
-def format_timeline(view: StreamView, now: float) -> str:
-    """A stream's elapsed time against its timeline, as the live view shows it
-    (``1m 02s / 15m (limit 30m)``); ``now`` in epoch seconds."""
-    return _timeline(view, now)
 
 
 def header(view: RunView, now: float) -> Text:
@@ -344,7 +340,7 @@ def render_view(view: RunView, now: float) -> RenderableType:
             ),
             f"{sv.done}/{sv.total}",
             now_text,
-            _timeline(sv, now),
+            format_timeline(sv, now),
         ]
         if tokens:
             row.append(format_tokens(sv.usage))

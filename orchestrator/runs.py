@@ -30,7 +30,7 @@ from orchestrator.events import Durability, EventLog, EventSink, Redactor
 from orchestrator.gc_tuning import freeze_loaded, tune_gc
 from orchestrator.scheduler import PriorState, RunResult, Scheduler, SchedulerConfig
 from orchestrator.settings import Settings
-from orchestrator.store import RunRecord, RunStore, open_store
+from orchestrator.store import IN_PROCESS_ORIGIN, RunRecord, RunStore, open_store
 from streams.model import Plan
 
 __all__ = [
@@ -82,11 +82,6 @@ async def open_coordinator(settings: Settings) -> AsyncIterator[Coordinator]:
             yield coordinator
         return
     yield InProcessCoordinator(aging_s=settings.aging_s, starve_after_s=settings.starve_after_s)
-
-
-#: Marks a run recorded by ``orchestrator run``: a daemon never resumes it (see
-#: ``RunStore.unfinished_runs``), since the process that runs it may still be running.
-IN_PROCESS_ORIGIN = "orchestrator run"
 
 
 class RunRecorder:

@@ -20,13 +20,14 @@ import os
 import posixpath
 import secrets
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
 __all__ = ["PathRefused", "read_file", "relative_path", "remove_file", "write_file"]
 
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_ROOT_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+_DIR_FLAGS = _ROOT_FLAGS | os.O_NOFOLLOW
 
 
 class PathRefused(ValueError):
@@ -57,38 +58,15 @@ def relative_path(raw: str) -> str:
     return posixpath.join(*parts)
 
 
-def _open_root(root: Path, strict: bool) -> int:
-    """A directory fd of ``root``; ``strict`` (a root the plan declares, checked to hold no
-    symlink when the run started) walks it from ``/`` without following any symlink, so a
-    component swapped for a link since cannot move it."""
-    if not strict:
-        return os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    fd = os.open("/", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+def _walk(
+    fd: int, parts: Sequence[str], refuse: Callable[[str], PathRefused], *, create: bool
+) -> int:
+    """The fd of directory ``parts`` below directory ``fd``, each opened from the one before
+    without following a symlink. ``fd`` is taken over: closed once the next one is open,
+    and on failure. A part that is a symlink or no folder raises ``refuse(part)``; a missing
+    one is made when ``create``, else FileNotFoundError."""
     try:
-        for part in root.parts[1:]:
-            try:
-                next_fd = os.open(part, _DIR_FLAGS, dir_fd=fd)
-            except OSError as exc:
-                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-                    raise PathRefused(
-                        str(root), f"the declared root's {part!r} is now a symlink or no folder"
-                    ) from None
-                raise
-            os.close(fd)
-            fd = next_fd
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
-
-
-@contextmanager
-def _parent_dir(root: Path, rel: str, *, create: bool, strict: bool) -> Iterator[int]:
-    """A directory fd of ``rel``'s parent, reached without following any symlink."""
-    parts = rel.split("/")
-    fd = _open_root(root, strict)
-    try:
-        for part in parts[:-1]:
+        for part in parts:
             try:
                 next_fd = os.open(part, _DIR_FLAGS, dir_fd=fd)
             except FileNotFoundError:
@@ -98,10 +76,38 @@ def _parent_dir(root: Path, rel: str, *, create: bool, strict: bool) -> Iterator
                 next_fd = os.open(part, _DIR_FLAGS, dir_fd=fd)
             except OSError as exc:
                 if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-                    raise PathRefused(rel, f"{part!r} is a symlink or not a directory") from None
+                    raise refuse(part) from None
                 raise
             os.close(fd)
             fd = next_fd
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _open_root(root: Path, strict: bool) -> int:
+    """A directory fd of ``root``; ``strict`` (a root the plan declares, checked to hold no
+    symlink when the run started) walks it from ``/`` without following any symlink, so a
+    component swapped for a link since cannot move it."""
+    if not strict:
+        return os.open(root, _ROOT_FLAGS)
+
+    def refuse(part: str) -> PathRefused:
+        return PathRefused(str(root), f"the declared root's {part!r} is now a symlink or no folder")
+
+    return _walk(os.open("/", _ROOT_FLAGS), root.parts[1:], refuse, create=False)
+
+
+@contextmanager
+def _parent_dir(root: Path, rel: str, *, create: bool, strict: bool) -> Iterator[int]:
+    """A directory fd of ``rel``'s parent, reached without following any symlink."""
+
+    def refuse(part: str) -> PathRefused:
+        return PathRefused(rel, f"{part!r} is a symlink or not a directory")
+
+    fd = _walk(_open_root(root, strict), rel.split("/")[:-1], refuse, create=create)
+    try:
         yield fd
     finally:
         os.close(fd)

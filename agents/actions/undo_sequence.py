@@ -2,8 +2,8 @@
 
 An agent's step may change several things through its tool calls; each call leaves an undo
 record, and the step's result carries one ``undo.sequence`` of them, the last change first,
-so that a rollback undoes what the agent did in reverse. It stops at the first undo that
-fails and says which.
+so that a rollback undoes what the agent did in reverse (:func:`undo_of` makes it). It
+stops at the first undo that fails and says which.
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from agents.base import ActionContext, ActionResult, Evidence
+from agents.base import ActionContext, ActionResult, Evidence, UndoRecord
 from agents.registry import ActionRegistry
 
-__all__ = ["UndoSequenceParams", "register"]
+__all__ = ["UndoSequenceParams", "register", "undo_of"]
 
 
 class UndoStep(BaseModel):
@@ -31,6 +31,21 @@ class UndoSequenceParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     steps: list[UndoStep] = Field(min_length=1)
+
+
+def undo_of(records: list[UndoRecord]) -> UndoRecord | None:
+    """One record undoing every change of ``records`` (an agent's tool calls, in the order
+    made), the last first: None for none, the record itself for one, else ``undo.sequence``."""
+    if not records:
+        return None
+    if len(records) == 1:
+        return records[0]
+    steps = [{"action": r.action, "params": dict(r.params)} for r in reversed(records)]
+    return UndoRecord(
+        "undo.sequence",
+        {"steps": steps},
+        f"undo {len(records)} changes of the agent, the last first",
+    )
 
 
 def register(registry: ActionRegistry) -> None:

@@ -3,8 +3,8 @@ with the daemon's tools as its only tools.
 
 For each attempt :class:`ClaudeCodeDriver` serves the agent's ``can`` actions as the step's
 MCP tool server (:mod:`agents.drivers.mcp_tools`, every call through the
-:class:`~agents.tools.ToolGate`), writes an MCP config naming the ``orchestrator
-agent-tools`` bridge with the server's address and token, and runs::
+:class:`~agents.tools.ToolGate`; its MCP config names the ``orchestrator agent-tools``
+bridge with the server's address and token) and runs::
 
     claude -p TASK --mcp-config FILE --strict-mcp-config
            --allowedTools mcp__orchestrator__file_read,... --output-format json
@@ -21,9 +21,7 @@ start, a non-zero exit, output that is not that JSON) fails the step with the re
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -31,14 +29,13 @@ import anyio
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from agents.actions.command import BoundedCapture, stop_process_group
+from agents.actions.undo_sequence import undo_of
 from agents.base import ActionResult, Usage
 from agents.drivers.base import DriverCall
-from agents.drivers.llm.driver import undo_of
-from agents.drivers.llm.tools import tool_name
-from agents.drivers.mcp_tools import MCP_SERVER_NAME, serve_step_tools, write_mcp_config
+from agents.drivers.mcp_tools import MCP_SERVER_NAME, serve_step_tools
 from agents.processes.containment import end_step_process, open_step_process
 from agents.registry import ActionRegistry
-from agents.tools import LockService, ToolGate, ToolSession
+from agents.tools import LockService, ToolSession, tool_name
 from foundation.secrets import env_secrets, scrub
 from streams.model import ClaudeCodeSpec, StepSpec
 
@@ -124,23 +121,19 @@ class ClaudeCodeDriver:
         if not isinstance(params, ClaudeCodeParams):
             raise TypeError(f"the claude-code driver takes ClaudeCodeParams, not {params!r}")
         ctx = call.context
-        session = ToolSession(context=ctx, can=frozenset(params.can))
-        gate = ToolGate(self._registry, self._locks, call.events)
         tools = [t for t in params.can if t in self._registry]
-        directory = Path(tempfile.mkdtemp(prefix="orch-claude-"))
-        try:
-            async with serve_step_tools(self._registry, gate, session) as served:
-                config = write_mcp_config(directory / "mcp.json", served)
-                env = {**ctx.env, **served.env()}
-                for name in params.claude.pass_env:
-                    if name in os.environ:
-                        env[name] = os.environ[name]
-                argv = claude_argv(params, config, tools)
-                code, out, err = await _run(argv, env, ctx.workdir)
-        finally:
-            shutil.rmtree(directory, ignore_errors=True)
+        async with serve_step_tools(
+            self._registry, self._locks, call.events, ctx, params.can
+        ) as served:
+            env = {**ctx.env, **served.env()}
+            for name in params.claude.pass_env:
+                if name in os.environ:
+                    env[name] = os.environ[name]
+            argv = claude_argv(params, served.config, tools)
+            code, out, err = await _run(argv, env, ctx.workdir)
         secrets = env_secrets(env)
-        return _result(code, out, err, session, [scrub(a, secrets) for a in argv[:1]], secrets)
+        program = [scrub(a, secrets) for a in argv[:1]]
+        return _result(code, out, err, served.session, program, secrets)
 
 
 async def _run(argv: list[str], env: dict[str, str], cwd: Path) -> tuple[int | None, bytes, str]:

@@ -33,10 +33,8 @@ import dataclasses
 import hashlib
 import math
 import os
-import shutil
 import signal
 import subprocess
-import tempfile
 from collections.abc import Mapping, Sequence
 from contextlib import suppress
 from datetime import UTC, datetime, timedelta
@@ -167,27 +165,21 @@ class ExternalDriver:
     async def _with_tools(self, call: DriverCall, params: ExternalParams) -> ActionResult:
         if self._registry is None or self._locks is None:
             raise RuntimeError("tools: mcp agents need ExternalDriver(registry, locks)")
-        # mcp and the gate's imports are heavy: only for agents that are served tools.
-        from agents.drivers.llm.driver import undo_of
-        from agents.drivers.mcp_tools import serve_step_tools, write_mcp_config
-        from agents.tools import ToolGate, ToolSession
+        # mcp is heavy to import: only for agents that are served tools.
+        from agents.actions.undo_sequence import undo_of
+        from agents.drivers.mcp_tools import serve_step_tools
 
-        session = ToolSession(context=call.context, can=frozenset(params.can))
-        gate = ToolGate(self._registry, self._locks, call.events)
-        directory = Path(tempfile.mkdtemp(prefix="orch-agent-tools-"))  # 0700
-        try:
-            async with serve_step_tools(self._registry, gate, session) as served:
-                config = write_mcp_config(directory / "mcp.json", served)
-                extra = {**served.env(), MCP_CONFIG_ENV: str(config)}
-                result = await run_external(
-                    call.context, params, extra_env=extra, extra_secrets=[served.token]
-                )
-        finally:
-            shutil.rmtree(directory, ignore_errors=True)
+        async with serve_step_tools(
+            self._registry, self._locks, call.events, call.context, params.can
+        ) as served:
+            extra = {**served.env(), MCP_CONFIG_ENV: str(served.config)}
+            result = await run_external(
+                call.context, params, extra_env=extra, extra_secrets=[served.token]
+            )
         return dataclasses.replace(
             result,
-            evidence=(*result.evidence, *session.evidence),
-            undo=undo_of(session.undo),
+            evidence=(*result.evidence, *served.session.evidence),
+            undo=undo_of(served.session.undo),
         )
 
     def __repr__(self) -> str:

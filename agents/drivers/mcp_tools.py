@@ -1,11 +1,14 @@
 """The per-step MCP tool server: an agent program's tools, served by the daemon.
 
 For the duration of one step, :func:`serve_step_tools` serves the agent's scoped tools (its
-``can`` actions, named and described as for LLM agents: ``file.read`` -> ``file_read``) as an
-MCP server (the official ``mcp`` package's low-level server) on a Unix socket of its own
-(mode 0600, in a private 0700 directory), behind a per-step token. Every ``tools/call``
-goes through the :class:`~agents.tools.ToolGate` of the step's session, exactly like an LLM
-agent's: scope, per-call locks, the stale-write guard, evidence, undo, ``tool_called``.
+``can`` actions, named and described as for LLM agents by :mod:`agents.tools.names`:
+``file.read`` -> ``file_read``) as an MCP server (the official ``mcp`` package's low-level
+server) on a Unix socket of its own (mode 0600, in a private 0700 directory, next to the MCP
+config file naming it), behind a per-step token. Every ``tools/call`` goes through a
+:class:`~agents.tools.ToolGate` session of the step, exactly like an LLM agent's call: scope,
+per-call locks, the stale-write guard, evidence, undo, ``tool_called``. Both agent-program
+drivers (``driver: {command: ..., tools: mcp}`` and ``claude_code``) serve their tools
+through it.
 
 An agent program reaches it through the ``orchestrator agent-tools`` stdio bridge
 (:mod:`orchestrator.cli.agent_tools`), which reads :data:`SOCKET_ENV` and :data:`TOKEN_ENV`
@@ -21,7 +24,7 @@ import secrets
 import shutil
 import sys
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,9 +37,10 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 from mcp.server.lowlevel import Server
 from mcp.shared.message import SessionMessage
 
-from agents.drivers.llm.tools import action_of, tool_name, tool_schema
+from agents.base import ActionContext
 from agents.registry import ActionRegistry
-from agents.tools import ToolGate, ToolSession
+from agents.tools import LockService, ToolEvents, ToolGate, ToolSession
+from agents.tools.names import action_of, tool_name, tool_schema
 
 __all__ = [
     "MCP_SERVER_NAME",
@@ -44,12 +48,11 @@ __all__ = [
     "TOKEN_ENV",
     "StepTools",
     "serve_step_tools",
-    "write_mcp_config",
 ]
 
 SOCKET_ENV = "ORCH_TOOLS_SOCKET"
 TOKEN_ENV = "ORCH_TOOLS_TOKEN"
-#: The server's name in an MCP config (:func:`write_mcp_config`): clients that prefix tool
+#: The server's name in its MCP config (:attr:`StepTools.config`): clients that prefix tool
 #: names with their server's (Claude Code) call them ``mcp__orchestrator__file_read``.
 MCP_SERVER_NAME = "orchestrator"
 #: Longest JSON-RPC line accepted from a client.
@@ -59,28 +62,27 @@ _TOKEN_WAIT_S = 10.0
 
 @dataclass(frozen=True, slots=True)
 class StepTools:
-    """Where a step's tool server listens and the token it wants; :meth:`env` gives both
-    as the variables the bridge reads."""
+    """A step's tool server while it serves: where it listens (``socket``), the token it
+    wants, the MCP config file naming it (``config``, see :func:`_write_mcp_config`), and
+    the step's tool ``session`` (its calls' evidence and undo records). :meth:`env` gives
+    the socket and token as the variables the bridge reads."""
 
     socket: Path
     token: str
+    config: Path
+    session: ToolSession
 
     def env(self) -> dict[str, str]:
         return {SOCKET_ENV: str(self.socket), TOKEN_ENV: self.token}
 
 
-def write_mcp_config(path: Path, tools: StepTools) -> Path:
+def _write_mcp_config(path: Path, env: dict[str, str]) -> None:
     """Write ``path`` (mode 0600: it holds the token), the usual MCP client config naming one
     stdio server, :data:`MCP_SERVER_NAME`: the ``orchestrator agent-tools`` bridge (this
-    Python) with ``tools``' variables in its environment. Returns ``path``."""
-    bridge = {
-        "command": sys.executable,
-        "args": ["-m", "orchestrator", "agent-tools"],
-        "env": tools.env(),
-    }
+    Python) with ``env`` (the server's variables) in its environment."""
+    bridge = {"command": sys.executable, "args": ["-m", "orchestrator", "agent-tools"], "env": env}
     path.touch(mode=0o600)
     path.write_text(json.dumps({"mcpServers": {MCP_SERVER_NAME: bridge}}), encoding="utf-8")
-    return path
 
 
 def _server(registry: ActionRegistry, gate: ToolGate, session: ToolSession) -> Server[Any]:
@@ -153,28 +155,40 @@ async def _serve_connection(server: Server[Any], token: str, conn: SocketStream)
 
 @asynccontextmanager
 async def serve_step_tools(
-    registry: ActionRegistry, gate: ToolGate, session: ToolSession
+    registry: ActionRegistry,
+    locks: LockService,
+    events: ToolEvents,
+    context: ActionContext,
+    can: Iterable[str],
 ) -> AsyncIterator[StepTools]:
-    """Serve ``session``'s tools through ``gate`` until the block ends (see the module doc);
-    yields the socket and token. Connections still open are closed on exit."""
+    """Serve the ``can`` actions of ``registry`` to the step of ``context`` until the block
+    ends (see the module doc): each call through a :class:`~agents.tools.ToolGate` on
+    ``locks`` that reports to ``events``. Yields the server's :class:`StepTools`. On exit
+    connections still open are closed and the socket and config file are removed."""
+    session = ToolSession(context=context, can=frozenset(can))
+    gate = ToolGate(registry, locks, events)
     directory = Path(tempfile.mkdtemp(prefix="orch-tools-"))  # 0700
     path = directory / "tools.sock"
     token = secrets.token_urlsafe(32)
+    served = StepTools(path, token, directory / "mcp.json", session)
     server = _server(registry, gate, session)
-    listener = await anyio.create_unix_listener(path)
-    path.chmod(0o600)
     try:
-        async with anyio.create_task_group() as tg:
+        _write_mcp_config(served.config, served.env())
+        listener = await anyio.create_unix_listener(path)
+        try:
+            path.chmod(0o600)
+            async with anyio.create_task_group() as tg:
 
-            async def handle(conn: SocketStream) -> None:
-                await _serve_connection(server, token, conn)
+                async def handle(conn: SocketStream) -> None:
+                    await _serve_connection(server, token, conn)
 
-            tg.start_soon(listener.serve, handle)
-            try:
-                yield StepTools(path, token)
-            finally:
-                tg.cancel_scope.cancel()
+                tg.start_soon(listener.serve, handle)
+                try:
+                    yield served
+                finally:
+                    tg.cancel_scope.cancel()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await listener.aclose()
     finally:
-        with anyio.CancelScope(shield=True):
-            await listener.aclose()
         shutil.rmtree(directory, ignore_errors=True)

@@ -20,7 +20,6 @@ import time
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from dataclasses import dataclass, replace
-from datetime import UTC
 from functools import partial
 from typing import Any
 
@@ -54,7 +53,6 @@ from orchestrator.daemon.rpc import (
 from orchestrator.daemon.run_manager import RunManager
 from orchestrator.daemon.views import (
     agents_of,
-    created_at,
     locks_of,
     may_use_models,
     run_detail,
@@ -74,8 +72,6 @@ Method = Callable[[Any, Connection], Awaitable[Any]]
 
 #: Notifications a watcher gets in one write at most.
 _SEND_BATCH = 256
-#: How many of the newest runs runs.list searches when filtering by plan or time.
-_FILTER_SCAN = 10_000
 #: runs.get answers kept for reuse (one per run, oldest dropped first).
 _DETAIL_CACHE = 16
 
@@ -176,22 +172,10 @@ class Daemon:
         return {"run_id": run_id, "plan": plan.plan}
 
     async def runs_list(self, params: RunsListParams, conn: Connection) -> dict[str, Any]:
-        if params.plan is None and params.since is None:
-            runs = await self.store.list_runs(limit=params.limit, statuses=params.status)
-            return {"runs": [run_summary(r) for r in runs]}
-        # The store filters by status only: scan the newest runs for the rest.
-        scanned = await self.store.list_runs(limit=_FILTER_SCAN, statuses=params.status)
-        since = params.since
-        if since is not None and since.tzinfo is None:
-            since = since.replace(tzinfo=UTC)
-        summaries = [
-            summary
-            for run in scanned
-            if params.plan is None or run.plan == params.plan
-            if since is None or created_at(run) >= since
-            for summary in (run_summary(run),)
-        ]
-        return {"runs": summaries[: params.limit]}
+        runs = await self.store.list_runs(
+            limit=params.limit, statuses=params.status, plan=params.plan, since=params.since
+        )
+        return {"runs": [run_summary(r) for r in runs]}
 
     async def runs_get(self, params: RunIdParams, conn: Connection) -> dict[str, Any]:
         # A run's record, streams, steps and live view change only with stored events, so

@@ -13,6 +13,7 @@ from orchestrator.store._dsn import redact_dsn
 from orchestrator.store._open import open_store, store_location
 from orchestrator.store.base import (
     FINISHED_STATUSES,
+    IN_PROCESS_ORIGIN,
     RUN_STATUSES,
     UNFINISHED_STATUSES,
     HistoryRecord,
@@ -27,6 +28,7 @@ from orchestrator.store.migrations import SCHEMA_VERSION
 
 __all__ = [
     "FINISHED_STATUSES",
+    "IN_PROCESS_ORIGIN",
     "RUN_STATUSES",
     "SCHEMA_VERSION",
     "UNFINISHED_STATUSES",

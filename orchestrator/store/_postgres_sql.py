@@ -134,14 +134,20 @@ CREATE_RUN = (
     "ON CONFLICT (run_id) DO NOTHING RETURNING true"
 )
 GET_RUN = f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id = $1"
+#: Filters: $1 statuses, $2 plan, $3 created since (each NULL: any); $4 the limit. A run's
+#: creation is never later than it started or finished (``orchestrator run`` records its
+#: run after its first events; LEAST skips NULLs).
 LIST_RUNS = (
     f"SELECT {RUN_COLUMNS} FROM runs WHERE ($1::text[] IS NULL OR status = ANY($1)) "
-    "ORDER BY created_at DESC, run_id DESC LIMIT $2"
+    "AND ($2::text IS NULL OR plan = $2) "
+    "AND ($3::timestamptz IS NULL OR LEAST(created_at, started_at, finished_at) >= $3) "
+    "ORDER BY created_at DESC, run_id DESC LIMIT $4"
 )
 UNFINISHED_RUNS = (
     f"SELECT {RUN_COLUMNS} FROM runs WHERE status = ANY($1::text[]) "
-    # Runs that ``orchestrator run`` records while it runs are never a daemon's to resume.
-    "AND COALESCE(options->>'origin', '') <> 'orchestrator run' "
+    # Runs that ``orchestrator run`` records while it runs are never a daemon's to resume
+    # ($2: IN_PROCESS_ORIGIN).
+    "AND COALESCE(options->>'origin', '') <> $2 "
     "ORDER BY created_at, run_id"
 )
 STREAMS = (

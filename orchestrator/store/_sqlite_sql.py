@@ -142,8 +142,12 @@ WHERE run_id = :run_id
 """
 GET_RUN = f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id = ?"
 LIST_RUNS = f"SELECT {RUN_COLUMNS} FROM runs"
-#: Runs that ``orchestrator run`` records while it runs are never a daemon's to resume.
-NOT_IN_PROCESS = "COALESCE(json_extract(options, '$.origin'), '') <> 'orchestrator run'"
+#: A run's creation as ``list_runs(since=...)`` reads it: never later than it started or
+#: finished (``orchestrator run`` records its run after its first events).
+RUN_CREATED = "min(created_at, COALESCE(started_at, created_at), COALESCE(finished_at, created_at))"
+#: Runs that ``orchestrator run`` records while it runs are never a daemon's to resume
+#: (the parameter: ``IN_PROCESS_ORIGIN``).
+NOT_IN_PROCESS = "COALESCE(json_extract(options, '$.origin'), '') <> ?"
 STREAMS = (
     "SELECT run_id, stream, status, reason, started_at, finished_at FROM streams "
     "WHERE run_id = ? ORDER BY position, stream"

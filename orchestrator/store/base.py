@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FINISHED_STATUSES",
+    "IN_PROCESS_ORIGIN",
     "RUN_STATUSES",
     "UNFINISHED_STATUSES",
     "HistoryRecord",
@@ -43,6 +44,12 @@ __all__ = [
     "check_status",
     "utc_now",
 ]
+
+
+#: The ``options["origin"]`` of a run recorded by ``orchestrator run``: a daemon never
+#: resumes it (see :meth:`RunStore.unfinished_runs`), since the process that runs it may
+#: still be running.
+IN_PROCESS_ORIGIN = "orchestrator run"
 
 
 def utc_now() -> datetime:
@@ -179,15 +186,23 @@ class RunStore(Protocol):
         ...
 
     async def list_runs(
-        self, *, limit: int = 50, statuses: Collection[RunStatus] | None = None
+        self,
+        *,
+        limit: int = 50,
+        statuses: Collection[RunStatus] | None = None,
+        plan: str | None = None,
+        since: datetime | None = None,
     ) -> list[RunRecord]:
-        """Up to ``limit`` runs, newest first, optionally only those in ``statuses``."""
+        """Up to ``limit`` runs, newest first, optionally only those in ``statuses``, of
+        plan id ``plan``, and created at or after ``since`` (naive: UTC). A run's creation
+        is the earliest of its created, started and finished times: ``orchestrator run``
+        records its run only after its first events."""
         ...
 
     async def unfinished_runs(self) -> list[RunRecord]:
         """Runs still ``queued`` or ``running``, oldest first: what a restarted daemon
         must resume or mark ``interrupted``. Runs recorded by ``orchestrator run`` (origin
-        ``orchestrator run``, stored while that process runs them) are never listed."""
+        :data:`IN_PROCESS_ORIGIN`, stored while that process runs them) are never listed."""
         ...
 
     async def get_streams(self, run_id: str) -> list[StreamRecord]:

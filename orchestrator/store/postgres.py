@@ -42,6 +42,7 @@ from orchestrator.store._records import (
 )
 from orchestrator.store.base import (
     FINISHED_STATUSES,
+    IN_PROCESS_ORIGIN,
     UNFINISHED_STATUSES,
     HistoryRecord,
     RunRecord,
@@ -267,15 +268,25 @@ class PostgresStore:
         return run_record(rows[0], _as_is) if rows else None
 
     async def list_runs(
-        self, *, limit: int = 50, statuses: Collection[RunStatus] | None = None
+        self,
+        *,
+        limit: int = 50,
+        statuses: Collection[RunStatus] | None = None,
+        plan: str | None = None,
+        since: datetime | None = None,
     ) -> list[RunRecord]:
         wanted = None if statuses is None else [check_status(s) for s in statuses]
-        rows = await self._run(lambda conn: conn.fetch(sql.LIST_RUNS, wanted, max(0, limit)))
+        after = None if since is None else as_utc(since)
+        rows = await self._run(
+            lambda conn: conn.fetch(sql.LIST_RUNS, wanted, plan, after, max(0, limit))
+        )
         return [run_record(row, _as_is) for row in rows]
 
     async def unfinished_runs(self) -> list[RunRecord]:
         unfinished = list(UNFINISHED_STATUSES)
-        rows = await self._run(lambda conn: conn.fetch(sql.UNFINISHED_RUNS, unfinished))
+        rows = await self._run(
+            lambda conn: conn.fetch(sql.UNFINISHED_RUNS, unfinished, IN_PROCESS_ORIGIN)
+        )
         return [run_record(row, _as_is) for row in rows]
 
     async def get_streams(self, run_id: str) -> list[StreamRecord]:

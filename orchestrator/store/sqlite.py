@@ -50,6 +50,7 @@ from orchestrator.store._records import (
 )
 from orchestrator.store.base import (
     FINISHED_STATUSES,
+    IN_PROCESS_ORIGIN,
     UNFINISHED_STATUSES,
     HistoryRecord,
     RunRecord,
@@ -162,12 +163,26 @@ class SqliteStore:
         return run_record(rows[0], _ts) if rows else None
 
     async def list_runs(
-        self, *, limit: int = 50, statuses: Collection[RunStatus] | None = None
+        self,
+        *,
+        limit: int = 50,
+        statuses: Collection[RunStatus] | None = None,
+        plan: str | None = None,
+        since: datetime | None = None,
     ) -> list[RunRecord]:
-        query, args = sql.LIST_RUNS, []
+        where: list[str] = []
+        args: list[str | int] = []
         if statuses is not None:
-            args = [check_status(s) for s in statuses]
-            query += f" WHERE status IN ({', '.join('?' * len(args))})"
+            wanted = [check_status(s) for s in statuses]
+            where.append(f"status IN ({', '.join('?' * len(wanted))})")
+            args += wanted
+        if plan is not None:
+            where.append("plan = ?")
+            args.append(plan)
+        if since is not None:
+            where.append(f"{sql.RUN_CREATED} >= ?")
+            args.append(iso(since))
+        query = sql.LIST_RUNS + (f" WHERE {' AND '.join(where)}" if where else "")
         query += " ORDER BY created_at DESC, run_id DESC LIMIT ?"
         rows = await self._call(_query, query, (*args, max(0, limit)))
         return [run_record(row, _ts) for row in rows]
@@ -178,7 +193,7 @@ class SqliteStore:
             f"{sql.LIST_RUNS} WHERE status IN ({marks}) AND {sql.NOT_IN_PROCESS} "
             "ORDER BY created_at, run_id"
         )
-        rows = await self._call(_query, query, UNFINISHED_STATUSES)
+        rows = await self._call(_query, query, (*UNFINISHED_STATUSES, IN_PROCESS_ORIGIN))
         return [run_record(row, _ts) for row in rows]
 
     async def get_streams(self, run_id: str) -> list[StreamRecord]:

@@ -10,7 +10,6 @@ from agents.drivers.llm.budget import REQUEST_OUTPUT_CAP, MeteredModel, TokenBud
 from agents.drivers.llm.driver import REPORT_TOOL, LlmDriver, ModelFactory
 from agents.drivers.llm.models import RetryingModel, api_key, build_model
 from agents.drivers.llm.params import LlmParams, Report, ReportEvidence
-from agents.drivers.llm.tools import tool_name
 
 __all__ = [
     "REPORT_TOOL",
@@ -25,5 +24,4 @@ __all__ = [
     "TokenBudget",
     "api_key",
     "build_model",
-    "tool_name",
 ]

@@ -27,20 +27,21 @@ from pydantic_ai.exceptions import AgentRunError, UsageLimitExceeded
 from pydantic_ai.messages import ToolCallPart
 from pydantic_ai.models import Model
 
-from agents.base import ActionResult, Evidence, UndoRecord, Usage
+from agents.actions.undo_sequence import undo_of
+from agents.base import ActionResult, Evidence, Usage
 from agents.drivers.base import DriverCall
 from agents.drivers.llm.budget import MeteredModel, TokenBudget
 from agents.drivers.llm.models import RetryingModel, api_key, build_model, describe
 from agents.drivers.llm.params import LlmParams, Report
-from agents.drivers.llm.tools import action_of, tool_name, tools_for
+from agents.drivers.llm.tools import tools_for
 from agents.registry import ActionRegistry
-from agents.tools import LockService, ToolGate, ToolSession
+from agents.tools import LockService, ToolGate, ToolSession, action_of, tool_name
 from foundation.clock import utc_timestamp
 from foundation.errors import ActionFailed
 from foundation.secrets import scrub
 from streams.model import LlmSpec
 
-__all__ = ["REPORT_TOOL", "LlmDriver", "ModelFactory", "undo_of"]
+__all__ = ["REPORT_TOOL", "LlmDriver", "ModelFactory"]
 
 REPORT_TOOL = "report"
 #: Makes the model of a step: (spec, API key or None) -> model. Tests pass FunctionModels.
@@ -227,17 +228,3 @@ class LlmDriver:
             },
             usage=usage,
         )
-
-
-def undo_of(records: list[UndoRecord]) -> UndoRecord | None:
-    """One record undoing every change of the session, the last first."""
-    if not records:
-        return None
-    if len(records) == 1:
-        return records[0]
-    steps = [{"action": r.action, "params": dict(r.params)} for r in reversed(records)]
-    return UndoRecord(
-        "undo.sequence",
-        {"steps": steps},
-        f"undo {len(records)} changes of the agent, the last first",
-    )

@@ -4,7 +4,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import stat
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -18,7 +20,6 @@ from mcp_types import CallToolResult, TextContent
 from agents.actions import builtin_registry
 from agents.base import ActionContext
 from agents.drivers.mcp_tools import serve_step_tools
-from agents.tools import ToolGate, ToolSession
 from orchestrator.coordination import InProcessCoordinator
 from orchestrator.events import EventLog, MemorySink
 from orchestrator.tool_locks import CoordinatorToolLocks
@@ -27,8 +28,11 @@ from tests.helpers import events_named
 ROOT = Path(__file__).resolve().parents[3]
 
 
-def _session(workdir: Path) -> ToolSession:
-    ctx = ActionContext(
+SCOPE = ("file.read", "file.write")
+
+
+def _context(workdir: Path) -> ActionContext:
+    return ActionContext(
         run_id="run-1",
         stream="s",
         step="step-1",
@@ -38,7 +42,6 @@ def _session(workdir: Path) -> ToolSession:
         env={},
         workdir=workdir,
     )
-    return ToolSession(ctx, frozenset({"file.read", "file.write"}))
 
 
 @asynccontextmanager
@@ -65,11 +68,11 @@ def text_of(result: CallToolResult) -> str:
 async def test_an_mcp_client_gets_the_scoped_tools_through_the_gate(tmp_path: Path) -> None:
     (tmp_path / "counter.txt").write_text("1\n")
     sink = MemorySink()
-    registry = builtin_registry()
-    gate = ToolGate(registry, CoordinatorToolLocks(InProcessCoordinator()), EventLog("r", [sink]))
-    session = _session(tmp_path)
+    locks = CoordinatorToolLocks(InProcessCoordinator())
     async with (
-        serve_step_tools(registry, gate, session) as tools,
+        serve_step_tools(
+            builtin_registry(), locks, EventLog("r", [sink]), _context(tmp_path), SCOPE
+        ) as tools,
         bridged(tools.env(), tmp_path / "err.log") as client,
     ):
         listed = await client.list_tools()
@@ -90,16 +93,29 @@ async def test_an_mcp_client_gets_the_scoped_tools_through_the_gate(tmp_path: Pa
         ("file.write", "ok"),
         ("docker.restart", "refused"),
     ]
-    assert len(session.undo) == 1
-    assert not tools.socket.exists()
+    assert len(tools.session.undo) == 1
+    assert not tools.socket.exists() and not tools.config.exists()
+
+
+async def test_the_mcp_config_names_the_bridge_with_the_server(tmp_path: Path) -> None:
+    locks = CoordinatorToolLocks(InProcessCoordinator())
+    async with serve_step_tools(
+        builtin_registry(), locks, EventLog("r", [MemorySink()]), _context(tmp_path), SCOPE
+    ) as tools:
+        assert tools.config.parent == tools.socket.parent
+        assert stat.S_IMODE(tools.config.parent.stat().st_mode) == 0o700
+        assert stat.S_IMODE(tools.config.stat().st_mode) == 0o600
+        bridge = json.loads(tools.config.read_text())["mcpServers"]["orchestrator"]
+        assert bridge["args"] == ["-m", "orchestrator", "agent-tools"]
+        assert bridge["env"] == tools.env()
+    assert not tools.config.parent.exists()
 
 
 async def test_a_wrong_token_gets_nothing(tmp_path: Path) -> None:
-    registry = builtin_registry()
-    gate = ToolGate(
-        registry, CoordinatorToolLocks(InProcessCoordinator()), EventLog("r", [MemorySink()])
-    )
-    async with serve_step_tools(registry, gate, _session(tmp_path)) as tools:
+    locks = CoordinatorToolLocks(InProcessCoordinator())
+    async with serve_step_tools(
+        builtin_registry(), locks, EventLog("r", [MemorySink()]), _context(tmp_path), SCOPE
+    ) as tools:
         env = {**tools.env(), "ORCH_TOOLS_TOKEN": "not-the-token"}
         with anyio.fail_after(60):
             proc = await anyio.run_process(
@@ -121,3 +137,17 @@ def test_the_bridge_says_what_is_missing() -> None:
         timeout=60,
     )
     assert proc.returncode == 3 and b"ORCH_TOOLS_SOCKET" in proc.stderr
+
+
+def test_agent_program_drivers_do_not_load_pydantic_ai() -> None:
+    # pydantic-ai is the LLM driver's: serving tools to a program only names them.
+    code = (
+        "import sys, agents.drivers.claude_code, agents.drivers.external, "
+        "agents.drivers.mcp_tools, agents.actions.undo_sequence\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'pydantic_ai', 'mcp'}))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "['mcp']"

@@ -79,3 +79,29 @@ def test_a_batch_of_any_size_is_a_few_statements(total: int) -> None:
         assert len(counts) == full + rest.bit_count()
         for n in set(counts):  # each statement has the parameters of its rows
             assert rows.statement(n).count("?") == n * rows.row.count("?")
+
+
+def test_an_event_time_is_stored_as_written_or_from_its_stamp_when_redacted() -> None:
+    from orchestrator.events import EventRecord
+    from orchestrator.store._derive import parse_events
+
+    second, micros = 1_796_084_000, 42  # 2026-12-01T00:13:20Z
+    written = EventRecord(
+        {"ts": "2026-12-01T00:13:20.000042Z", "seq": 1, "event": "e", "run_id": "r"},
+        (second, micros),
+    )
+    # A secret that happened to be part of a time: ts no longer parses, the stamp holds.
+    redacted = EventRecord(
+        {"ts": "2026-12-01T***:20.000043Z", "seq": 2, "event": "e", "run_id": "r"},
+        (second, micros + 1),
+    )
+    offset = {"ts": "2026-12-01T01:13:20.000044+01:00", "seq": 3, "event": "e", "run_id": "r"}
+    parsed = parse_events("here", "r", [written, redacted, offset])
+    assert [p.ts_text for p in parsed] == [
+        "2026-12-01T00:13:20.000042Z",
+        "2026-12-01T00:13:20.000043Z",
+        "2026-12-01T00:13:20.000044Z",
+    ]
+    assert [p.ts for p in parsed] == [
+        datetime(2026, 12, 1, 0, 13, 20, m, tzinfo=UTC) for m in (42, 43, 44)
+    ]

@@ -12,7 +12,7 @@ import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ import pytest
 
 from orchestrator.scheduler import RunStatus as SchedulerRunStatus
 from orchestrator.store import (
+    IN_PROCESS_ORIGIN,
     SCHEMA_VERSION,
     RunRecord,
     RunStore,
@@ -174,6 +175,32 @@ async def test_created_runs_read_back_and_list_newest_first(store: RunStore) -> 
     assert [r.run_id for r in await store.list_runs(statuses=[])] == []
     succeeded = await store.get_run("run-b")
     assert succeeded is not None and succeeded.finished_at is not None
+
+
+async def test_listed_runs_filter_by_plan_and_creation_time(store: RunStore) -> None:
+    start = datetime(2026, 11, 21, 16, 0, tzinfo=UTC)
+    await store.create_run(a_run("run-a", plan="alpha"))
+    await store.create_run(a_run("run-b", minutes=1, plan="beta"))
+    # Recorded by ``orchestrator run`` after it started: it was created when it started.
+    early = start - timedelta(minutes=10)
+    await store.create_run(a_run("run-c", minutes=10, plan="alpha", started_at=early))
+    await store.set_run_status("run-a", "succeeded")
+
+    async def listed(**filters: Any) -> list[str]:
+        return [r.run_id for r in await store.list_runs(**filters)]
+
+    assert await listed(plan="alpha") == ["run-c", "run-a"]
+    assert await listed(plan="alpha", limit=1) == ["run-c"]
+    assert await listed(plan="gamma") == []
+    assert await listed(since=start - timedelta(minutes=5)) == ["run-b", "run-a"]
+    assert await listed(since=start + timedelta(minutes=1)) == ["run-b"]
+    assert await listed(since=datetime(2026, 11, 21, 16, 1)) == ["run-b"]  # naive: UTC
+    plus_one = timezone(timedelta(hours=1))
+    assert await listed(since=datetime(2026, 11, 21, 17, 1, tzinfo=plus_one)) == ["run-b"]
+    assert await listed(since=early) == ["run-c", "run-b", "run-a"]
+    assert await listed(plan="alpha", since=start - timedelta(minutes=5)) == ["run-a"]
+    assert await listed(plan="alpha", statuses=["succeeded"]) == ["run-a"]
+    assert await listed(plan="beta", statuses=["succeeded"]) == []
 
 
 async def test_creating_a_run_again_is_harmless_but_another_run_under_its_id_is_refused(
@@ -390,6 +417,8 @@ async def test_bad_appends_are_refused_clearly(store: RunStore) -> None:
 async def test_unfinished_runs_are_queued_or_running_oldest_first(store: RunStore) -> None:
     for minutes, run_id in enumerate(["old", "mid", "new", "done"]):
         await store.create_run(a_run(run_id, minutes=minutes))
+    # Recorded by ``orchestrator run``, whose process runs it: never a daemon's to resume.
+    await store.create_run(a_run("theirs", minutes=1, options={"origin": IN_PROCESS_ORIGIN}))
     started = {"ts": "2026-11-21T16:05:00.000000Z", "seq": 1, "event": "run_started"}
     await store.append_events("mid", [started | {"streams": ["s"]}])
     await store.set_run_status("done", "succeeded")
