@@ -38,7 +38,7 @@ from streams.validation import effective_needs
 __all__ = ["START_BURST", "StepDag"]
 
 #: Ready steps queued between two yields to the event loop (see :meth:`StepDag._start_ready`).
-START_BURST = 64
+START_BURST = 16
 
 
 @dataclass(slots=True)
