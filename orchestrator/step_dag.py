@@ -281,6 +281,7 @@ class StepDag:
             if not suspended:
                 self.statuses[step.id] = status
             self._active -= 1
-            self._wake.set()
+            if not (self._active or self._queued or self._granted):
+                self._wake.set()  # the stream's last step ended (run() waits for nothing else)
         if status is not StepStatus.SUCCEEDED:
             self.failed.append(step.id)

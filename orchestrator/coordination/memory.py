@@ -301,7 +301,10 @@ class InProcessCoordinator:
         self._caps[need.resource_class] = need.cap
         self._waiting[need.holder] = waiter
         self._queues.setdefault(need.resource_class, _ClassQueue()).insert(waiter)
-        self._dispatch(now)
+        # A pass can grant only the newcomer (nothing else changed since the last one, and a
+        # waiter that starved since can only reserve, never free): none if its class is full.
+        if self._free_slots(need.resource_class) >= 1:
+            self._dispatch(now)
         return waiter
 
     def _watch(self, waiter: _Waiter, on_blocked: OnBlocked | None) -> None:
