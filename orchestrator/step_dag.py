@@ -5,7 +5,14 @@ A ready step is queued at the coordinator without a task when it can be
 locks, are queue entries, and a step's task is started by its grant and lives until the
 step ends. So a stream of 10,000 ready steps under a cap of 2 holds 2 tasks, not 10,000.
 Otherwise (a coordinator that cannot queue without a task, a step with a lock timeout) the
-step's task waits in :meth:`~orchestrator.coordination.base.Coordinator.acquire`.
+step's task waits in :meth:`~orchestrator.coordination.base.Coordinator.acquire`. A step task
+that succeeded and frees its slot runs the entry of this stream granted at that release
+itself (with the in-process coordinator, whose release cannot suspend) instead of a new task.
+
+The steps ready at the start are queued :data:`START_BURST` at a time with a yield between,
+so that their events reach the event file and the run store as they go instead of all waiting
+in memory; a successor readied meanwhile is queued after them. A stream cut before all are
+queued ends the rest ``skipped`` (never queued).
 
 Either way the events are the same: ``step_queued`` when the step is queued,
 ``step_waiting`` when it cannot be granted at once, and a step cancelled while queued ends
@@ -94,6 +101,8 @@ class StepDag:
         self._active = 0  # step tasks begun or about to
         self._promised = 0  # step tasks about to take over the next entry granted
         self._handed: deque[Queued] = deque()  # granted entries taken over by such a task
+        # Successors readied while the steps ready at the start are still being queued.
+        self._deferred: deque[StepSpec] | None = None
         self._closing = False
         self._wake = anyio.Event()
 
@@ -127,16 +136,25 @@ class StepDag:
         every :data:`START_BURST` steps: the events of a burst (``step_queued``,
         ``step_waiting``) wait in memory for the event file and the run store until the loop
         runs their writers, so a 10,000-step stream queued in one stretch held all of its
-        events at once (most of the run's peak memory)."""
-        ready = [
+        events at once (most of the run's peak memory). A successor readied meanwhile (its
+        need done during a yield) is queued after all of them, as it was when they were
+        queued in one stretch."""
+        ready = deque(
             step
             for step in self._steps
             if step.id not in self.statuses and self._waiting[step.id] == 0
-        ]  # listed first: a successor readied during a yield is started by its need
-        for started, step in enumerate(ready, 1):
-            await self._start(step, wait=False)
-            if started % START_BURST == 0:
-                await anyio.lowlevel.checkpoint()
+        )
+        self._deferred = deque()
+        try:
+            started = 0
+            while ready or (self._deferred and not self.failed):
+                step = ready.popleft() if ready else self._deferred.popleft()
+                await self._start(step, wait=False)
+                started += 1
+                if started % START_BURST == 0:
+                    await anyio.lowlevel.checkpoint()
+        finally:
+            self._deferred = None  # a stream cut meanwhile: those never queued end skipped
 
     async def _start(self, step: StepSpec, *, wait: bool) -> None:
         """Queue ``step``: without a task if the runner can, else as a task waiting in
@@ -193,13 +211,13 @@ class StepDag:
 
     async def _before_release(self, step: StepSpec, pickup: _Pickup | None) -> None:
         """After ``step`` succeeded, while it still holds its grant: its successors are
-        queued, then (a granted step's task) it promises to take over one entry granted
-        while it releases. The runner releases right after this and the step's task returns
-        without waiting on anything else, so an entry handed over starts at once; an entry
-        handed over to a task that was cancelled first stays in ``_granted``, which the
-        end of :meth:`run` gives back."""
+        queued, then (a granted step's task, with a coordinator that releases at once) it
+        promises to take over one entry granted while it releases. The runner releases right
+        after this without suspending and the step's task returns without waiting on
+        anything else, so an entry handed over starts at once. (A release that awaits, as
+        Redis's, would hold any entry granted meanwhile until it returns: no promise then.)"""
         await self._start_successors(step)
-        if pickup is not None:
+        if pickup is not None and self._runner.releases_at_once:
             pickup.promised = True
             self._promised += 1
 
@@ -211,13 +229,16 @@ class StepDag:
         for child in self._dependents[step.id]:
             self._waiting[child] -= 1
             if self._waiting[child] == 0:
-                await self._start(self._by_id[child], wait=True)
+                if self._deferred is not None:  # the steps ready at the start go first
+                    self._deferred.append(self._by_id[child])
+                else:
+                    await self._start(self._by_id[child], wait=True)
 
     # -- step tasks -------------------------------------------------------------------------
 
     async def _run_granted(self, entry: Queued) -> None:
         """A step task: performs ``entry``, then any entry granted while it released its
-        grant (see :meth:`_promise`), so a capped class's next step in this stream
+        grant (see :meth:`_before_release`), so a capped class's next step in this stream
         starts in the task that freed its slot instead of a new one."""
         while True:
             self._granted.pop(entry.job.step, None)

@@ -106,6 +106,12 @@ class StepRunner:
             coordinator.submit if isinstance(coordinator, QueueingCoordinator) else None
         )
 
+    @property
+    def releases_at_once(self) -> bool:
+        """Whether :meth:`release` completes without suspending (the in-process coordinator):
+        what it grants is then granted before the releasing task runs on."""
+        return self._releases_at_once
+
     async def release(self, grant: Grant) -> None:
         """Give ``grant`` back, shielded and within ``release_timeout_s`` unless the
         coordinator releases at once (then no checkpoint can interrupt it anyway)."""

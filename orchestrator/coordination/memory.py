@@ -2,8 +2,9 @@
 
 Holders and waiters live in this process. Every state change (a new waiter, a release, a
 waiter leaving) runs one dispatch pass that grants, in aged-key order, each waiter whose whole
-need is free; a granted waiter is woken through its own event, so a freed slot or lock reaches
-the next step with no polling interval.
+need is free (but a new waiter of a full class, which such a pass could not grant); a granted
+waiter is woken through its own event, so a freed slot or lock reaches the next step with no
+polling interval.
 
 Waiters are kept per resource class, each list sorted by aged key (the key is fixed at enqueue
 time, see :mod:`orchestrator.coordination.base`). A pass merges the lists of classes that have
@@ -288,7 +289,8 @@ class InProcessCoordinator:
         event: anyio.Event | None = None,
         on_granted: OnGranted | None = None,
     ) -> _Waiter:
-        """Queue ``need`` and run a dispatch pass (which may grant it at once)."""
+        """Queue ``need`` and run a dispatch pass (which may grant it at once) unless its
+        class is full."""
         waiter = _Waiter(
             need=need,
             key=aged_key(now, need.priority, need.age_credit_s, self._aging_s),

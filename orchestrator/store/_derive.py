@@ -205,6 +205,7 @@ def parse_events(where: str, run_id: str, events: Sequence[Mapping[str, Any]]) -
                 stamp = parse_ts(ts) if isinstance(ts, str) else None
             except ValueError:
                 stamp = None
+            ts_text = ts if stamp is not None and _is_iso_text(ts) else None
             if stamp is None and isinstance(event, EventRecord):
                 stamp = event.at  # its ts redacted (a secret inside a time): its stamp holds
             if stamp is None:
@@ -222,14 +223,22 @@ def parse_events(where: str, run_id: str, events: Sequence[Mapping[str, Any]]) -
         else:
             body = {**event, "run_id": run_id}
             text = event_line(body)
-        ts_text = ts if isinstance(ts, str) and _is_iso_text(ts) else iso(stamp)
-        parsed[seq] = ParsedEvent(seq, stamp, name, body, text, ts_text)
+        parsed[seq] = ParsedEvent(seq, stamp, name, body, text, ts_text or iso(stamp))
     return [parsed[seq] for seq in sorted(parsed)]
 
 
-def _is_iso_text(ts: str) -> bool:
-    """Whether ``ts`` (a time that parsed) is written as :func:`iso` writes it."""
-    return len(ts) == 27 and ts[10] == "T" and ts[19] == "." and ts[26] == "Z"
+def _is_iso_text(ts: Any) -> bool:
+    """Whether ``ts``, a time that parsed, is written as :func:`iso` writes it
+    (``YYYY-MM-DDTHH:MM:SS.ffffffZ``; parsing vouched for the digits)."""
+    return (
+        isinstance(ts, str)
+        and len(ts) == 27
+        and ts[4] == ts[7] == "-"
+        and ts[10] == "T"
+        and ts[13] == ts[16] == ":"
+        and ts[19] == "."
+        and ts[26] == "Z"
+    )
 
 
 def derive(events: Sequence[ParsedEvent]) -> Derived:

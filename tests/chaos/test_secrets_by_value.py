@@ -215,6 +215,19 @@ def test_cli_run_masks_every_planted_secret(tmp_path: Path, redis_server: RedisS
     assert "step_finished" in outputs["redis"] and "step_finished" in outputs["store rows"]
 
 
+def _state_files_text(state: Path) -> str:
+    """Every file under ``state``, as text. The containment watchdog outlives the daemon a
+    moment to remove its records: a file gone between the listing and the read held
+    nothing any more, and is left out."""
+    texts: list[str] = []
+    for path in state.rglob("*"):
+        try:
+            texts.append(path.read_bytes().decode("utf-8", "replace"))
+        except (FileNotFoundError, IsADirectoryError):
+            continue
+    return "\n".join(texts)
+
+
 def test_daemon_masks_every_planted_secret(
     tmp_path: Path, redis_server: RedisServer, fresh_postgres: PostgresServer
 ) -> None:
@@ -242,9 +255,8 @@ def test_daemon_masks_every_planted_secret(
         watched = daemon.cli("watch", run_id, "--json")
     finally:
         daemon.close()
-    files = [p for p in daemon.state.rglob("*") if p.is_file()]
     outputs = {
-        "state files": "\n".join(p.read_bytes().decode("utf-8", "replace") for p in files),
+        "state files": _state_files_text(daemon.state),
         "store rows": anyio.run(_postgres_rows, fresh_postgres.dsn),
         "redis": _redis_dump(redis_server.url),
         "daemon log": daemon.log_text(),

@@ -221,6 +221,60 @@ def test_the_step_that_frees_a_slot_runs_the_next_step_in_its_own_task() -> None
     assert verify_events([events]).ok
 
 
+def test_ready_steps_of_later_bursts_keep_their_place_before_successors() -> None:
+    # 64 ready steps (four bursts), each with a successor: a successor readied during a
+    # yield must not overtake a ready step of a later burst at the same priority.
+    n = 64
+    steps = [sleep_step(f"r{i}", "cpu-agent", 0.0, needs=[]) for i in range(n)]
+    steps += [sleep_step(f"s{i}", "cpu-agent", 0.0, needs=[f"r{i}"]) for i in range(n)]
+    plan = plan_from([stream("s", steps)])
+
+    async def go() -> tuple[Any, list[dict[str, Any]]]:
+        sink = MemorySink()
+        return await _scheduler(plan, InProcessCoordinator(), sink).run(), sink.events
+
+    result, events = on_virtual_clock(go)
+    assert result.status is RunStatus.SUCCEEDED
+    order = [e["step"] for e in events_named(events, "step_started")]
+    assert sorted(order[:n]) == sorted(f"r{i}" for i in range(n))  # every r before any s
+
+
+class _SlowRelease(InProcessCoordinator):
+    """Its release awaits, as a Redis coordinator's does."""
+
+    releases_at_once = False
+
+    async def release(self, grant: Grant) -> None:
+        await anyio.sleep(5.0)
+        self._release_now(grant)
+
+
+def test_with_a_release_that_awaits_no_grant_waits_for_another_steps_release() -> None:
+    # a's release takes 5 s; c (unlimited) is granted the moment b succeeds at 1 s. Handed
+    # to a's task (promised while it released), c would start only when that release ends.
+    plan = plan_from(
+        [
+            stream(
+                "s",
+                [
+                    sleep_step("a", "cpu-agent", 0.1, needs=[]),
+                    sleep_step("b", "light-agent", 1.0, needs=[]),
+                    sleep_step("c", "light-agent", 0.0, needs=["b"]),
+                ],
+            )
+        ]
+    )
+
+    async def go() -> tuple[Any, list[dict[str, Any]]]:
+        sink = MemorySink()
+        return await _scheduler(plan, _SlowRelease(), sink).run(), sink.events
+
+    result, events = on_virtual_clock(go)
+    assert result.status is RunStatus.SUCCEEDED
+    (started,) = [e for e in events_named(events, "step_started") if e["step"] == "c"]
+    assert started["waited_s"] < 0.5
+
+
 def test_queued_steps_cut_by_the_timeline_end_cancelled_unstarted() -> None:
     plan = _cpu_plan(4, 5.0, timeline="0s..1s")
 

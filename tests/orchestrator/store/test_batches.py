@@ -95,13 +95,17 @@ def test_an_event_time_is_stored_as_written_or_from_its_stamp_when_redacted() ->
         {"ts": "2026-12-01T***:20.000043Z", "seq": 2, "event": "e", "run_id": "r"},
         (second, micros + 1),
     )
-    offset = {"ts": "2026-12-01T01:13:20.000044+01:00", "seq": 3, "event": "e", "run_id": "r"}
-    parsed = parse_events("here", "r", [written, redacted, offset])
+    # A 3-character secret masked inside the microseconds: ts keeps its length and shape.
+    masked = EventRecord(
+        {"ts": "2026-12-01T00:13:20.000***Z", "seq": 3, "event": "e", "run_id": "r"},
+        (second, micros + 2),
+    )
+    offset = {"ts": "2026-12-01T01:13:20.000045+01:00", "seq": 4, "event": "e", "run_id": "r"}
+    week = {"ts": "2026-W49-2T00:13:20.000046Z", "seq": 5, "event": "e", "run_id": "r"}
+    parsed = parse_events("here", "r", [written, redacted, masked, offset, week])
     assert [p.ts_text for p in parsed] == [
-        "2026-12-01T00:13:20.000042Z",
-        "2026-12-01T00:13:20.000043Z",
-        "2026-12-01T00:13:20.000044Z",
+        f"2026-12-01T00:13:20.0000{m}Z" for m in (42, 43, 44, 45, 46)
     ]
     assert [p.ts for p in parsed] == [
-        datetime(2026, 12, 1, 0, 13, 20, m, tzinfo=UTC) for m in (42, 43, 44)
+        datetime(2026, 12, 1, 0, 13, 20, m, tzinfo=UTC) for m in (42, 43, 44, 45, 46)
     ]
