@@ -10,8 +10,8 @@ Cross-references (agents, resources, classes, needs, depends_on) are checked by
 :mod:`streams.validation`, which knows where each value sits in the file.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: pydantic would evaluate every field's
+# annotation from its string again (some hundred evaluations when the models are built).
 import hashlib
 import json
 from typing import Annotated, Any, Literal
