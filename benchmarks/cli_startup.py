@@ -32,7 +32,10 @@ from source (~25 ms of its figure) and its floor compiled none.
 
 Usage::
 
-    .venv/bin/python benchmarks/cli_startup.py [--repeat 15] [--baseline main]
+    .venv/bin/python benchmarks/cli_startup.py [--repeat 15] [--baseline main] [--instructions]
+
+``--instructions`` also counts the instructions of ``validate``'s processes (each once,
+under valgrind's callgrind): a figure a loaded machine does not move.
 
 Prints a table and writes JSON to ``benchmarks/results/cli_startup.json``.
 """
@@ -208,20 +211,66 @@ def render(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def instructions(baseline: Path | None) -> dict[str, int]:
+    """Instructions executed by ``validate``'s processes (its floors, its baseline), each
+    counted once under valgrind's callgrind: the same on a loaded machine as on a quiet one,
+    where wall and CPU times are not (Python runs some 50 x slower under it)."""
+    runs = {
+        name: run
+        for name, run in _runs(sys.executable, baseline).items()
+        if name == "validate" or name.startswith("validate ")
+    }
+    env = child_env()
+    counts: dict[str, int] = {}
+    with tempfile.TemporaryDirectory(prefix="orch-clicount-") as tmp:
+        for name, (argv, cwd) in runs.items():
+            warm_up(argv, env, cwd)
+            out = Path(tmp) / "callgrind.out"
+            subprocess.run(
+                ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", *argv],
+                env=env,
+                cwd=cwd,
+                capture_output=True,
+                timeout=600,
+                check=True,
+            )
+            summary = next(
+                line for line in out.read_text().splitlines() if line.startswith("summary:")
+            )
+            counts[name] = int(summary.split()[1])
+    return counts
+
+
+def render_instructions(counts: dict[str, int]) -> str:
+    floor = counts["validate floor"]
+    lines = ["| process | million instructions | against the floor |", "|---|---|---|"]
+    lines += [f"| {name} | {n / 1e6:,.1f} | {n / floor:.2f} |" for name, n in counts.items()]
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--repeat", type=int, default=15, help="rounds (default 15)")
     parser.add_argument("--baseline", default=None, help="also run this commit's commands")
     parser.add_argument("--output", type=Path, default=RESULTS / "cli_startup.json")
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="also count validate's instructions and its floors' under valgrind (minutes)",
+    )
     args = parser.parse_args(argv)
     load = [round(os.getloadavg()[0], 2)]
     with baseline_checkout(args.baseline) as baseline:
         result = bench(args.repeat, baseline)
+        if args.instructions:
+            result["instructions"] = instructions(baseline)
     load.append(round(os.getloadavg()[0], 2))
     result["meta"] = {**machine(), "baseline": args.baseline, "load_avg_1min": load}
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(render(result))
+    if "instructions" in result:
+        print("\n" + render_instructions(result["instructions"]))
     print(f"\nresults: {args.output}")
     return 0
 
