@@ -11,7 +11,8 @@ time) and its wall time. Rows, alternating in every round:
   loader building the data alone (no validation at all), with the cyclic GC paused as
   ``load_plan`` pauses it;
 - with ``--baseline REF``: another commit's ``load_plan`` of the same YAML (``git archive``
-  into a temporary directory, run with this virtual environment).
+  into a temporary directory, run with this virtual environment; see
+  :mod:`benchmarks._baseline`).
 
 Usage::
 
@@ -36,6 +37,7 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks._baseline import baseline_checkout
 from benchmarks._daemon_report import RESULTS, machine
 from benchmarks._plans import spread_plan, write_plan
 
@@ -131,16 +133,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=RESULTS / "validate_plan.json")
     args = parser.parse_args(argv)
     load = [round(os.getloadavg()[0], 2)]
-    with tempfile.TemporaryDirectory(prefix="orch-validate-") as tmp:
-        baseline = None
-        if args.baseline:
-            base = Path(tmp) / "baseline"
-            base.mkdir()
-            archive = subprocess.run(
-                ["git", "archive", args.baseline], cwd=ROOT, capture_output=True, check=True
-            ).stdout
-            subprocess.run(["tar", "-x", "-C", str(base)], input=archive, check=True)
-            baseline = base
+    with (
+        baseline_checkout(args.baseline) as baseline,
+        tempfile.TemporaryDirectory(prefix="orch-validate-") as tmp,
+    ):
         result = bench(args.repeat, baseline, Path(tmp))
     load.append(round(os.getloadavg()[0], 2))
     result["meta"] = {**machine(), "baseline": args.baseline, "load_avg_1min": load}

@@ -17,7 +17,7 @@ from typing import Any
 
 from orchestrator.evidence_match import RequirementFinding, match_requirements
 from orchestrator.step_runner import StepOutcome
-from streams.gates import GateResult, MetricValue, evaluate_gate
+from streams.gate_evaluation import GateResult, MetricValue, evaluate_gate
 from streams.model import StepSpec, StreamSpec
 
 __all__ = ["GateVerdict", "collect_metrics", "decide_gate"]

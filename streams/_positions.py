@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import types
 import typing
 from collections.abc import Iterable
@@ -99,6 +98,8 @@ def describe_error(
         key = str(loc[-1])
         parent = _model_at(tuple(error["loc"])[:-1], model)
         allowed = sorted(f.alias or n for n, f in parent.model_fields.items()) if parent else []
+        import difflib  # only a plan with a problem needs it
+
         close = difflib.get_close_matches(key, allowed, n=1)
         fix = f"did you mean {close[0]!r}?" if close else "remove it."
         if allowed:

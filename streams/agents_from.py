@@ -38,9 +38,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from streams.agent_definitions import AgentDefinition, read_definitions
+if TYPE_CHECKING:
+    from streams.agent_definitions import AgentDefinition
 
 __all__ = ["CLAUDE_TOOL_ACTIONS", "DefinitionIssue", "apply_agents_from", "map_tools", "tool_notes"]
 
@@ -99,6 +100,10 @@ def apply_agents_from(
         return data, []
     defaults = data.get("defaults")
     agent_class = defaults.get("agent_class") if isinstance(defaults, dict) else None
+    # Imported here: most plans name no definitions, and reading them builds a model of
+    # their front matter and the Markdown helpers (`validate` need not pay for that).
+    from streams.agent_definitions import read_definitions
+
     own = data.get("agents")
     own = own if isinstance(own, dict) else {}
     issues: list[DefinitionIssue] = []

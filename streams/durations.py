@@ -77,7 +77,9 @@ class Timeline(BaseModel):
     ``{expected: 15m, limit: 30m}``. Past ``limit_s`` the rest of the stream is cancelled.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Deferred: a plan's StreamSpec holds it, built into Plan's validator; its own validator
+    # is built when it is first used alone (see streams.model._Model).
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     expected_s: float
     limit_s: float

@@ -10,8 +10,8 @@ Cross-references (agents, resources, classes, needs, depends_on) are checked by
 :mod:`streams.validation`, which knows where each value sits in the file.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: pydantic would evaluate every field's
+# annotation from its string again (some hundred evaluations when the models are built).
 import hashlib
 import json
 from typing import Annotated, Any, Literal
@@ -74,10 +74,12 @@ _NAME_RULE = (
 )
 # Printable (Python's str.isprintable: no category C or Z but the space) and no '/'; not
 # '', '.' or '..'. A pattern, so pydantic checks it in Rust; describe_error words the
-# refusal with name_problem.
-_NAME_CHAR = r"(?:[^/\p{C}\p{Z}]| )"
+# refusal with name_problem. Written with one Unicode class, used twice: Rust compiles each
+# use of a class into a large automaton (0.2 ms for the earlier form with six), once for
+# every Name field in every model's validator. Up to two dots, then a character that is not
+# one; or three dots; then anything: every name but '.' and '..'.
 _NAME_FIRST = r"(?:[^./\p{C}\p{Z}]| )"
-NAME_PATTERN = rf"^(?:{_NAME_FIRST}{_NAME_CHAR}*|\.{_NAME_FIRST}{_NAME_CHAR}*|\.\.{_NAME_CHAR}+)$"
+NAME_PATTERN = rf"^(?:\.{{0,2}}{_NAME_FIRST}|\.\.\.)(?:\.|{_NAME_FIRST})*$"
 #: Any printable text but '/': references (team members, locks, needs, ...) and the keys
 #: of ``agents:`` and ``caps:``, which are looser than an :data:`Identifier`.
 Name = Annotated[
@@ -116,8 +118,26 @@ _TIMELINE_SCHEMA = {
 TimelineField = Annotated[Timeline, WithJsonSchema(_TIMELINE_SCHEMA, mode="validation")]
 
 
+def _empty_list() -> list[Any]:
+    return []
+
+
+def _empty_dict() -> dict[Any, Any]:
+    return {}
+
+
+# The default factories are Python functions, not `list` and `dict`: pydantic inspects a
+# factory's signature whenever it builds a schema holding the field, and for the builtin
+# `list` inspect.signature takes 0.5 ms (a Python function: 7 us).
+
+
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, strict=True)
+    # Deferred: only Plan (below) builds its validator at import, with every model it holds
+    # inside it; each other model builds its own when it is first used alone, which
+    # validating a plan never does.
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, populate_by_name=True, strict=True, defer_build=True
+    )
 
 
 class PlanDefaults(_Model):
@@ -153,8 +173,8 @@ class DriverSpec(_Model):
 
     command: list[ProcessText] = Field(min_length=1, description="argv of the agent process.")
     cwd: ProcessText | None = None
-    env: dict[ProcessText, ProcessText] = Field(default_factory=dict)
-    pass_env: list[ProcessText] = Field(default_factory=list)
+    env: dict[ProcessText, ProcessText] = Field(default_factory=_empty_dict)
+    pass_env: list[ProcessText] = Field(default_factory=_empty_list)
     answer_limit: int = Field(
         default=1024 * 1024,
         ge=1024,
@@ -222,7 +242,7 @@ class ClaudeCodeSpec(_Model):
     model: str | None = Field(default=None, description="--model (default: Claude Code's).")
     max_turns: int | None = Field(default=None, ge=1, description="--max-turns.")
     pass_env: list[ProcessText] = Field(
-        default_factory=list, description="Names of the daemon's variables passed through."
+        default_factory=_empty_list, description="Names of the daemon's variables passed through."
     )
 
 
@@ -266,7 +286,7 @@ class AgentSpec(_Model):
     """
 
     resource_class: Name = Field(alias="class", description="A key of the plan's caps.")
-    can: list[Name] = Field(default_factory=list, description="Actions this agent may run.")
+    can: list[Name] = Field(default_factory=_empty_list, description="Actions this agent may run.")
     role: str | None = Field(default=None, description="What the specialist is for.")
     display_name: str | None = Field(
         default=None, description="How people name it (e.g. a .claude/agents definition's)."
@@ -281,7 +301,7 @@ class AgentSpec(_Model):
         "an agents_from definition's body.",
     )
     claude_tools: list[str] = Field(
-        default_factory=list,
+        default_factory=_empty_list,
         description="The Claude Code tools of its agents_from definition, as written; those "
         "with no action here are reported by validate.",
     )
@@ -291,7 +311,7 @@ class UndoSpec(_Model):
     """How to revert one completed step: an action run by the step's agent."""
 
     action: Name
-    with_: dict[str, Any] = Field(default_factory=dict, alias="with")
+    with_: dict[str, Any] = Field(default_factory=_empty_dict, alias="with")
     timeout: Duration | None = None
 
 
@@ -305,9 +325,9 @@ class StepSpec(_Model):
     instruction: str | None = Field(
         default=None, min_length=1, description="A sentence for an agent with a driver."
     )
-    with_: dict[str, Any] = Field(default_factory=dict, alias="with")
+    with_: dict[str, Any] = Field(default_factory=_empty_dict, alias="with")
     title: str | None = None
-    locks: list[Name] = Field(default_factory=list)
+    locks: list[Name] = Field(default_factory=_empty_list)
     timeout: Duration | None = None
     retries: int | None = Field(default=None, ge=0, le=100)
     lock_timeout: Duration | None = None
@@ -319,7 +339,7 @@ class StepSpec(_Model):
     idempotent: bool = Field(default=False, description="Safe to run again after a crash.")
     undo: UndoSpec | None = None
     evidence: list[Name] = Field(
-        default_factory=list, description="Ids of the stream's evidence this step provides."
+        default_factory=_empty_list, description="Ids of the stream's evidence this step provides."
     )
     gpus: int = Field(
         default=0,
@@ -351,7 +371,7 @@ class GateSpec(_Model):
     ``threshold``."""
 
     threshold: Probability = 1.0
-    criteria: list[GateCriterion | str] = Field(default_factory=list)
+    criteria: list[GateCriterion | str] = Field(default_factory=_empty_list)
     require_verified: bool = Field(
         default=False,
         description="Only evidence collected by the daemon itself counts: an agent's claim "
@@ -366,7 +386,7 @@ class EvidenceRequirement(_Model):
     description: str = ""
     verified: bool = Field(default=False, description="Must be collected by the daemon.")
     kinds: list[str] = Field(
-        default_factory=list,
+        default_factory=_empty_list,
         description="The kinds of daemon-collected evidence that satisfy it (an evidence "
         "record's source: command, query, http, docker, redis, nvml, compose, state); empty: "
         "any the declaring step's action collects. A claim counts only if it names this id.",
@@ -377,7 +397,7 @@ class RollbackSpec(_Model):
     """What to do when the stream fails: its steps, within a recovery budget."""
 
     budget: Duration | None = Field(default=None, description="e.g. 2m ('2-minute recovery')")
-    steps: list[StepSpec] = Field(default_factory=list)
+    steps: list[StepSpec] = Field(default_factory=_empty_list)
 
 
 class StreamSpec(_Model):
@@ -401,10 +421,10 @@ class StreamSpec(_Model):
         description="The agent that performs steps written as plain sentences; default: the "
         "first team member.",
     )
-    depends_on: list[Name] = Field(default_factory=list)
+    depends_on: list[Name] = Field(default_factory=_empty_list)
     steps: list[StepSpec] = Field(min_length=1)
     gate: GateSpec | None = None
-    evidence: list[EvidenceRequirement] = Field(default_factory=list)
+    evidence: list[EvidenceRequirement] = Field(default_factory=_empty_list)
     rollback: RollbackSpec | None = None
 
     def signature(self) -> str:
@@ -457,7 +477,7 @@ class FilesSpec(_Model):
     that a call picks with ``root: NAME`` (``streams/file_roots.py`` says which are usable)."""
 
     roots: dict[Identifier, Annotated[str, Field(min_length=1, max_length=4096)]] = Field(
-        default_factory=dict,
+        default_factory=_empty_dict,
         description="Folders by name (relative to the plan file, or absolute): each must "
         "exist, be reached through no symlink and not overlap the working directory or "
         "another root.",
@@ -467,6 +487,8 @@ class FilesSpec(_Model):
 class Plan(_Model):
     """A phase plan file."""
 
+    model_config = ConfigDict(defer_build=False)  # built at import: every command uses it
+
     version: Literal[1] = 1
     plan: Identifier = Field(description="The plan's name.")
     title: str | None = None
@@ -475,12 +497,12 @@ class Plan(_Model):
         description="Concurrency cap per resource class; null means unlimited."
     )
     resources: list[Identifier] = Field(
-        default_factory=list, description="Shared components that steps may lock."
+        default_factory=_empty_list, description="Shared components that steps may lock."
     )
     defaults: PlanDefaults = PlanDefaults()
     min_confidence: Probability | None = None
     agents_from: list[str] = Field(
-        default_factory=list,
+        default_factory=_empty_list,
         description="Folders of Claude Code agent definitions (NAME.md, relative to the plan "
         "file) whose agents join agents:; an agents: entry of the same id overrides them.",
     )

@@ -8,7 +8,6 @@ and ``depends_on`` that name nothing or form a cycle (the cycle is printed).
 
 from __future__ import annotations
 
-import difflib
 import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -78,6 +77,8 @@ def _sentence_steps(plan: Plan, agent: str) -> int:
 
 
 def _suggest(name: str, known: Iterable[str]) -> str:
+    import difflib  # only a plan with a problem needs it
+
     known = sorted(known)
     close = difflib.get_close_matches(name, known, n=1)
     hint = f"did you mean {close[0]!r}? " if close else ""

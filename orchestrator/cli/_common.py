@@ -14,13 +14,14 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import anyio
 import click
-from rich.console import Console
-from rich.table import Table
 
 from foundation.errors import OrchestratorError, first_orchestrator_error
 from foundation.status import ExitCode
 
 if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
     from orchestrator.daemon.client import ControlClient
     from orchestrator.settings import Settings
 
@@ -144,6 +145,8 @@ def output_option(func: F) -> F:
 
 def print_table(table: Table, console: Console | None = None) -> None:
     """Print ``table``; piped (not a terminal), as wide as its cells need, never cut."""
+    from rich.console import Console  # only the commands that print tables need rich
+
     console = console or Console()
     if not console.is_terminal:
         console = Console(file=console.file, width=_PIPED_WIDTH, no_color=True)

@@ -16,7 +16,6 @@ from foundation.status import ExitCode
 from orchestrator.cli._common import fail, output_option
 from orchestrator.cli._exit import ExitNow
 from streams.agents_from import tool_notes
-from streams.schema import schema_text
 
 __all__ = ["package", "schema", "validate", "verify_log"]
 
@@ -58,6 +57,8 @@ def validate(plan_file: Path, as_json: bool) -> None:
 @click.command()
 def schema() -> None:
     """Print the plan file's JSON Schema (the repository ships it as plan.schema.json)."""
+    from streams.schema import schema_text  # only this command needs it
+
     click.echo(schema_text(), nl=False)
 
 

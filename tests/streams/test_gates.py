@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from foundation.errors import OrchestratorError
+from streams.gate_evaluation import MetricValue, Verdict, evaluate_gate
 from streams.gates import (
     MAX_COMPARISONS,
     MAX_DEPTH,
@@ -30,14 +31,11 @@ from streams.gates import (
     Expr,
     GateExpressionProblem,
     GateSyntaxError,
-    MetricValue,
     Not,
     Or,
     ParsedCriterion,
-    Verdict,
     check_gate_expressions,
     compile_gate,
-    evaluate_gate,
     parse_criterion,
     to_text,
 )

@@ -15,11 +15,13 @@ from typing import Any
 
 import pytest
 import yaml
+from pydantic import TypeAdapter, ValidationError
 
 from agents.plans import load_plan, load_plan_text
 from foundation.errors import PlanInvalid, PlanProblem
 from streams import _limits, loader
 from streams._limits import MAX_ALIAS_VALUES, MAX_DEPTH
+from streams.model import Name
 from tests.streams.test_loader import VALID, edit, locate
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -346,6 +348,22 @@ def test_a_name_with_hostile_characters_is_refused_where_it_is(place: str, kind:
 def test_empty_and_dot_names_are_refused(name: str) -> None:
     text = edit(VALID, "locks: [redis]", f"locks: ['{name}']")
     assert any("is not a name" in p.reason for p in refused(text))
+
+
+@pytest.mark.parametrize(
+    ("name", "valid"),
+    [
+        *((n, True) for n in ["...", "....", ".x", "..x", "...x", "x.", "x..", "a.b", ". x", " "]),
+        *((n, False) for n in ["", ".", "..", "x/y", "./", "../x", ".\u200b", "..\n", "\u2028"]),
+    ],
+)
+def test_a_name_is_any_printable_text_but_a_slash_dot_and_dot_dot(name: str, valid: bool) -> None:
+    names = TypeAdapter(list[Name])
+    if valid:
+        assert names.validate_python([name]) == [name]
+    else:
+        with pytest.raises(ValidationError):
+            names.validate_python([name])
 
 
 def test_printable_names_beyond_identifiers_still_load() -> None:

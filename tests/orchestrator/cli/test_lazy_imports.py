@@ -116,6 +116,11 @@ def test_validate_imports_the_plan_models_but_no_heavy_library(tmp_path: Path) -
     # ...nor the libraries the actions drive.
     assert loaded(result["modules"], *HEAVY) == []
     assert loaded(result["modules"], "orchestrator.daemon", "pydantic_settings") == []
+    # A plan without agents_from reads no agent definitions (their model, the Markdown
+    # helpers): they are imported when a plan names a folder of them.
+    assert loaded(result["modules"], "streams.agent_definitions", "streams.markdown") == []
+    # Its gate's criteria are parsed, not evaluated; no JSON Schema is exported.
+    assert loaded(result["modules"], "streams.gate_evaluation", "streams.schema") == []
 
 
 def test_a_compose_patch_step_validates_without_ruamel(tmp_path: Path) -> None:
