@@ -22,9 +22,9 @@ if seen[1] then
   if rec.g == g then
     -- Granted while the caller was not looking: renewed here, so its lease starts now.
     renew_holder(h, g)
-    return '["granted","' .. s(NOW) .. '",' .. cjson.encode(rec.f) .. ',[]]'
+    return '["granted","' .. NOWS .. '",' .. cjson.encode(rec.f) .. ',[]]'
   end
-  if rec.p ~= PROC then return cjson.encode({'dup', s(NOW)}) end
+  if rec.p ~= PROC then return cjson.encode({'dup', NOWS}) end
   drop_holder(h, rec)
 end
 raw = nil
@@ -32,13 +32,13 @@ if seen[2] then
   raw = redis.call('HGET', P .. 'w', h)
   local rec = cjson.decode(raw)
   if rec.g ~= g then
-    if rec.p ~= PROC then return cjson.encode({'dup', s(NOW)}) end
+    if rec.p ~= PROC then return cjson.encode({'dup', NOWS}) end
     drop_waiter(h)
     raw = nil
   end
 end
 if raw then
-  redis.call('ZADD', P .. 'x', NOW + LEASE, 'w' .. h)
+  redis.call('ZADD', P .. 'x', lease_end(), 'w' .. h)
 else
   -- The cap as asked for last (as in memory.py); written only when it changed.
   CAP[cls] = tonumber(redis.call('HGET', P .. 'caps', cls) or '-2')
@@ -50,19 +50,19 @@ else
       and locks_free(locks, {}) then
     -- Nobody waits, so the queue would hold this need alone: grant it without queueing.
     local fences = grant(h, {c = cls, l = locks, p = PROC, g = g}, frag, false)
-    return '["granted","' .. s(NOW) .. '",' .. fences .. ',[]]'
+    return '["granted","' .. NOWS .. '",' .. fences .. ',[]]'
   end
   local key = NOW - tonumber(ARGV[10]) + tonumber(ARGV[9]) * tonumber(ARGV[11])
   redis.call('HSET', P .. 'w', h, record_prefix(g) .. ',"pr":"' .. ARGV[9] .. '","e":"'
-    .. s(NOW) .. '","cr":"' .. ARGV[10] .. '",' .. string.sub(frag, 2))
+    .. NOWS .. '","cr":"' .. ARGV[10] .. '",' .. string.sub(frag, 2))
   redis.call('ZADD', P .. 'q:' .. cls, key, h)
   redis.call('SADD', P .. 'qc', cls)
-  redis.call('ZADD', P .. 'x', NOW + LEASE, 'w' .. h)
+  redis.call('ZADD', P .. 'x', lease_end(), 'w' .. h)
 end
 dispatch()
 raw = redis.call('HGET', P .. 'h', h)
 if raw then
-  return '["granted","' .. s(NOW) .. '",' .. cjson.encode(cjson.decode(raw).f) .. ','
+  return '["granted","' .. NOWS .. '",' .. cjson.encode(cjson.decode(raw).f) .. ','
     .. mine() .. ']'
 end
 -- Not granted: say what blocks it, and when the first blocking lease would run out.
@@ -97,5 +97,5 @@ else
 end
 local wait = '-1'
 if recheck then wait = s(recheck - NOW) end
-return '["waiting","' .. s(NOW) .. '",' .. cjson.encode(blockers) .. ',"' .. wait .. '",'
+return '["waiting","' .. NOWS .. '",' .. cjson.encode(blockers) .. ',"' .. wait .. '",'
   .. mine() .. ']'

@@ -18,7 +18,7 @@ while i <= #ARGV do
   if raw and string.sub(raw, 1, #pre) == pre then
     if mode == 'take' then
       local rec = renew_holder(h, g)
-      res = '{"k":"held","f":' .. cjson.encode(rec.f) .. ',"t":"' .. s(NOW) .. '"}'
+      res = '{"k":"held","f":' .. cjson.encode(rec.f) .. ',"t":"' .. NOWS .. '"}'
     else
       drop_holder(h, {c = cls, l = locks})
       res = '{"k":"released"}'
@@ -37,4 +37,4 @@ if redis.call('EXISTS', P .. 'qc') == 1 then
   purge()
   dispatch()
 end
-return '["' .. s(NOW or 0) .. '",[' .. table.concat(out, ',') .. '],' .. mine() .. ']'
+return '["' .. (NOWS or '0') .. '",[' .. table.concat(out, ',') .. '],' .. mine() .. ']'
