@@ -62,8 +62,7 @@ end
 dispatch()
 raw = redis.call('HGET', P .. 'h', h)
 if raw then
-  return '["granted","' .. NOWS .. '",' .. cjson.encode(cjson.decode(raw).f) .. ','
-    .. mine() .. ']'
+  return '["granted","' .. NOWS .. '",' .. fences_of(raw) .. ',' .. mine() .. ']'
 end
 -- Not granted: say what blocks it, and when the first blocking lease would run out.
 local blockers, recheck = {}, nil
@@ -77,10 +76,16 @@ if not grants_allowed() then
   recheck = SAFE
 else
   if cap >= 0 then
-    local holders = redis.call('ZRANGE', P .. 'c:' .. cls, 0, -1)
-    if #holders >= cap then
+    -- A holder's score here is its lease expiry, as in 'x'.
+    local items = redis.call('ZRANGE', P .. 'c:' .. cls, 0, -1, 'WITHSCORES')
+    if #items >= 2 * cap then
+      local holders = {}
+      for i = 1, #items, 2 do
+        holders[#holders + 1] = items[i]
+        local at = tonumber(items[i + 1])
+        if recheck == nil or at < recheck then recheck = at end
+      end
       blockers[#blockers + 1] = {r = 'class:' .. cls, h = holders, why = 'at cap ' .. s(cap)}
-      for _, holder in ipairs(holders) do expiring(holder) end
     end
   end
   for _, lock in ipairs(locks) do

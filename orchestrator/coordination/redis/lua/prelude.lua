@@ -69,6 +69,9 @@ end
 -- lab (labels). A waiter record is {"g":..,"pr":..,"e":..,"cr":..,<fragment>.
 local function record_prefix(g) return '{"g":"' .. g .. '"' end
 
+-- A holder record's fences, as the JSON array text it holds.
+local function fences_of(raw) return string.match(raw, '"f":(%b[])') end
+
 local function fragment_of(waiter_raw)
   local _, stop = string.find(waiter_raw, '"cr":"[^"]*",')
   return '{' .. string.sub(waiter_raw, stop + 1)
@@ -91,11 +94,14 @@ local function drop_holder(h, rec)
   return rec
 end
 
-local function drop_waiter(h)
+-- ``rec``: the waiter's record when the caller has it decoded already.
+local function drop_waiter(h, rec)
   redis.call('ZREM', P .. 'x', 'w' .. h)
-  local raw = redis.call('HGET', P .. 'w', h)
-  if not raw then return nil end
-  local rec = cjson.decode(raw)
+  if rec == nil then
+    local raw = redis.call('HGET', P .. 'w', h)
+    if not raw then return nil end
+    rec = cjson.decode(raw)
+  end
   redis.call('HDEL', P .. 'w', h)
   local q = P .. 'q:' .. rec.c
   redis.call('ZREM', q, h)
@@ -171,7 +177,7 @@ local function grant(h, rec, frag, queued)
     tokens[i] = '"' .. token .. '"'
   end
   local fences = '[' .. table.concat(tokens, ',') .. ']'
-  if queued then drop_waiter(h) end
+  if queued then drop_waiter(h, rec) end
   local expiry = lease_end()
   redis.call('ZADD', P .. 'c:' .. rec.c, expiry, h)
   redis.call('ZADD', P .. 'x', expiry, 'h' .. h)
