@@ -1,7 +1,9 @@
 -- ARGV: prefix, calling process, lease (us), starve_after (us), then each script's own
 -- arguments (plain strings: decoding JSON costs more than the rest of an uncontended call).
 local P, PROC, LEASE, STARVE = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
-local SELF = nil
+-- The holders whose acquire is in this call: a grant for one is in the call's reply, so it
+-- needs no note.
+local SELF = {}
 local MINE = {}
 local CAP, USED = {}, {}
 local SAFE = nil
@@ -185,7 +187,7 @@ local function grant(h, rec, frag, queued)
   local at = NOWS
   redis.call('HSET', P .. 'h', h, record_prefix(rec.g) .. ',"t":"' .. at .. '","f":' .. fences
     .. ',' .. string.sub(frag, 2))
-  if h ~= SELF then
+  if not SELF[h] then
     local note = '{"h":' .. cjson.encode(h) .. ',"g":"' .. rec.g .. '","f":' .. fences
       .. ',"t":"' .. at .. '"}'
     if rec.p == PROC then
