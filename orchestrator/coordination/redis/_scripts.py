@@ -37,9 +37,9 @@ nothing anyone waits for reads no clock and makes no dispatch pass.
 The scripts are ``.lua`` files of this package (shipped as package data), read once with
 :mod:`importlib.resources` as Dramatiq does, so they work from a wheel or a zip as well as
 from a checkout. ``prelude.lua`` (the shared helpers: purge, dispatch, grant) is put in
-front of each script but ``state_cas.lua``; ``OPS`` is the prelude, the operations of
-``acquire.lua`` and ``drop.lua`` and the batch loop of ``ops.lua``. Redis caches each by its
-SHA-1.
+front of each script but ``state_cas.lua``; ``OPS`` is the uncontended fast path of
+``fast.lua``, then the prelude, the operations of ``acquire.lua`` and ``drop.lua`` and the
+batch loop of ``ops.lua``. Redis caches each by its SHA-1.
 
 Numbers pass to Redis as strings formatted with ``%.0f``: Lua's ``tostring`` and cjson keep
 only 14 digits, too few for microsecond timestamps and fencing tokens.
@@ -60,8 +60,18 @@ def read_script(name: str) -> str:
 
 _PRELUDE = read_script("prelude")
 
-#: Acquires and drops: ``acquire.lua`` and ``drop.lua`` define them, ``ops.lua`` runs a batch.
-OPS = _PRELUDE + read_script("acquire") + read_script("drop") + read_script("ops")
+#: Acquires and drops: ``fast.lua`` runs an uncontended one; else ``acquire.lua`` and
+#: ``drop.lua`` define them and ``ops.lua`` runs the batch, all inside a function that only
+#: a call the fast path passes on runs (so only such a call defines the prelude's helpers).
+OPS = (
+    read_script("fast")
+    + "local function full()\n"
+    + _PRELUDE
+    + read_script("acquire")
+    + read_script("drop")
+    + read_script("ops")
+    + "end\nreturn full()\n"
+)
 RENEW = _PRELUDE + read_script("renew")
 SNAPSHOT = _PRELUDE + read_script("snapshot")
 STATE_CAS = read_script("state_cas")

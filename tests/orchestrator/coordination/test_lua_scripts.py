@@ -19,7 +19,7 @@ import pytest
 from orchestrator.coordination.redis import _scripts
 
 ROOT = Path(__file__).resolve().parents[3]
-SCRIPTS = ["acquire", "drop", "ops", "prelude", "renew", "snapshot", "state_cas"]
+SCRIPTS = ["acquire", "drop", "fast", "ops", "prelude", "renew", "snapshot", "state_cas"]
 
 
 def test_every_script_is_read_from_its_lua_file() -> None:
@@ -32,7 +32,8 @@ def test_every_script_is_read_from_its_lua_file() -> None:
     prelude = text("prelude")
     for name in ["renew", "snapshot"]:
         assert getattr(_scripts, name.upper()) == prelude + text(name)
-    assert prelude + text("acquire") + text("drop") + text("ops") == _scripts.OPS
+    full = prelude + text("acquire") + text("drop") + text("ops")
+    assert text("fast") + "local function full()\n" + full + "end\nreturn full()\n" == _scripts.OPS
     assert (lua / "state_cas.lua").read_text(encoding="utf-8") == _scripts.STATE_CAS
 
 
