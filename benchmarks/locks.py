@@ -5,7 +5,9 @@ One run, one redis-server (started here with a password and no persistence, unle
 
 - uncontended acquire + release latency next to a bare PING pair (two round trips; an
   acquire and a release are one round trip each). Rounds of each kind are interleaved, so
-  a machine that gets busier or quieter during the run affects all of them alike;
+  a machine that gets busier or quieter during the run affects all of them alike; with
+  each, this process's CPU per pair and, for ours, Redis's time per script call
+  (``INFO commandstats``), which move less with the load than the wall clock;
 - hand-off latency: from the start of a release to the grant of a *different* waiter,
   with 8 tasks contending for one lock in one process, and with 3 processes of 8 tasks
   (timestamps from the shared wall clock);
@@ -72,9 +74,18 @@ def summary_us(values: list[float]) -> dict[str, float]:
 # -- uncontended --------------------------------------------------------------------------
 
 
+async def evalsha_usec(client: redis.asyncio.Redis) -> tuple[int, float]:
+    """Calls of EVALSHA and the microseconds Redis spent in them so far."""
+    stats = (await client.info("commandstats")).get("cmdstat_evalsha", {})
+    return int(stats.get("calls", 0)), float(stats.get("usec", 0.0))
+
+
 async def uncontended(
     client: redis.asyncio.Redis, coord: RedisCoordinator, rounds: int, per_round: int
-) -> dict[str, list[float]]:
+) -> tuple[dict[str, list[float]], dict[str, float]]:
+    """Wall-clock samples per operation, and per operation the CPU seconds of this process
+    per call and (``ours_in_redis``) Redis's microseconds per script call of ours: both
+    move less with the machine's load than wall-clock time does."""
     need = Need("bench/uncontended", "bench", None, ("lock-u",))
     lock = Lock(client, "bench-redispy-u", timeout=10)
 
@@ -95,16 +106,27 @@ async def uncontended(
         "redispy_uncontended": redispy,
     }
     samples: dict[str, list[float]] = {name: [] for name in ops}
+    cpu = dict.fromkeys(ops, 0.0)
+    script_calls, script_usec = 0, 0.0
     for op in ops.values():  # warm-up: connections, scripts, caches
         for _ in range(200):
             await op()
     for _ in range(rounds):
         for name, op in ops.items():
+            calls_before, usec_before = await evalsha_usec(client)
+            cpu_before = time.process_time()
             for _ in range(per_round):
                 start = time.perf_counter()
                 await op()
                 samples[name].append(time.perf_counter() - start)
-    return samples
+            cpu[name] += time.process_time() - cpu_before
+            if name == "ours_uncontended":
+                calls_after, usec_after = await evalsha_usec(client)
+                script_calls += calls_after - calls_before
+                script_usec += usec_after - usec_before
+    costs = {f"{name}_cpu_us": round(cpu[name] / (rounds * per_round) * 1e6, 1) for name in ops}
+    costs["ours_in_redis_us_per_call"] = round(script_usec / max(1, script_calls), 1)
+    return samples, costs
 
 
 # -- contended ----------------------------------------------------------------------------
@@ -271,8 +293,9 @@ async def bench(url: str, seconds: float, rounds: int) -> dict[str, Any]:
     # Right after Redis starts, the coordinator grants nothing for one lease (see redis.py).
     await anyio.sleep(max(0.0, LEASE_S + 1 - float(info["uptime_in_seconds"])))
     async with RedisCoordinator(url, namespace=namespace, lease_s=LEASE_S) as coord:
-        samples = await uncontended(client, coord, rounds, 300)
+        samples, costs = await uncontended(client, coord, rounds, 300)
         results.update({name: summary_us(values) for name, values in samples.items()})
+        results["uncontended_costs"] = costs
         ours = await ours_contended(coord, time.time() + seconds)
         results["ours_1_process"] = analyse(ours.events, seconds)
     for sleep_s in (0.1, 0.001):
@@ -291,7 +314,8 @@ async def bench(url: str, seconds: float, rounds: int) -> dict[str, Any]:
 
 def table(r: dict[str, Any]) -> str:
     ping = r["ping_pair"]["median_us"]
-    lines = [f"{'uncontended, us':<46}{'median':>9}{'p99':>9}{'x PING pair':>13}"]
+    costs = r["uncontended_costs"]
+    lines = [f"{'uncontended, us':<46}{'median':>9}{'p99':>9}{'x PING pair':>13}{'CPU':>9}"]
     for name, key in [
         ("bare PING pair (2 round trips)", "ping_pair"),
         ("ours: acquire + release", "ours_uncontended"),
@@ -300,8 +324,9 @@ def table(r: dict[str, Any]) -> str:
         row = r[key]
         lines.append(
             f"{name:<46}{row['median_us']:>9.1f}{row['p99_us']:>9.1f}"
-            f"{row['median_us'] / ping:>13.2f}"
+            f"{row['median_us'] / ping:>13.2f}{costs[key + '_cpu_us']:>9.1f}"
         )
+    lines.append(f"ours: inside Redis per script call {costs['ours_in_redis_us_per_call']:.1f} us")
     header = f"{'hand-off median':>16}{'p99':>10}{'grants/s':>10}{'handed over':>13}"
     for title, suffix in [
         ("8 tasks, 1 process", "1_process"),

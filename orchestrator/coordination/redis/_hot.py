@@ -1,57 +1,86 @@
-"""The hot path of the Redis backend: the acquire and drop scripts on connections of its own.
+"""The hot path of the Redis backend: acquires and drops as one script, batched, on
+connections of its own.
 
 An uncontended acquire and release are one script call each, and redis-py's client adds
 about as much Python per command as a whole round trip takes on loopback: a blocking pool
 behind an ``asyncio.Condition``, a write bounded by ``asyncio.wait_for`` (a task per call),
 retry and observability wrappers. :class:`ScriptPool` keeps redis-py's connections (they
 own the URL's credentials, TLS, database and RESP parsing) and drives them directly: an idle
-list, at most :data:`POOL_SIZE` of them, calls queued while all are busy sent together in
-one write, and one ``asyncio.timeout`` around each such batch (plus the connect, when the
-connection is new).
+list, at most :data:`POOL_SIZE` of them, and one ``asyncio.timeout`` around each batch (plus
+the connect, when the connection is new).
+
+A call is a list of operations for one script (``ops.lua``). Calls made while every
+connection is busy queue, and the next caller to find a free connection sends all of them
+as **one** script call, up to :data:`MAX_BATCH_OPS` operations each: Redis runs them in
+order, as separate calls would run, with one purge and one dispatch pass for all, and the
+reply is read and decoded once. Under load (a run's steps releasing and queueing while
+earlier calls are in flight) that is a few operations per round trip instead of one; an
+uncontended call still goes out at once.
 
 A batch is sent and read shielded from its sender's cancellation (it carries other callers'
 calls, a shielded release among them), bounded by its own timeout. A batch that fails in
 any way but a Redis error reply drops its connection: after a timeout its replies may still
-come, so the connection cannot be reused. A script
-that Redis no longer knows (``NOSCRIPT``: it restarted, or ``SCRIPT FLUSH``) is loaded again
-on the same connection and called again.
+come, so the connection cannot be reused. An error reply (out of memory, an ACL denial)
+fails every call of its script call. A script that Redis no longer knows (``NOSCRIPT``: it
+restarted, or ``SCRIPT FLUSH``) is loaded again on the same connection and called again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import anyio
+import orjson
 import redis
 import redis.asyncio
 from redis.asyncio.connection import AbstractConnection
 from redis.backoff import NoBackoff
 
-__all__ = ["POOL_SIZE", "ScriptPool"]
+__all__ = ["MAX_BATCH_OPS", "POOL_SIZE", "ScriptPool"]
 
 #: Connections at most, so batches in flight at most. Redis runs one script at a time, so
-#: more would add no throughput; fewer batches in flight make the queued ones larger.
-POOL_SIZE = 4
+#: more would add no throughput; fewer batches in flight make the queued ones larger (with
+#: 4, a run of 10,000 steps sent about three times as many batches as with 1, each costing a
+#: write, a wake-up of Redis and a reply to read). Two leave one connection free for a call
+#: made while a batch is in flight.
+POOL_SIZE = 2
+
+#: Operations in one script call at most (a longer queue goes out as several calls in one
+#: write), so that no call keeps Redis busy for long.
+MAX_BATCH_OPS = 256
+
+#: An operation: its arguments, as the script reads them.
+Op = Sequence[str | bytes]
 
 
 class ScriptPool:
-    """EVALSHA of registered scripts on up to :data:`POOL_SIZE` connections of its own.
+    """Calls of one script on up to :data:`POOL_SIZE` connections of its own.
 
-    Calls made while every connection is busy queue, and the next caller to find a free
-    connection sends all queued calls in one write and hands each its reply (pipelining):
-    a burst of acquires (a plan's steps queueing at its start) costs a few round trips, not
-    one per call. ``reply_timeout_s`` bounds each batch (sending and reading); a new
-    connection also gets ``connect_timeout_s``. A call raises what redis-py raises
-    (``redis.ConnectionError``, ``redis.ResponseError``, ...), ``TimeoutError`` when its batch
-    ran out of time (every script is idempotent: the caller retries), and
-    ``redis.ConnectionError`` once the pool is closed.
+    The script is called with ``key`` as its one key and ``head`` followed by the arguments
+    of every operation of the batch; it replies with JSON text, an array whose element 1
+    holds one result per operation, in order. ``on_reply`` sees each decoded reply once,
+    before the callers of its operations do. ``reply_timeout_s`` bounds each batch (sending
+    and reading); a new connection also gets ``connect_timeout_s``. A call raises what
+    redis-py raises (``redis.ConnectionError``, ``redis.ResponseError``, ...),
+    ``TimeoutError`` when its batch ran out of time (every operation is idempotent: the
+    caller retries), and ``redis.ConnectionError`` once the pool is closed.
     """
 
-    def __init__(self, url: str, *, connect_timeout_s: float, reply_timeout_s: float) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        source: str,
+        key: str,
+        head: Sequence[str],
+        on_reply: Callable[[list[Any]], None] | None = None,
+        connect_timeout_s: float,
+        reply_timeout_s: float,
+    ) -> None:
         # Used only to make connections; they never return to it.
         self._factory = redis.asyncio.ConnectionPool.from_url(
             url,
@@ -61,20 +90,21 @@ class ScriptPool:
             retry=redis.asyncio.retry.Retry(NoBackoff(), 0),
             client_name="orchestrator",
         )
+        self._source = source
+        sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
+        self.sha = sha
+        # Every command starts alike: EVALSHA, the script, its key and ``head``.
+        start = ["EVALSHA", sha, "1", key, *head]
+        self._start_n = len(start)
+        self._start = _args(start)
+        self._on_reply = on_reply
         self._connect_timeout_s = connect_timeout_s
         self._reply_timeout_s = reply_timeout_s
         self._idle: list[AbstractConnection] = []
         self._open = 0  # connections idle or sending a batch
         self._queue: list[_Call] = []
         self._freed: list[asyncio.Future[None]] = []
-        self._sources: dict[str, str] = {}
         self._closed = False
-
-    def register(self, source: str) -> str:
-        """Remember ``source`` (loaded again on ``NOSCRIPT``); return its SHA-1."""
-        sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
-        self._sources[sha] = source
-        return sha
 
     async def connect(self) -> None:
         """Open every connection now (raising what connecting raises), so that neither the
@@ -91,10 +121,11 @@ class ScriptPool:
                 raise
             self._idle.append(conn)
 
-    async def evalsha(self, sha: str, key: str, args: Sequence[str | bytes]) -> Any:
-        """The reply of the registered script ``sha`` called with one key and ``args``."""
+    async def call(self, ops: Sequence[Op]) -> tuple[list[Any], list[Any]]:
+        """Run ``ops`` (in order, possibly with other callers' operations around them);
+        return the decoded reply of the script call that carried them and their results."""
         loop = asyncio.get_running_loop()
-        call = _Call(sha, _pack(["EVALSHA", sha, "1", key, *args]), loop.create_future())
+        call = _Call(len(ops), sum(map(len, ops)), b"".join(map(_args, ops)), loop.create_future())
         if self._closed:
             raise redis.ConnectionError("the coordinator is closed")
         self._queue.append(call)
@@ -118,16 +149,28 @@ class ScriptPool:
             raise
         return call.reply.result()
 
+    def _command(self, calls: list[_Call]) -> bytes:
+        n = self._start_n + sum(call.n_args for call in calls)
+        return b"*%d\r\n%b%b" % (n, self._start, b"".join(call.args for call in calls))
+
     async def _send_queued(self) -> None:
-        """Send every queued call on a free connection in one write; settle their replies."""
+        """Send every queued call on a free connection, in as few script calls as
+        :data:`MAX_BATCH_OPS` allows and in one write; settle their replies."""
         if self._idle:
             conn = self._idle.pop()
         else:
             conn = self._factory.make_connection()  # type: ignore[no-untyped-call]  # untyped in redis-py
             self._open += 1
         batch, self._queue = self._queue, []
+        chunks: list[list[_Call]] = [[]]
+        ops = 0
         for call in batch:
             call.sent = True
+            if chunks[-1] and ops + call.n_ops > MAX_BATCH_OPS:
+                chunks.append([])
+                ops = 0
+            chunks[-1].append(call)
+            ops += call.n_ops
         timeout_s = self._reply_timeout_s
         if not conn.is_connected:
             timeout_s += self._connect_timeout_s
@@ -137,15 +180,19 @@ class ScriptPool:
             # the batch's own timeout bounds it. The cancellation is delivered after.
             with anyio.CancelScope(shield=True):
                 async with asyncio.timeout(timeout_s):
-                    await conn.send_packed_command(b"".join(c.command for c in batch), False)
-                    again = [call for call in batch if not await self._settle(conn, call)]
-                    for sha in {call.sha for call in again}:  # NOSCRIPT: load, once more
-                        load = _pack(["SCRIPT", "LOAD", self._sources[sha]])
-                        await conn.send_packed_command(load)
+                    commands = [self._command(chunk) for chunk in chunks]
+                    await conn.send_packed_command(b"".join(commands), False)
+                    again = [
+                        (command, chunk)
+                        for command, chunk in zip(commands, chunks, strict=True)
+                        if not await self._settle(conn, chunk)
+                    ]
+                    if again:  # NOSCRIPT: load it, then once more
+                        await conn.send_packed_command(_command(["SCRIPT", "LOAD", self._source]))
                         await conn.read_response(timeout=_NO_TIMEOUT)
-                    for call in again:
-                        await conn.send_packed_command(call.command, False)
-                        await self._settle(conn, call, retried=True)
+                    for command, chunk in again:
+                        await conn.send_packed_command(command, False)
+                        await self._settle(conn, chunk, retried=True)
         except BaseException as exc:
             self._open -= 1
             await conn.disconnect(nowait=True)
@@ -172,12 +219,13 @@ class ScriptPool:
                     waiter.set_result(None)
 
     async def _settle(
-        self, conn: AbstractConnection, call: _Call, *, retried: bool = False
+        self, conn: AbstractConnection, calls: list[_Call], *, retried: bool = False
     ) -> bool:
-        """Read ``call``'s reply into it; False if Redis did not know its script."""
+        """Read the reply of the script call carrying ``calls`` and hand each its part;
+        False if Redis did not know the script."""
         outcome: Exception
         try:
-            reply = await conn.read_response(timeout=_NO_TIMEOUT)
+            raw = await conn.read_response(timeout=_NO_TIMEOUT)
         except redis.exceptions.NoScriptError as exc:
             if not retried:
                 return False
@@ -185,11 +233,19 @@ class ScriptPool:
         except redis.ResponseError as exc:  # an error reply leaves the connection in step
             outcome = exc
         else:
-            if not call.reply.done():  # done: its caller was cancelled
-                call.reply.set_result(reply)
+            reply = orjson.loads(raw)
+            if self._on_reply is not None:
+                self._on_reply(reply)
+            results = reply[1] if isinstance(reply[1], list) else []  # cjson: [] is {}
+            at = 0
+            for call in calls:
+                if not call.reply.done():  # done: its caller was cancelled
+                    call.reply.set_result((reply, results[at : at + call.n_ops]))
+                at += call.n_ops
             return True
-        if not call.reply.done():
-            call.reply.set_exception(outcome)
+        for call in calls:
+            if not call.reply.done():
+                call.reply.set_exception(outcome)
         return True
 
     async def aclose(self) -> None:
@@ -203,9 +259,10 @@ class ScriptPool:
 
 @dataclass(eq=False, slots=True)
 class _Call:
-    sha: str
-    command: bytes
-    reply: asyncio.Future[Any]
+    n_ops: int
+    n_args: int
+    args: bytes  # its operations' arguments in RESP
+    reply: asyncio.Future[tuple[list[Any], list[Any]]]
     sent: bool = False
 
 
@@ -219,10 +276,16 @@ def _discard(reply: asyncio.Future[Any]) -> None:
 _NO_TIMEOUT = float("inf")
 
 
-def _pack(args: Sequence[str | bytes]) -> bytes:
-    """A command in RESP (redis-py's packer, general-purpose, costs several times more)."""
-    parts = [b"*%d\r\n" % len(args)]
+def _args(args: Sequence[str | bytes]) -> bytes:
+    """Arguments in RESP, without the array's header (redis-py's packer, general-purpose,
+    costs several times more)."""
+    parts = []
     for arg in args:
         data = arg.encode() if isinstance(arg, str) else arg
         parts.append(b"$%d\r\n%b\r\n" % (len(data), data))
     return b"".join(parts)
+
+
+def _command(args: Sequence[str | bytes]) -> bytes:
+    """A whole command in RESP."""
+    return b"*%d\r\n%b" % (len(args), _args(args))

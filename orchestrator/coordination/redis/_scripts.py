@@ -1,9 +1,11 @@
 """The Lua scripts of the Redis coordination backend, loaded from the ``lua/`` files.
 
 Every change of holders or waiters is one script, so each runs atomically inside Redis and
-costs one round trip. Time is Redis's own (``TIME``, in microseconds), never a client clock.
-Every script that touches holders or waiters first purges expired holders and waiters and
-ends with a dispatch pass, the same algorithm as
+costs one round trip; acquires and drops are operations of one script (``ops.lua``), and a
+call carries as many as the client has queued (:mod:`._hot`). Time is Redis's own (``TIME``,
+in microseconds), never a client clock. Every script that touches holders or waiters first
+purges expired holders and waiters and ends with a dispatch pass (one per call, however many
+operations it carries), the same algorithm as
 :meth:`orchestrator.coordination.memory.InProcessCoordinator._dispatch`: starving waiters
 first (granted, or what they need is reserved), then the waiters of classes with free slots
 merged in aged-key order, each granted if its whole need is free.
@@ -35,7 +37,9 @@ nothing anyone waits for reads no clock and makes no dispatch pass.
 The scripts are ``.lua`` files of this package (shipped as package data), read once with
 :mod:`importlib.resources` as Dramatiq does, so they work from a wheel or a zip as well as
 from a checkout. ``prelude.lua`` (the shared helpers: purge, dispatch, grant) is put in
-front of each script but ``state_cas.lua``; Redis caches each by its SHA-1.
+front of each script but ``state_cas.lua``; ``OPS`` is the uncontended fast path of
+``fast.lua``, then the prelude, the operations of ``acquire.lua`` and ``drop.lua`` and the
+batch loop of ``ops.lua``. Redis caches each by its SHA-1.
 
 Numbers pass to Redis as strings formatted with ``%.0f``: Lua's ``tostring`` and cjson keep
 only 14 digits, too few for microsecond timestamps and fencing tokens.
@@ -45,7 +49,7 @@ from __future__ import annotations
 
 from importlib.resources import files
 
-__all__ = ["ACQUIRE", "DROP", "RENEW", "SNAPSHOT", "STATE_CAS", "read_script"]
+__all__ = ["OPS", "RENEW", "SNAPSHOT", "STATE_CAS", "read_script"]
 
 
 def read_script(name: str) -> str:
@@ -56,8 +60,18 @@ def read_script(name: str) -> str:
 
 _PRELUDE = read_script("prelude")
 
-ACQUIRE = _PRELUDE + read_script("acquire")
-DROP = _PRELUDE + read_script("drop")
+#: Acquires and drops: ``fast.lua`` runs an uncontended one; else ``acquire.lua`` and
+#: ``drop.lua`` define them and ``ops.lua`` runs the batch, all inside a function that only
+#: a call the fast path passes on runs (so only such a call defines the prelude's helpers).
+OPS = (
+    read_script("fast")
+    + "local function full()\n"
+    + _PRELUDE
+    + read_script("acquire")
+    + read_script("drop")
+    + read_script("ops")
+    + "end\nreturn full()\n"
+)
 RENEW = _PRELUDE + read_script("renew")
 SNAPSHOT = _PRELUDE + read_script("snapshot")
 STATE_CAS = read_script("state_cas")

@@ -12,7 +12,8 @@ How (details in :mod:`._scripts` and :mod:`._leases`):
 - Each acquire, release and renewal is one Lua script, one round trip; time is Redis's.
   A need for a class without a cap and without locks makes none (:mod:`._local`).
   Acquires and releases go out on the coordinator's own connections without redis-py's
-  per-command layers; those made while all are busy go out together (:mod:`._hot`).
+  per-command layers; those made while all are busy go out together, as one script call
+  with one dispatch pass for all (:mod:`._hot`).
 - Waiters queue in Redis. A grant made for another process's waiter is pushed to that
   process's inbox list, which it reads with a blocking pop: a release reaches the next
   waiter at once (a grant for a waiter of the releasing process comes back in the
@@ -82,7 +83,7 @@ from orchestrator.coordination.redis._leases import (
     Waiting,
 )
 from orchestrator.coordination.redis._local import LocalGrants, is_local
-from orchestrator.coordination.redis._scripts import ACQUIRE, DROP, RENEW, SNAPSHOT, STATE_CAS
+from orchestrator.coordination.redis._scripts import OPS, RENEW, SNAPSHOT, STATE_CAS
 from orchestrator.coordination.redis._state import RedisSharedState
 
 __all__ = ["RedisCoordinator", "redact_url"]
@@ -100,8 +101,8 @@ _STOP_MARGIN_S = 1.0
 #: Bound of each best-effort write while leaving (waking the inbox, deleting it).
 _LEAVE_WRITE_S = 1.0
 
-#: The scripts called through redis-py's client; acquire and drop go through the
-#: coordinator's ScriptPool (:mod:`._hot`).
+#: The scripts called through redis-py's client; acquires and drops go through the
+#: coordinator's ScriptPool (:mod:`._hot`), as operations of ``ops.lua``.
 _SCRIPTS = {
     "renew": RENEW,
     "snapshot": SNAPSHOT,
@@ -174,7 +175,6 @@ class RedisCoordinator(RedisSharedState):
         self._scripts: dict[str, Any] = {}
         self._inbox: Inbox | None = None
         self._hot: ScriptPool | None = None
-        self._acquire_sha = self._drop_sha = ""
 
     @property
     def namespace(self) -> str:
@@ -211,13 +211,15 @@ class RedisCoordinator(RedisSharedState):
                 await self._check(client.script_load(source))
             hot = ScriptPool(
                 self._url,
+                source=OPS,
+                key=self._route,
+                head=self._base,
+                on_reply=self._on_ops_reply,
                 connect_timeout_s=self._connect_timeout_s,
                 reply_timeout_s=self._op_timeout_s,
             )
             stack.push_async_callback(_shielded, hot.aclose, self._op_timeout_s)
-            self._acquire_sha, self._drop_sha = hot.register(ACQUIRE), hot.register(DROP)
-            for source in (ACQUIRE, DROP):
-                await self._check(client.script_load(source))
+            await self._check(client.script_load(OPS))
             await self._check(hot.connect())
             self._hot = hot
             self._client, self._blocking = client, blocking
@@ -360,27 +362,20 @@ class RedisCoordinator(RedisSharedState):
                     if isinstance(waiter.outcome, Granted):
                         return self._hold(waiter, waiter.outcome)
                     credit_s = need.age_credit_s + time.monotonic() - started
-                    sent, raw = await self._call(
-                        functools.partial(
-                            hot.evalsha,
-                            self._acquire_sha,
-                            self._route,
-                            self._acquire_args(need, waiter.gid, credit_s),
-                        ),
-                        grace_s=self._outage_grace_s,
+                    op = self._acquire_op(need, waiter.gid, credit_s)
+                    sent, (reply, (result,)) = await self._call(
+                        functools.partial(hot.call, (op,)), grace_s=self._outage_grace_s
                     )
-                    reply = orjson.loads(raw)
-                    if reply[0] == "dup":
+                    if result[0] == "dup":
                         raise ValueError(f"holder {need.holder!r} already holds or waits")
-                    self._clock.note(sent, int(reply[1]))
-                    self._deliver_notes(reply[-1])
-                    if reply[0] == "granted":
+                    self._clock.note(sent, int(reply[0]))
+                    if result[0] == "granted":
                         deadline = sent + self._lease_s
-                        fences = replies.fences(need.locks, reply[2])
+                        fences = replies.fences(need.locks, result[1])
                         return self._hold(waiter, Granted(fences, deadline))
                     if on_blocked is not None:
                         # Told again when what blocks it changes (a new holder).
-                        blockers = replies.blockers(reply[2])
+                        blockers = replies.blockers(result[1])
                         if blockers != reported:
                             reported = blockers
                             on_blocked(blockers)
@@ -441,14 +436,12 @@ class RedisCoordinator(RedisSharedState):
         """Give back the grants, or leave the queue, of ``entries`` (need, grant id); return
         each one's result (see drop.lua)."""
         assert self._hot is not None
-        args = [*self._base, mode]
-        for need, gid in entries:
-            args += [need.holder, gid, need.resource_class, str(len(need.locks)), *need.locks]
-        script = functools.partial(self._hot.evalsha, self._drop_sha, self._route, args)
-        _, raw = await self._call(script, grace_s=grace_s)
-        reply = orjson.loads(raw)
-        self._deliver_notes(reply[2])
-        return replies.as_list(reply[1])
+        ops = [
+            (mode, need.holder, gid, need.resource_class, str(len(need.locks)), *need.locks)
+            for need, gid in entries
+        ]
+        _, (_, results) = await self._call(functools.partial(self._hot.call, ops), grace_s=grace_s)
+        return results
 
     async def _leave(self, waiter: Waiting, mode: str) -> Granted | None:
         """Take ``waiter`` out of the queue; with mode "take" keep (and return) a grant made
@@ -467,14 +460,16 @@ class RedisCoordinator(RedisSharedState):
             )
         return None
 
-    def _acquire_args(self, need: Need, gid: str, credit_s: float) -> list[str | bytes]:
+    def _acquire_op(self, need: Need, gid: str, credit_s: float) -> tuple[str | bytes, ...]:
+        """An acquire operation of ``ops.lua``."""
         # The record fragment: what the scripts store of the need but never read on the hot
         # path (see the prelude).
         fragment = orjson.dumps(
             {"c": need.resource_class, "l": need.locks, "p": self._proc, "lab": need.labels}
         )
-        return [
-            *self._base,
+        return (
+            "acquire",
+            str(len(need.locks)),
             need.holder,
             gid,
             need.resource_class,
@@ -484,7 +479,7 @@ class RedisCoordinator(RedisSharedState):
             str(_us(self._aging_s)),
             fragment,
             *need.locks,
-        ]
+        )
 
     def _hold(self, waiter: Waiting, granted: Granted) -> Grant:
         grant = Grant(need=waiter.need, fences=granted.fences, lost=anyio.Event(), leased=True)
@@ -506,6 +501,11 @@ class RedisCoordinator(RedisSharedState):
         waiter = self._table.waiting.get(holder)
         if waiter is not None and waiter.gid == gid and waiter.outcome is None:
             waiter.settle(GONE)
+
+    def _on_ops_reply(self, reply: list[Any]) -> None:
+        """Each reply of ``ops.lua``, once: hand on the grants it made for this process's
+        waiters."""
+        self._deliver_notes(reply[2])
 
     def _deliver_notes(self, raw: Any) -> None:
         for note in replies.notes(raw):

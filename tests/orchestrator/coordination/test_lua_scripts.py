@@ -19,16 +19,21 @@ import pytest
 from orchestrator.coordination.redis import _scripts
 
 ROOT = Path(__file__).resolve().parents[3]
-SCRIPTS = ["acquire", "drop", "prelude", "renew", "snapshot", "state_cas"]
+SCRIPTS = ["acquire", "drop", "fast", "ops", "prelude", "renew", "snapshot", "state_cas"]
 
 
 def test_every_script_is_read_from_its_lua_file() -> None:
     lua = ROOT / "orchestrator" / "coordination" / "redis" / "lua"
     assert sorted(p.stem for p in lua.glob("*.lua")) == SCRIPTS
-    prelude = (lua / "prelude.lua").read_text(encoding="utf-8")
-    for name in ["acquire", "drop", "renew", "snapshot"]:
-        text = getattr(_scripts, name.upper())
-        assert text == prelude + (lua / f"{name}.lua").read_text(encoding="utf-8")
+
+    def text(name: str) -> str:
+        return (lua / f"{name}.lua").read_text(encoding="utf-8")
+
+    prelude = text("prelude")
+    for name in ["renew", "snapshot"]:
+        assert getattr(_scripts, name.upper()) == prelude + text(name)
+    full = prelude + text("acquire") + text("drop") + text("ops")
+    assert text("fast") + "local function full()\n" + full + "end\nreturn full()\n" == _scripts.OPS
     assert (lua / "state_cas.lua").read_text(encoding="utf-8") == _scripts.STATE_CAS
 
 
@@ -60,7 +65,7 @@ def test_the_wheel_carries_the_scripts_and_the_installed_package_loads_them(
 
     probe = (
         "import json, orchestrator.coordination.redis._scripts as s; "
-        "print(json.dumps({'file': s.__file__, 'acquire': s.ACQUIRE, 'cas': s.STATE_CAS}))"
+        "print(json.dumps({'file': s.__file__, 'ops': s.OPS, 'cas': s.STATE_CAS}))"
     )
     out = subprocess.run(
         [sys.executable, "-c", probe],
@@ -73,5 +78,5 @@ def test_the_wheel_carries_the_scripts_and_the_installed_package_loads_them(
     )
     loaded = json.loads(out.stdout)
     assert Path(loaded["file"]).is_relative_to(tmp_path / "site")
-    assert loaded["acquire"] == _scripts.ACQUIRE
+    assert loaded["ops"] == _scripts.OPS
     assert "redis.call('HGET', ARGV[1] .. 's', field)" in loaded["cas"]

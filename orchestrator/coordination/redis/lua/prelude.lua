@@ -1,23 +1,33 @@
 -- ARGV: prefix, calling process, lease (us), starve_after (us), then each script's own
 -- arguments (plain strings: decoding JSON costs more than the rest of an uncontended call).
 local P, PROC, LEASE, STARVE = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
-local SELF = nil
+-- The holders whose acquire is in this call: a grant for one is in the call's reply, so it
+-- needs no note.
+local SELF = {}
 local MINE = {}
 local CAP, USED = {}, {}
 local SAFE = nil
-local NOW = nil
+local NOW, NOWS, LEASE_END = nil, nil, nil
 
 -- Redis's time in us, read once per call and only when needed (a release that wakes no one
--- needs none).
+-- needs none); NOWS is the same as a string, put together from TIME's two parts (formatting
+-- a number costs more than the rest of an uncontended call's arithmetic).
 local function clock()
   if NOW == nil then
     local t = redis.call('TIME')
     NOW = tonumber(t[1]) * 1000000 + tonumber(t[2])
+    NOWS = t[1] .. string.sub('00000' .. t[2], -6)
   end
   return NOW
 end
 
 local function s(n) return string.format('%.0f', n) end
+
+-- The expiry of a lease (or heartbeat) renewed now, as a string.
+local function lease_end()
+  if LEASE_END == nil then LEASE_END = s(clock() + LEASE) end
+  return LEASE_END
+end
 
 -- Locks: one hash field each, "<last fencing token>" while free and "<token> <holder>"
 -- while held, read at most once per call (LK caches it, false: no field).
@@ -43,6 +53,12 @@ local function owner_of(v)
   return nil
 end
 
+-- A lock's value once its holder is gone: its last token.
+local function freed(v)
+  local sp = string.find(v, ' ', 1, true)
+  return sp and string.sub(v, 1, sp - 1) or v
+end
+
 local function token_of(v)
   if not v then return 0 end
   local sp = string.find(v, ' ', 1, true)
@@ -54,6 +70,9 @@ end
 -- where the fragment, written by the client, holds c (class), l (locks), p (process) and
 -- lab (labels). A waiter record is {"g":..,"pr":..,"e":..,"cr":..,<fragment>.
 local function record_prefix(g) return '{"g":"' .. g .. '"' end
+
+-- A holder record's fences, as the JSON array text it holds.
+local function fences_of(raw) return string.match(raw, '"f":(%b[])') end
 
 local function fragment_of(waiter_raw)
   local _, stop = string.find(waiter_raw, '"cr":"[^"]*",')
@@ -71,17 +90,20 @@ local function drop_holder(h, rec)
   redis.call('ZREM', P .. 'c:' .. rec.c, h)
   for _, lock in ipairs(rec.l) do
     local v = lock_get(lock)
-    if owner_of(v) == h then lock_set(lock, s(token_of(v))) end
+    if owner_of(v) == h then lock_set(lock, freed(v)) end
   end
   if USED[rec.c] ~= nil then USED[rec.c] = USED[rec.c] - 1 end
   return rec
 end
 
-local function drop_waiter(h)
+-- ``rec``: the waiter's record when the caller has it decoded already.
+local function drop_waiter(h, rec)
   redis.call('ZREM', P .. 'x', 'w' .. h)
-  local raw = redis.call('HGET', P .. 'w', h)
-  if not raw then return nil end
-  local rec = cjson.decode(raw)
+  if rec == nil then
+    local raw = redis.call('HGET', P .. 'w', h)
+    if not raw then return nil end
+    rec = cjson.decode(raw)
+  end
   redis.call('HDEL', P .. 'w', h)
   local q = P .. 'q:' .. rec.c
   redis.call('ZREM', q, h)
@@ -91,7 +113,8 @@ end
 
 -- Expired holders (lease not renewed) and dead waiters (no heartbeat) go first.
 local function purge()
-  for _, m in ipairs(redis.call('ZRANGEBYSCORE', P .. 'x', '-inf', '(' .. s(clock()))) do
+  clock()
+  for _, m in ipairs(redis.call('ZRANGEBYSCORE', P .. 'x', '-inf', '(' .. NOWS)) do
     if string.sub(m, 1, 1) == 'h' then
       drop_holder(string.sub(m, 2), nil)
     else
@@ -151,19 +174,20 @@ local function grant(h, rec, frag, queued)
     -- Never below the clock: after Redis loses this counter, tokens still increase.
     local token = token_of(lock_get(lock)) + 1
     if token < NOW then token = NOW end
-    lock_set(lock, s(token) .. ' ' .. h)
-    tokens[i] = '"' .. s(token) .. '"'
+    token = s(token)
+    lock_set(lock, token .. ' ' .. h)
+    tokens[i] = '"' .. token .. '"'
   end
   local fences = '[' .. table.concat(tokens, ',') .. ']'
-  if queued then drop_waiter(h) end
-  local expiry = NOW + LEASE
+  if queued then drop_waiter(h, rec) end
+  local expiry = lease_end()
   redis.call('ZADD', P .. 'c:' .. rec.c, expiry, h)
   redis.call('ZADD', P .. 'x', expiry, 'h' .. h)
   if USED[rec.c] ~= nil then USED[rec.c] = USED[rec.c] + 1 end
-  local at = s(NOW)
+  local at = NOWS
   redis.call('HSET', P .. 'h', h, record_prefix(rec.g) .. ',"t":"' .. at .. '","f":' .. fences
     .. ',' .. string.sub(frag, 2))
-  if h ~= SELF then
+  if not SELF[h] then
     local note = '{"h":' .. cjson.encode(h) .. ',"g":"' .. rec.g .. '","f":' .. fences
       .. ',"t":"' .. at .. '"}'
     if rec.p == PROC then
@@ -254,7 +278,7 @@ local function renew_holder(h, g)
   local pre = record_prefix(g)
   if string.sub(raw, 1, #pre) ~= pre then return nil end
   local rec = cjson.decode(raw)
-  local expiry = clock() + LEASE
+  local expiry = lease_end()
   redis.call('ZADD', P .. 'x', expiry, 'h' .. h)
   redis.call('ZADD', P .. 'c:' .. rec.c, expiry, h)
   return rec

@@ -12,16 +12,16 @@ for _, pair in ipairs(cjson.decode(ARGV[6])) do
   local raw = redis.call('HGET', P .. 'w', h)
   local pre = record_prefix(g)
   if raw and string.sub(raw, 1, #pre) == pre then
-    redis.call('ZADD', P .. 'x', NOW + LEASE, 'w' .. h)
+    redis.call('ZADD', P .. 'x', lease_end(), 'w' .. h)
     waiters[#waiters + 1] = {h = h, s = 'w'}
   else
     local rec = renew_holder(h, g)
     if rec then
-      waiters[#waiters + 1] = {h = h, s = 'g', g = g, f = rec.f, t = s(NOW)}
+      waiters[#waiters + 1] = {h = h, s = 'g', g = g, f = rec.f, t = NOWS}
     else
       waiters[#waiters + 1] = {h = h, s = 'x', g = g}
     end
   end
 end
 dispatch()
-return '[' .. cjson.encode({s(NOW), lost, waiters}):sub(2, -2) .. ',' .. mine() .. ']'
+return '[' .. cjson.encode({NOWS, lost, waiters}):sub(2, -2) .. ',' .. mine() .. ']'

@@ -19,5 +19,5 @@ for _, cls in ipairs(redis.call('HKEYS', P .. 'caps')) do
   usage[#usage + 1] = cls
   usage[#usage + 1] = redis.call('ZCARD', P .. 'c:' .. cls)
 end
-return {s(NOW), redis.call('HGETALL', P .. 'h'), waiters, usage, redis.call('HGETALL', P .. 'l'),
+return {NOWS, redis.call('HGETALL', P .. 'h'), waiters, usage, redis.call('HGETALL', P .. 'l'),
         mine()}
