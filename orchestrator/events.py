@@ -236,7 +236,8 @@ class _Emitter:
             record.update(context)
         record.update(fields)
         redact = self.redactor
-        if redact:
+        # Walked and copied only if its JSON line (made anyway, for the sinks) shows a secret.
+        if redact and redact.found_in_json(record.line()):
             record = EventRecord(redact.value(record), record._stamp)
         for sink in self.sinks:
             sink.emit(record)

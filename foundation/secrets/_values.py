@@ -15,6 +15,8 @@ import threading
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+import orjson
+
 from foundation.secrets._names import (
     MASK,
     MIN_SECRET,
@@ -153,6 +155,7 @@ class Redactor:
 
     def __init__(self, secrets: Iterable[str | None] = ()) -> None:
         self._secrets: list[str] = []
+        self._json_forms: tuple[str, ...] = ()
         self.add(secrets)
 
     def add(self, secrets: Iterable[str | None]) -> None:
@@ -161,6 +164,13 @@ class Redactor:
         if new:
             remember_secrets(new)
             self._secrets = _longest_first([*self._secrets, *new])
+            self._json_forms = tuple({orjson.dumps(s).decode()[1:-1] for s in self._secrets})
+
+    def found_in_json(self, line: str) -> bool:
+        """Whether a secret may be in the data that JSON ``line`` was made from: JSON escapes
+        a string character by character, so a string holding a secret holds its escaped
+        form. False means :meth:`value` would change nothing in that data's strings."""
+        return any(form in line for form in self._json_forms)
 
     def __bool__(self) -> bool:
         return bool(self._secrets)

@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import ast
 from pathlib import Path
+from typing import Any
 
+import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from foundation.secrets import (
     MASK,
@@ -140,3 +144,26 @@ def test_no_module_keeps_its_own_copy() -> None:
                 or name.startswith("_SECRET_P")
             ]
     assert copies == []
+
+
+_TEXT = st.text(alphabet=st.sampled_from('ab"\\\n\tü€\x01/ '), max_size=12)
+
+
+@given(
+    secrets_=st.lists(_TEXT.filter(lambda s: len(s) >= 3), min_size=1, max_size=3),
+    data=st.recursive(
+        _TEXT | st.integers() | st.none(),
+        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_TEXT, inner, max_size=3),
+        max_leaves=8,
+    ),
+)
+def test_a_json_line_without_a_secret_means_nothing_to_mask(secrets_: list[str], data: Any) -> None:
+    # The event log walks an event for secrets only when its JSON line shows one: that must
+    # never skip an event whose strings hold a secret (quotes, backslashes, control
+    # characters and non-ASCII included, which JSON escapes or keeps).
+    redactor = Redactor(secrets_)
+    line = orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS).decode()
+    if redactor.value(data) != data:
+        assert redactor.found_in_json(line)
+    planted = {"k": f"x{secrets_[0]}y"}
+    assert redactor.found_in_json(orjson.dumps(planted).decode())
