@@ -152,7 +152,7 @@ _TEXT = st.text(alphabet=st.sampled_from('ab"\\\n\tü€\x01/ '), max_size=12)
 @given(
     secrets_=st.lists(_TEXT.filter(lambda s: len(s) >= 3), min_size=1, max_size=3),
     data=st.recursive(
-        _TEXT | st.integers() | st.none(),
+        _TEXT | st.integers(min_value=-(2**63), max_value=2**63 - 1) | st.none(),
         lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_TEXT, inner, max_size=3),
         max_leaves=8,
     ),
