@@ -12,6 +12,7 @@ from pydantic import BaseModel
 
 from agents import builtin_registry
 from agents.base import ActionContext, ActionResult
+from agents.registry import ActionRegistry
 from orchestrator.coordination import InProcessCoordinator, Need
 from orchestrator.coordination.base import Blocker, Grant, QueueingCoordinator
 from orchestrator.coordination.redis import RedisCoordinator
@@ -109,14 +110,34 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-def _scheduler(plan: Any, coordinator: InProcessCoordinator, sink: MemorySink) -> Scheduler:
+def _scheduler(
+    plan: Any,
+    coordinator: InProcessCoordinator,
+    sink: MemorySink,
+    registry: ActionRegistry | None = None,
+) -> Scheduler:
     return Scheduler(
         plan,
         run_id="r",
         coordinator=coordinator,
-        registry=builtin_registry(),
+        registry=registry or builtin_registry(),
         events=EventLog("r", [sink]),
     )
+
+
+def _run_virtual(
+    plan: Any,
+    coordinator: InProcessCoordinator | None = None,
+    registry: ActionRegistry | None = None,
+) -> tuple[Any, list[dict[str, Any]]]:
+    """Run ``plan`` on the virtual clock; its result and events."""
+
+    async def go() -> tuple[Any, list[dict[str, Any]]]:
+        sink = MemorySink()
+        scheduler = _scheduler(plan, coordinator or InProcessCoordinator(), sink, registry)
+        return await scheduler.run(), sink.events
+
+    return on_virtual_clock(go)
 
 
 def _cpu_plan(n: int, seconds: float, **extra: Any) -> Any:
@@ -169,11 +190,7 @@ def test_a_burst_of_ready_steps_lets_the_loop_run_between_its_parts() -> None:
     # queued in one stretch, every step_queued came before the first step_started.
     plan = plan_from([stream("s", [sleep_step(f"t{i}", needs=[]) for i in range(300)])])
 
-    async def go() -> tuple[Any, list[dict[str, Any]]]:
-        sink = MemorySink()
-        return await _scheduler(plan, InProcessCoordinator(), sink).run(), sink.events
-
-    result, events = on_virtual_clock(go)
+    result, events = _run_virtual(plan)
     assert result.status is RunStatus.SUCCEEDED
     queued = [e["seq"] for e in events_named(events, "step_queued")]
     started = [e["seq"] for e in events_named(events, "step_started")]
@@ -202,18 +219,7 @@ def test_the_step_that_frees_a_slot_runs_the_next_step_in_its_own_task() -> None
     agents = {"cpu-agent": {"class": "cpu", "can": ["where"]}}
     plan = plan_from([stream("s", steps)], agents=agents, caps={"cpu": 1})
 
-    async def go() -> tuple[Any, list[dict[str, Any]]]:
-        sink = MemorySink()
-        scheduler = Scheduler(
-            plan,
-            run_id="r",
-            coordinator=InProcessCoordinator(),
-            registry=registry,
-            events=EventLog("r", [sink]),
-        )
-        return await scheduler.run(), sink.events
-
-    result, events = on_virtual_clock(go)
+    result, events = _run_virtual(plan, registry=registry)
     assert result.status is RunStatus.SUCCEEDED
     assert [e["step"] for e in events_named(events, "step_started")] == [f"t{i}" for i in range(12)]
     # t0 was granted as it was queued (its own task); each later step was handed over.
@@ -229,11 +235,7 @@ def test_ready_steps_of_later_bursts_keep_their_place_before_successors() -> Non
     steps += [sleep_step(f"s{i}", "cpu-agent", 0.0, needs=[f"r{i}"]) for i in range(n)]
     plan = plan_from([stream("s", steps)])
 
-    async def go() -> tuple[Any, list[dict[str, Any]]]:
-        sink = MemorySink()
-        return await _scheduler(plan, InProcessCoordinator(), sink).run(), sink.events
-
-    result, events = on_virtual_clock(go)
+    result, events = _run_virtual(plan)
     assert result.status is RunStatus.SUCCEEDED
     order = [e["step"] for e in events_named(events, "step_started")]
     assert sorted(order[:n]) == sorted(f"r{i}" for i in range(n))  # every r before any s
@@ -265,11 +267,7 @@ def test_with_a_release_that_awaits_no_grant_waits_for_another_steps_release() -
         ]
     )
 
-    async def go() -> tuple[Any, list[dict[str, Any]]]:
-        sink = MemorySink()
-        return await _scheduler(plan, _SlowRelease(), sink).run(), sink.events
-
-    result, events = on_virtual_clock(go)
+    result, events = _run_virtual(plan, _SlowRelease())
     assert result.status is RunStatus.SUCCEEDED
     (started,) = [e for e in events_named(events, "step_started") if e["step"] == "c"]
     assert started["waited_s"] < 0.5
