@@ -70,6 +70,13 @@ class EventRecord(dict[str, Any]):
         self._line: str | None = None
         self._stamp = stamp  # (epoch second, microsecond) that ``ts`` was written from
 
+    @classmethod
+    def from_line(cls, line: bytes | str) -> EventRecord:
+        """The event read back from its :meth:`line` (kept as it is, not made again)."""
+        record = cls(orjson.loads(line))
+        record._line = line if isinstance(line, str) else line.decode()
+        return record
+
     def line(self) -> str:
         """The event as one JSON object, serialised on first use (no newline)."""
         if self._line is None:

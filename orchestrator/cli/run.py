@@ -31,13 +31,13 @@ from orchestrator.cli._common import (
 )
 from orchestrator.events import JsonlSink
 from orchestrator.progress import progress_sink
+from orchestrator.recording import record_run
 from orchestrator.runs import (
     events_path_for,
     execute_plan,
     freeze_loaded,
     new_run_id,
     open_coordinator,
-    record_run,
 )
 from orchestrator.scheduler import RunResult, RunStatus, Scheduler
 from orchestrator.settings import Settings

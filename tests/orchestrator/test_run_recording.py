@@ -1,19 +1,30 @@
-"""An in-process run's events: built once, written to the file per loop tick, and stored in
-batches while the run goes on, in a store a daemon never resumes them from."""
+"""An in-process run's events: built once, written to the file per loop tick, and stored by
+the recorder process while the run goes on, in a store a daemon never resumes them from; a
+recorder that dies or stalls costs the history, never the run."""
 
 from __future__ import annotations
 
+import os
+import signal
 from pathlib import Path
 from typing import Any
 
 import anyio
 import anyio.lowlevel
 import orjson
+from structlog.testing import capture_logs
 
-from orchestrator.events import EventLog, EventRecord, JsonlSink, MemorySink, read_events
-from orchestrator.runs import IN_PROCESS_ORIGIN, record_run
+from orchestrator.events import (
+    EventLog,
+    EventRecord,
+    JsonlSink,
+    MemorySink,
+    event_line,
+    read_events,
+)
+from orchestrator.recording import record_run
 from orchestrator.settings import Settings
-from orchestrator.store import RunRecord, RunStatus, RunStore, open_store
+from orchestrator.store import IN_PROCESS_ORIGIN, RunRecord, RunStatus, open_store
 from orchestrator.store._derive import parse_ts
 from tests.helpers import plan_from, sleep_step, stream
 
@@ -87,36 +98,73 @@ def test_events_are_stored_while_the_run_goes_on_and_never_resumed(tmp_path: Pat
     assert record.options == {"origin": IN_PROCESS_ORIGIN}
 
 
-def test_a_full_batch_is_written_without_waiting_out_the_interval(tmp_path: Path) -> None:
+def test_an_event_read_back_from_its_line_keeps_the_line(tmp_path: Path) -> None:
+    kept = MemorySink()
+    EventLog("r1", [kept]).emit("step_queued", stream="s", step="a", ratio=0.1 + 0.2)
+    line = event_line(kept.events[0])
+    back = EventRecord.from_line(line.encode())
+    assert back == kept.events[0] and event_line(back) == line
+
+
+def test_a_recorder_that_dies_costs_the_history_not_the_run(tmp_path: Path) -> None:
     settings = Settings(state_dir=tmp_path, redis_url=None)
     plan = plan_from([stream("s", [sleep_step("a")])])
 
-    async def main() -> list[int]:
-        async with record_run(settings, plan, "text", tmp_path, "run-1") as recorder:
-            recorder.BATCH_INTERVAL_S = 3600.0  # only a full batch can end the wait
-            recorder.BATCH_MAX_EVENTS = 10
-            assert recorder.store is not None
+    async def main() -> tuple[bool, int | None]:
+        async with record_run(settings, plan, "text", tmp_path, "run-1", timeout_s=10) as recorder:
             log = EventLog("run-1", [recorder])
-            with anyio.fail_after(30):  # not the interval's hour
+            with anyio.fail_after(30):
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(recorder.write_forever)
                     log.emit("run_started", plan="test", streams=["s"])
-                    await _stored(recorder.store, 1)  # the first batch
-                    for n in range(25):
-                        log.emit("step_queued", stream="s", step=f"t{n}", attempt=1)
-                    await _stored(recorder.store, 26)
-                    stored = [
-                        e["seq"] for e in await recorder.store.read_events("run-1", limit=100)
-                    ]
+                    await _stored(settings, 1)
+                    assert recorder._proc is not None
+                    os.kill(recorder._proc.pid, signal.SIGKILL)
+                    while not recorder.failed:  # noticed at the next send
+                        log.emit("step_queued", stream="s", step="a", attempt=1)
+                        await anyio.sleep(0.05)
+                    log.emit("run_finished", status="succeeded")  # dropped, no error
                     tg.cancel_scope.cancel()
-        return stored
+        return recorder.failed, recorder.stored
 
-    assert anyio.run(main) == list(range(1, 27))
+    with capture_logs() as logs:
+        failed, stored = anyio.run(main)
+    assert failed and stored is None
+    logged = [e for e in logs if e["event"] == "run_not_recorded"]
+    assert [e["error"] for e in logged] == ["the recorder process ended early"]
 
 
-async def _stored(store: RunStore, count: int) -> None:
+def test_a_stalled_recorder_is_given_up_after_the_timeout(tmp_path: Path) -> None:
+    settings = Settings(state_dir=tmp_path, redis_url=None)
+    plan = plan_from([stream("s", [sleep_step("a")])])
+
+    async def main() -> bool:
+        async with record_run(settings, plan, "text", tmp_path, "run-1", timeout_s=1) as recorder:
+            log = EventLog("run-1", [recorder])
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(recorder.write_forever)
+                log.emit("run_started", plan="test", streams=["s"])
+                await _stored(settings, 1)
+                assert recorder._proc is not None
+                os.kill(recorder._proc.pid, signal.SIGSTOP)
+                log.emit("run_finished", status="succeeded")
+                tg.cancel_scope.cancel()
+        # Exiting sent the rest and waited out the timeout for the stopped recorder.
+        assert recorder._proc is not None and recorder._proc.returncode is not None
+        return recorder.failed
+
+    with capture_logs() as logs:
+        assert anyio.run(main)
+    errors = [e["error"] for e in logs if e["event"] == "run_not_recorded"]
+    assert errors == ["the recorder did not finish within 1s"]
+
+
+async def _stored(settings: Settings, count: int) -> None:
     """Return once ``count`` events of run-1 are stored (the caller's deadline bounds it)."""
     for _ in range(10_000):
-        if len(await store.read_events("run-1", limit=100)) >= count:
-            return
+        async with open_store(settings.store_url(), state_dir=settings.state_dir) as store:
+            known = await store.get_run("run-1") is not None
+            if known and len(await store.read_events("run-1", limit=100)) >= count:
+                return
         await anyio.sleep(0.01)
+    raise AssertionError(f"{count} events of run-1 were never stored")

@@ -16,7 +16,8 @@ from structlog.testing import capture_logs
 from agents.actions import builtin_registry
 from orchestrator.coordination import InProcessCoordinator
 from orchestrator.events import MemorySink
-from orchestrator.runs import execute_plan, record_run
+from orchestrator.recording import record_run
+from orchestrator.runs import execute_plan
 from orchestrator.settings import Settings
 from orchestrator.store import open_store
 from tests.agents.drivers.llm.anthropic_server import (
