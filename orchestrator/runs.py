@@ -42,6 +42,7 @@ __all__ = [
     "tune_gc",
 ]
 
+
 def new_run_id() -> str:
     """A sortable, unique run id: ``20261121T161500Z-3f9a1c``."""
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
