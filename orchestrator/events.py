@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 import orjson
-import structlog
 
 from foundation.clock import utc_timestamp, utc_timestamp_parts
 from foundation.secrets import Redactor
@@ -53,7 +52,14 @@ __all__ = [
 
 Event = dict[str, Any]
 
-_diag = structlog.get_logger("orchestrator.events")
+
+def _diag() -> Any:
+    """This module's logger. structlog (with rich, ~90 ms) is imported on first use: the run
+    recorder's process reads events back (:meth:`EventRecord.from_line`) and logs nothing."""
+    import structlog
+
+    return structlog.get_logger("orchestrator.events")
+
 
 #: How an event becomes a JSON line, everywhere (file and store): non-string keys allowed.
 _JSON_OPTIONS = orjson.OPT_NON_STR_KEYS
@@ -190,7 +196,7 @@ class JsonlSink:
                     self._backlog.popleft()
         except OSError as exc:
             if self.error is None:
-                _diag.warning(
+                _diag().warning(
                     "event_file_write_failed",
                     path=str(self.path),
                     error=exc.strerror or str(exc),
@@ -203,7 +209,7 @@ class JsonlSink:
             return
         if self.error is not None:
             self.error = None
-            _diag.info("event_file_write_resumed", path=str(self.path), dropped=self.dropped)
+            _diag().info("event_file_write_resumed", path=str(self.path), dropped=self.dropped)
 
     def close(self) -> None:
         self.flush()

@@ -29,11 +29,11 @@ import structlog
 from anyio.abc import Process
 
 import orchestrator
-from foundation.clock import utc_timestamp
 from foundation.secrets import mask_text
 from orchestrator.events import event_line
 from orchestrator.settings import Settings
-from orchestrator.store import IN_PROCESS_ORIGIN
+from orchestrator.store import IN_PROCESS_ORIGIN, RunRecord, RunStatus
+from orchestrator.store.recorder import RecorderHeader
 from streams.model import Plan
 
 __all__ = ["RunRecorder", "record_run"]
@@ -98,13 +98,7 @@ class RunRecorder:
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
             await self._fail_with_reply("the recorder process ended early")
 
-    async def _start(self, settings: Settings, record: Mapping[str, Any]) -> None:
-        header = {
-            "store": settings.store_url(),
-            "state_dir": str(settings.state_dir),
-            "timeout_s": self.timeout_s,
-            "run": record,
-        }
+    async def _start(self, header: RecorderHeader) -> None:
         path = os.environ.get("PYTHONPATH")
         env = {**os.environ, "PYTHONPATH": _ROOT + (os.pathsep + path if path else "")}
         with anyio.fail_after(self.timeout_s):
@@ -119,7 +113,7 @@ class RunRecorder:
         self._proc = proc
         assert proc.stdin is not None
         with anyio.fail_after(self.timeout_s):
-            await proc.stdin.send(orjson.dumps(header) + b"\n")
+            await proc.stdin.send(header.to_json() + b"\n")
 
     async def _finish(self) -> None:
         """Send the rest, end the recorder's input and wait for its last word."""
@@ -193,16 +187,17 @@ async def record_run(
     that cannot be reached, is logged and otherwise ignored.
     """
     recorder = RunRecorder(run_id, timeout_s, settings.secrets())
-    record = {
-        "run_id": run_id,
-        "plan": plan.plan,
-        "plan_source": plan_text,
-        "workdir": str(workdir),
-        "created_at": utc_timestamp(),
-        "options": {"origin": IN_PROCESS_ORIGIN},
-    }
+    record = RunRecord(
+        run_id=run_id,
+        plan=plan.plan,
+        plan_source=plan_text,
+        workdir=workdir,
+        status=RunStatus.RUNNING,
+        options={"origin": IN_PROCESS_ORIGIN},
+    )
+    header = RecorderHeader(settings.store_url(), settings.state_dir, timeout_s, record)
     try:
-        await recorder._start(settings, record)
+        await recorder._start(header)
     except (OSError, TimeoutError) as exc:
         recorder._fail(f"the recorder process could not start: {exc}")
     try:

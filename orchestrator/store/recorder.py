@@ -31,13 +31,13 @@ import os
 import stat
 import sys
 from contextlib import AsyncExitStack
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
 import anyio
 import orjson
-from pydantic import BaseModel, ConfigDict
 
 from foundation.secrets import mask_text, url_secrets
 from foundation.status import RunStatus
@@ -45,35 +45,77 @@ from orchestrator.events import EventRecord
 from orchestrator.store._open import open_store
 from orchestrator.store.base import RunRecord, RunStore
 
-__all__ = ["PIPE_BYTES", "RecordedRun", "RecorderHeader", "main"]
+__all__ = ["PIPE_BYTES", "RecorderHeader", "main"]
 
 #: The pipe's capacity asked for (Linux; 64 KiB otherwise): a batch can take what a busy
 #: run wrote while the last one was being stored, not just 64 KiB of it.
 PIPE_BYTES = 1 << 20
 
 
-class RecordedRun(BaseModel):
-    """The run's row as it is created (status ``running``, origin ``orchestrator run``)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    run_id: str
-    plan: str
-    plan_source: str
-    workdir: Path
-    created_at: datetime
-    options: dict[str, Any]
-
-
-class RecorderHeader(BaseModel):
-    """The first line on the recorder's stdin."""
-
-    model_config = ConfigDict(extra="forbid")
+@dataclass(frozen=True, slots=True)
+class RecorderHeader:
+    """The first line on the recorder's stdin: where the store is and the run's row (created
+    ``running``). A dataclass checked by hand, not a pydantic model: a short run waits for
+    this process at its end, so it imports little (its start is ~0.1 s of that wait)."""
 
     store: str | None  # a URL or path (secret: never logged); None: the state dir's SQLite
     state_dir: Path
     timeout_s: float
-    run: RecordedRun
+    run: RunRecord
+
+    def to_json(self) -> bytes:
+        run = self.run
+        return orjson.dumps(
+            {
+                "store": self.store,
+                "state_dir": str(self.state_dir),
+                "timeout_s": self.timeout_s,
+                "run": {
+                    "run_id": run.run_id,
+                    "plan": run.plan,
+                    "plan_source": run.plan_source,
+                    "workdir": str(run.workdir),
+                    "created_at": run.created_at.isoformat(),
+                    "options": dict(run.options),
+                },
+            }
+        )
+
+    @classmethod
+    def from_json(cls, line: bytes) -> RecorderHeader:
+        """The header in ``line``; ValueError naming the field that is missing or wrong."""
+        data = _object(orjson.loads(line), "the header")
+        run = _object(data.get("run"), "run")
+        store = data.get("store")
+        if store is not None and not isinstance(store, str):
+            raise ValueError("'store' must be a string or null")
+        return cls(
+            store=store,
+            state_dir=Path(_field(data, "state_dir", str)),
+            timeout_s=float(_field(data, "timeout_s", (int, float))),
+            run=RunRecord(
+                run_id=_field(run, "run_id", str),
+                plan=_field(run, "plan", str),
+                plan_source=_field(run, "plan_source", str),
+                workdir=Path(_field(run, "workdir", str)),
+                status=RunStatus.RUNNING,
+                created_at=datetime.fromisoformat(_field(run, "created_at", str)),
+                options=_object(run.get("options"), "run.options"),
+            ),
+        )
+
+
+def _object(value: Any, name: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ValueError(f"{name} must be a JSON object")
+    return value
+
+
+def _field(data: dict[str, Any], name: str, kind: type[Any] | tuple[type[Any], ...]) -> Any:
+    value = data.get(name)
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise ValueError(f"'{name}' is missing or of the wrong type")
+    return value
 
 
 class _Inbox:
@@ -142,17 +184,7 @@ async def _record(header: RecorderHeader, fd: int, rest: bytes, reply: IO[bytes]
                 store = await stack.enter_async_context(
                     open_store(header.store, state_dir=header.state_dir, timeout_s=header.timeout_s)
                 )
-                await store.create_run(
-                    RunRecord(
-                        run_id=run.run_id,
-                        plan=run.plan,
-                        plan_source=run.plan_source,
-                        workdir=run.workdir,
-                        status=RunStatus.RUNNING,
-                        created_at=run.created_at,
-                        options=run.options,
-                    )
-                )
+                await store.create_run(run)
             _reply(reply, created=run.run_id)
             stored = await _store_events(store, run.run_id, inbox)
     _reply(reply, stored=stored)
@@ -178,7 +210,7 @@ def main() -> int:
             store = orjson.loads(first).get("store")
             if isinstance(store, str) and "://" in store:
                 secrets = url_secrets(store)
-        header = RecorderHeader.model_validate_json(first)
+        header = RecorderHeader.from_json(first)
         anyio.run(_record, header, fd, rest, reply)
     except Exception as exc:  # reported with secrets masked: never a traceback that shows them
         _reply(reply, error=mask_text(_describe(exc), secrets))

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +28,9 @@ from orchestrator.recording import record_run
 from orchestrator.settings import Settings
 from orchestrator.store import IN_PROCESS_ORIGIN, RunRecord, RunStatus, open_store
 from orchestrator.store._derive import parse_ts
+from orchestrator.store.recorder import RecorderHeader
 from tests.helpers import plan_from, sleep_step, stream
+from tests.test_cli_run import ROOT
 
 
 def test_a_record_keeps_its_line_and_time_as_the_store_would_make_them(tmp_path: Path) -> None:
@@ -168,3 +172,32 @@ async def _stored(settings: Settings, count: int) -> None:
                 return
         await anyio.sleep(0.01)
     raise AssertionError(f"{count} events of run-1 were never stored")
+
+
+def test_the_header_goes_through_the_pipe_as_it_was_made(tmp_path: Path) -> None:
+    run = RunRecord(
+        run_id="run-1",
+        plan="p",
+        plan_source="text",
+        workdir=tmp_path,
+        status=RunStatus.RUNNING,
+        options={"origin": IN_PROCESS_ORIGIN},
+    )
+    header = RecorderHeader("postgresql://u:pw@h/db", tmp_path, 2.5, run)
+    assert RecorderHeader.from_json(header.to_json()) == header
+
+
+def test_a_bad_header_is_one_error_reply_that_never_shows_the_password(tmp_path: Path) -> None:
+    header = {"store": "postgresql://orch:hunter2-secret@127.0.0.1/orch", "state_dir": 5, "run": {}}
+    done = subprocess.run(
+        [sys.executable, "-m", "orchestrator.store.recorder"],
+        input=orjson.dumps(header) + b"\n",
+        capture_output=True,
+        timeout=60,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert done.returncode == 1
+    reply = orjson.loads(done.stdout)
+    assert reply == {"error": "ValueError: 'state_dir' is missing or of the wrong type"}
+    assert b"hunter2-secret" not in done.stdout + done.stderr
