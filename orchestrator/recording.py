@@ -111,9 +111,10 @@ class RunRecorder:
                 start_new_session=True,  # a Ctrl-C at the terminal is the run's to handle
             )
         self._proc = proc
-        assert proc.stdin is not None
-        with anyio.fail_after(self.timeout_s):
-            await proc.stdin.send(header.to_json() + b"\n")
+        # Sent first by write_forever: the run starts meanwhile (a plan's text can be more
+        # than the pipe holds until the recorder has started and reads).
+        self._pending.insert(0, header.to_json().decode())
+        self._wake.set()
 
     async def _finish(self) -> None:
         """Send the rest, end the recorder's input and wait for its last word."""
