@@ -17,8 +17,9 @@ time; one unmeasured warm-up run of each writes the caches first.
 Wall-clock, CPU (user + system) and peak RSS come from ``os.wait4`` of each child. The run's
 own child, the recorder process that stores its events (``orchestrator.store.recorder``), is
 waited for by the run, so its CPU is in the figure and its RSS in the peak (the larger of the
-two processes'; Linux's ``wait4``). Figures are medians over ``--repeats``. CPU/wall below 0.9 means other load shared the CPUs and the
-wall figures are inflated; CPU is the figure that carries across a loaded machine. Usage::
+two processes'; Linux's ``wait4``). Figures are medians over ``--repeats``. CPU/wall below
+0.9 means other load shared the CPUs and the wall figures are inflated; CPU is the figure
+that carries across a loaded machine. Usage::
 
     .venv/bin/python benchmarks/run_process.py [--repeats 5] [--other /work/main]
 """
